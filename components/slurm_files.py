@@ -1,0 +1,198 @@
+"""One source for the Slurm configuration: per-version facts and the rendered files.
+
+Pure Python (no Pulumi import): the Pulumi components, the image tests and `scripts/bench-images` all call
+`render_slurm_files()` and read `VERSIONS`, so a fact such as a path, a port or a plugin name is written here
+(or in `configs/*.j2`) and nowhere else.
+
+Default version
+---------------
+`DEFAULT_SLURM_VERSION = "24.11"`: it is the Slurm of Debian's current stable release (trixie), so its
+packages get Debian security updates, and SchedMD still supports the 24.11 series. 22.05 (bookworm,
+oldstable) is past SchedMD's support window and only serves the REST API up to v0.0.38; 26.05 comes from sid
+(unstable), whose packages change under us and whose Release file is not even valid on this project's clocks.
+Both stay selectable for sites that run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import jinja2
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+# Run-time paths shared by every image (dockerfiles/README.md is the contract that names them).
+SLURM_CONF_DIR = "/etc/slurm"
+JWT_KEY_PATH = "/etc/slurm/jwt_hs256.key"
+STATE_DIR = "/var/lib/slurm-state"  # the single node's one volume
+LOG_DIR = "/var/log/slurm"
+RUN_DIR = "/run/slurm"
+
+# Ports (dockerfiles/README.md). slurmd ports start at 6818 and skip the ports of the other daemons.
+SLURMCTLD_PORT = 6817
+SLURMD_FIRST_PORT = 6818
+SLURMDBD_PORT = 6819
+SLURMRESTD_PORT = 6820
+MARIADB_PORT = 3306
+_RESERVED_PORTS = {SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT}
+
+# Files render_slurm_files() returns. Only slurmdbd.conf is secret (it holds the database password).
+SECRET_FILES = ("slurmdbd.conf",)
+CONFIG_FILES = ("slurm.conf", "cgroup.conf", "slurm-image.env")
+
+
+@dataclass(frozen=True)
+class SlurmVersion:
+    """What differs between the Slurm versions this project supports (seen on Debian's packages)."""
+
+    version: str  # "24.11": the Slurm release series
+    debian_suite: str  # the Debian suite whose packages provide it (build arg DEBIAN_SUITE)
+    package_version: str  # the upstream version those packages had when last checked
+    rest_api_version: str  # the slurmrestd URL version clients use: /slurm/<this>/ping
+    rest_api_versions: tuple[str, ...]  # every URL version this slurmrestd serves
+    restd_plugins: str  # slurmrestd -s (OpenAPI plugins); names became unversioned in 23.11
+    restd_data_parser: Optional[str]  # slurmrestd -d (data_parser plugins, 23.02+), None = no -d flag
+    cgroup_plugin: Optional[str]  # CgroupPlugin= in cgroup.conf; None = leave the line out
+    mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
+    mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
+    supported_by_schedmd: bool
+    notes: str = ""
+
+
+VERSIONS: dict[str, SlurmVersion] = {
+    v.version: v
+    for v in (
+        SlurmVersion(
+            version="22.05", debian_suite="bookworm", package_version="22.05.8",
+            rest_api_version="v0.0.38",
+            rest_api_versions=("v0.0.36", "v0.0.37", "v0.0.38", "dbv0.0.36", "dbv0.0.37", "dbv0.0.38"),
+            restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", restd_data_parser=None,
+            cgroup_plugin=None, mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
+            supported_by_schedmd=False,
+            notes="REST answers HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload "
+                  "has 'script' beside 'job' and 'environment' as an object.",
+        ),
+        SlurmVersion(
+            version="24.11", debian_suite="trixie", package_version="24.11.5",
+            rest_api_version="v0.0.42", rest_api_versions=("v0.0.40", "v0.0.41", "v0.0.42"),
+            restd_plugins="slurmctld,slurmdbd", restd_data_parser="data_parser/v0.0.42",
+            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
+            supported_by_schedmd=True,
+            notes="slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4 (error 5027): "
+                  "the image creates it first.",
+        ),
+        SlurmVersion(
+            version="26.05", debian_suite="sid", package_version="26.05.5",
+            rest_api_version="v0.0.44", rest_api_versions=("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"),
+            restd_plugins="slurmctld,slurmdbd", restd_data_parser="data_parser/v0.0.44",
+            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mariadbd/mysqld.sock",
+            supported_by_schedmd=True,
+            notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/.",
+        ),
+    )
+}
+
+DEFAULT_SLURM_VERSION = "24.11"
+DEFAULT_NODES = 2
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # ClusterName; also a MariaDB table-name prefix
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SHORT_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NODE_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+# slurmdbd.conf has no quoting ('#' starts a comment, spaces split) and the image puts it into SQL.
+_DB_PASSWORD = re.compile(r"^[A-Za-z0-9_.,:+=@%^~/-]{8,128}$")
+
+
+def version_facts(slurm_version: str) -> SlurmVersion:
+    """The facts of one supported version, or ValueError naming the supported ones."""
+    try:
+        return VERSIONS[str(slurm_version)]
+    except KeyError:
+        raise ValueError(f"unknown Slurm version {slurm_version!r}: supported are "
+                         f"{', '.join(VERSIONS)} (default {DEFAULT_SLURM_VERSION})") from None
+
+
+def node_names(nodes: int = DEFAULT_NODES, node_prefix: str = "c") -> list[str]:
+    """The slurmd NodeNames render_slurm_files() uses: c1, c2, ..."""
+    return [f"{node_prefix}{i}" for i in range(1, nodes + 1)]
+
+
+def slurmd_ports(nodes: int) -> list[int]:
+    """One slurmd port per node: 6818, then 6821, 6822, ... (skipping slurmdbd's and slurmrestd's)."""
+    ports, port = [], SLURMD_FIRST_PORT
+    while len(ports) < nodes:
+        if port not in _RESERVED_PORTS:
+            ports.append(port)
+        port += 1
+    return ports
+
+
+def render_slurm_files(
+    cluster_name: str,
+    slurm_version: str = DEFAULT_SLURM_VERSION,
+    nodes: int = DEFAULT_NODES,
+    controller_host: str = "slurm-controller",
+    controller_addr: Optional[str] = None,
+    *,
+    db_password: str,
+    cpus_per_node: int = 1,
+    memory_mb_per_node: int = 1000,
+    partition: str = "debug",
+    node_prefix: str = "c",
+) -> dict[str, str]:
+    """Render the Slurm files of one cluster; returns {file name: contents}.
+
+    - `cluster_name`: Slurm ClusterName (lowercase letter, then letters, digits, '_' or '-'; <= 40).
+    - `slurm_version`: a key of VERSIONS ("22.05", "24.11", "26.05").
+    - `nodes`: how many slurmd the single node runs (>= 1); NodeNames c1..cN, each with its own Port.
+    - `controller_host`: the single-node container's hostname (slurmctld only starts on a host of that
+      name; set the container's/pod's hostname to it). A short name, no dots.
+    - `controller_addr`: the DNS name or IP by which clients AND the single node itself reach the
+      controller (a Kubernetes Service name, a podman network alias); default `controller_host`. It is
+      SlurmctldHost's address, every node's NodeAddr and AccountingStorageHost, so the same slurm.conf works
+      inside the single node and in every client container or pod.
+    - `db_password`: the MariaDB password of slurmdbd (8-128 of `A-Za-z0-9_.,:+=@%^~/-`). It appears only
+      in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
+
+    Returns slurm.conf, cgroup.conf, slurmdbd.conf and slurm-image.env (the version facts the images read
+    at start: slurmrestd plugins, REST API version, MariaDB socket). Raises ValueError on bad input.
+    """
+    facts = version_facts(slurm_version)
+    if not isinstance(cluster_name, str) or not _NAME.match(cluster_name):
+        raise ValueError(f"bad cluster_name {cluster_name!r}: use a lowercase letter followed by up to 39 "
+                         "lowercase letters, digits, '_' or '-'")
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 64:
+        raise ValueError(f"bad nodes {nodes!r}: give a whole number from 1 to 64")
+    if not isinstance(controller_host, str) or not _SHORT_HOST.match(controller_host):
+        raise ValueError(f"bad controller_host {controller_host!r}: give a short hostname (letters, digits, "
+                         "'-', no dots), the single-node container's hostname")
+    controller_addr = controller_host if controller_addr is None else controller_addr
+    if not isinstance(controller_addr, str) or not _HOST.match(controller_addr):
+        raise ValueError(f"bad controller_addr {controller_addr!r}: give a DNS name or IPv4 address")
+    if not isinstance(db_password, str) or not _DB_PASSWORD.match(db_password):
+        raise ValueError("bad db_password: use 8-128 characters of A-Z a-z 0-9 _ . , : + = @ % ^ ~ / - "
+                         "(slurmdbd.conf cannot quote others)")
+    for name, value, low in (("cpus_per_node", cpus_per_node, 1), ("memory_mb_per_node", memory_mb_per_node, 100)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"bad {name} {value!r}: give a whole number >= {low}")
+    if not isinstance(partition, str) or not _NAME.match(partition):
+        raise ValueError(f"bad partition {partition!r}: use lowercase letters, digits, '_' or '-'")
+    if not isinstance(node_prefix, str) or not _NODE_PREFIX.match(node_prefix):
+        raise ValueError(f"bad node_prefix {node_prefix!r}: use a lowercase letter, then letters, digits, '-'")
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(CONFIG_DIR), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    context = dict(
+        facts=facts, cluster_name=cluster_name, controller_host=controller_host,
+        controller_addr=controller_addr, db_password=db_password, partition=partition,
+        cpus=cpus_per_node, memory_mb=memory_mb_per_node,
+        nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes))),
+        slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
+        run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
+        slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT,
+    )
+    return {name: env.get_template(name + ".j2").render(context)
+            for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env")}
