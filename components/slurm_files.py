@@ -54,7 +54,7 @@ class SlurmVersion:
     rest_api_version: str  # the slurmrestd URL version clients use: /slurm/<this>/ping
     rest_api_versions: tuple[str, ...]  # every URL version this slurmrestd serves
     restd_plugins: str  # slurmrestd -s (OpenAPI plugins); names became unversioned in 23.11
-    restd_data_parser: Optional[str]  # slurmrestd -d (data_parser plugins, 23.02+), None = no -d flag
+    restd_data_parser: Optional[str]  # slurmrestd -d (23.02+); None = no -d: every URL version it has
     cgroup_plugin: Optional[str]  # CgroupPlugin= in cgroup.conf; None = leave the line out
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
@@ -78,7 +78,7 @@ VERSIONS: dict[str, SlurmVersion] = {
         SlurmVersion(
             version="24.11", debian_suite="trixie", package_version="24.11.5",
             rest_api_version="v0.0.42", rest_api_versions=("v0.0.40", "v0.0.41", "v0.0.42"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser="data_parser/v0.0.42",
+            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
             cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
             supported_by_schedmd=True,
             notes="slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4 (error 5027): "
@@ -87,7 +87,7 @@ VERSIONS: dict[str, SlurmVersion] = {
         SlurmVersion(
             version="26.05", debian_suite="sid", package_version="26.05.5",
             rest_api_version="v0.0.44", rest_api_versions=("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser="data_parser/v0.0.44",
+            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
             cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mariadbd/mysqld.sock",
             supported_by_schedmd=True,
             notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/.",
