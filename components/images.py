@@ -1,0 +1,67 @@
+"""SlurmImages: builds the project's images from dockerfiles/ and pushes them; pods use them by digest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import Images, StackConfig
+
+DOCKERFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dockerfiles")
+CLIENT = "slurm-client"
+SINGLE_NODE = "slurm-single-node"
+JUPYTER = "slurm-jupyter"
+NOTEBOOK = "slurm-jupyter-notebook"
+CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
+
+
+@dataclass
+class SlurmImagesArgs:
+    images: Images
+    debian_suite: str  # selects the Slurm version (components/slurm_files.py)
+    names: tuple[str, ...]  # which images to build; slurm-client is always built
+
+    @staticmethod
+    def from_config(cfg: StackConfig) -> "SlurmImagesArgs":
+        wanted = {SINGLE_NODE: cfg.components.single_node, JUPYTER: cfg.components.jupyter,
+                  NOTEBOOK: cfg.components.jupyterhub}
+        return SlurmImagesArgs(images=cfg.images, debian_suite=cfg.debian_suite,
+                               names=(CLIENT, *[n for n, on in wanted.items() if on]))
+
+
+class SlurmImages(pulumi.ComponentResource):
+    """`refs[name]` is each built image's `registry/repository/name@sha256:...` reference."""
+
+    def __init__(self, name: str, args: SlurmImagesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:SlurmImages", name, None, opts)
+        registry = None
+        if args.images.username:
+            registry = docker.RegistryArgs(server=args.images.registry, username=args.images.username,
+                                           password=args.images.password)
+        built: dict[str, docker.Image] = {}
+        for image in (CLIENT, *[n for n in args.names if n != CLIENT]):
+            build_args = {"DEBIAN_SUITE": args.debian_suite}
+            depends = []
+            if image in CLIENT_BASED:
+                build_args["BASE_IMAGE"] = built[CLIENT].image_name
+                depends = [built[CLIENT]]
+            built[image] = docker.Image(
+                image,
+                image_name=args.images.name(image),
+                build=docker.DockerBuildArgs(
+                    context=os.path.join(DOCKERFILES, image),
+                    dockerfile=os.path.join(DOCKERFILES, image, "Dockerfile"),
+                    args=build_args,
+                    platform="linux/amd64",
+                    # podman's Docker API has no BuildKit sessions; the classic builder works everywhere.
+                    builder_version=docker.BuilderVersion.BUILDER_V1,
+                ),
+                registry=registry,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            )
+        self.refs: dict[str, pulumi.Output[str]] = {n: img.repo_digest for n, img in built.items()}
+        self.register_outputs({"refs": self.refs})

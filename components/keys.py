@@ -1,0 +1,70 @@
+"""SlurmKeys: the munge key and the JWT HS256 key, as Pulumi secrets and Kubernetes Secrets only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.labels import labels
+
+MUNGE_KEY_BYTES = 1024
+JWT_KEY_BYTES = 32
+MUNGE_KEY_FILE = "munge.key"
+JWT_KEY_FILE = "jwt_hs256.key"
+
+
+@dataclass
+class SlurmKeysArgs:
+    namespace: pulumi.Input[str]
+    rotation: str  # changing it generates new keys (pulumi-random keepers)
+    munge_key: Optional[pulumi.Input[str]] = None  # base64 key of an existing cluster; None = generate
+    jwt: bool = True  # an existing cluster mints its own tokens: no JWT key to make
+
+
+class SlurmKeys(pulumi.ComponentResource):
+    """Generates (or adopts) the cluster's keys and stores them in Kubernetes Secrets.
+
+    Outputs, all secret: `munge_key_base64` (the base64 text JupyterHub's extraFiles binaryData takes),
+    `jwt_key_base64`. Secret names: `munge_secret_name`, `jwt_secret_name`. The Secrets are auto-named,
+    so new keys make new Secrets and every pod that mounts them rolls.
+    """
+
+    def __init__(self, name: str, args: SlurmKeysArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:SlurmKeys", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        keepers = {"rotation": args.rotation}
+
+        if args.munge_key is None:
+            munge = random.RandomBytes(f"{name}-munge", length=MUNGE_KEY_BYTES, keepers=keepers, opts=child)
+            self.munge_key_base64 = pulumi.Output.secret(munge.base64)
+        else:
+            self.munge_key_base64 = pulumi.Output.secret(args.munge_key)
+
+        self.munge_secret = self._secret(f"{name}-munge", args.namespace, MUNGE_KEY_FILE, self.munge_key_base64, child)
+        self.munge_secret_name = self.munge_secret.metadata.name
+        outputs = {"munge_key_base64": self.munge_key_base64, "munge_secret_name": self.munge_secret_name}
+
+        self.jwt_key_base64: Optional[pulumi.Output[str]] = None
+        self.jwt_secret_name: Optional[pulumi.Output[str]] = None
+        if args.jwt:
+            jwt = random.RandomBytes(f"{name}-jwt", length=JWT_KEY_BYTES, keepers=keepers, opts=child)
+            self.jwt_key_base64 = pulumi.Output.secret(jwt.base64)
+            jwt_secret = self._secret(f"{name}-jwt", args.namespace, JWT_KEY_FILE, self.jwt_key_base64, child)
+            self.jwt_secret_name = jwt_secret.metadata.name
+            outputs |= {"jwt_key_base64": self.jwt_key_base64, "jwt_secret_name": self.jwt_secret_name}
+
+        self.register_outputs(outputs)
+
+    @staticmethod
+    def _secret(name: str, namespace, file: str, base64_value, opts) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("slurm-keys", "keys")),
+            type="Opaque",
+            data={file: base64_value},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["data"])),
+        )

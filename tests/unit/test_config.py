@@ -1,0 +1,112 @@
+"""The stack configuration: good values parse; each bad one names the key, the problem and the fix."""
+
+import base64
+import json
+
+import pytest
+
+from components.config import ConfigError, parse
+from components.slurm_files import DEFAULT_SLURM_VERSION
+
+MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:5000"}),
+           "jupyterhub": json.dumps({"chartVersion": "4.2.0"})}
+MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
+
+
+def with_(**changes):
+    values = dict(MINIMAL)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    return values
+
+
+def test_minimal_config_gets_defaults():
+    cfg = parse(MINIMAL)
+    assert cfg.cluster_name == "dev"
+    assert cfg.slurm_version == DEFAULT_SLURM_VERSION
+    assert cfg.namespace == "slurm"
+    assert cfg.nodes == 2
+    assert cfg.images.name("slurm-client") == "127.0.0.1:5000/slurm-cloud-integration/slurm-client:latest"
+    assert cfg.components.single_node and cfg.components.jupyterhub
+    assert cfg.existing_cluster is None and cfg.munge_key is None
+
+
+def test_existing_cluster(tmp_path):
+    (tmp_path / "slurm.conf").write_text("ClusterName=prod\nSlurmctldHost=ctl(10.0.0.1)\n")
+    cfg = parse(with_(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE,
+                      components={"singleNode": False}), {"mungeKey"}, str(tmp_path))
+    assert "SlurmctldHost=ctl" in cfg.existing_cluster.slurm_conf
+    assert cfg.munge_key is not None
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"clusterName": None}, "clusterName", "is missing"),
+    ({"clusterName": "Dev_Cluster"}, "clusterName", "not a valid name"),
+    ({"slurmVersion": "23.02"}, "slurmVersion", "not a supported Slurm version"),
+    ({"namespace": "Slurm!"}, "namespace", "not a valid Kubernetes namespace"),
+    ({"nodes": "many"}, "nodes", "not a whole number"),
+    ({"nodes": "0"}, "nodes", "out of range"),
+    ({"images": None}, "images", "is missing"),
+    ({"images": {"registry": "https://ghcr.io/acme"}}, "images.registry", "not a registry host"),
+    ({"images": {"registry": "ghcr.io", "tag": "a b"}}, "images.tag", "not a valid image tag"),
+    ({"images": {"registry": "ghcr.io", "regsitry": "x"}}, "images.regsitry", "did you mean 'images.registry'"),
+    ({"clustername": "dev"}, "clustername", "did you mean 'clusterName'"),
+    ({"components": {"jupyter": "maybe"}}, "components.jupyter", "not true or false"),
+    ({"jupyterhub": None}, "jupyterhub.chartVersion", "is missing"),
+    ({"jupyterhub": {"chartVersion": "^4"}}, "jupyterhub.chartVersion", "not a chart version"),
+    ({"components": {"singleNode": False}}, "components.singleNode", "no existingCluster"),
+    ({"kubernetes": {"renderDir": "/tmp/x"}}, "components.jupyterhub", "needs a live cluster"),
+    ({"storage": {"size": "ten"}}, "storage.size", "not a Kubernetes quantity"),
+    ({"restd": {"allowedClients": "jupyter"}}, "restd.allowedClients", "not a list"),
+    ({"kubernetes": {"renderDir": "$NO_SUCH_VAR_X/r"}, "components": {"jupyterhub": False}},
+     "kubernetes.renderDir", "unset environment variable"),
+])
+def test_bad_values_name_key_problem_and_fix(changes, key, words):
+    with pytest.raises(ConfigError) as err:
+        parse(with_(**changes))
+    message = str(err.value)
+    assert err.value.key == key
+    assert f"'slurm-cloud-integration:{key}'" in message and words in message and "Fix:" in message
+
+
+def test_munge_key_in_plain_text_is_refused():
+    with pytest.raises(ConfigError, match="plain text.*--secret"):
+        parse(with_(mungeKey=MUNGE))  # not in the secret keys
+
+
+@pytest.mark.parametrize("key, words", [("bm90IGJhc2U2NA=!", "not base64 text"),
+                                        (base64.b64encode(b"short").decode(), "decodes to 5 bytes")])
+def test_bad_munge_key(key, words):
+    with pytest.raises(ConfigError, match=words):
+        parse(with_(mungeKey=key), {"mungeKey"})
+
+
+def test_existing_cluster_needs_a_real_slurm_conf_and_key(tmp_path):
+    (tmp_path / "empty.conf").write_text("# nothing\n")
+    base = dict(components={"singleNode": False})
+    with pytest.raises(ConfigError, match="cannot read 'nope.conf'"):
+        parse(with_(existingCluster={"slurmConf": "nope.conf"}, mungeKey=MUNGE, **base), {"mungeKey"}, str(tmp_path))
+    with pytest.raises(ConfigError, match="no SlurmctldHost line"):
+        parse(with_(existingCluster={"slurmConf": "empty.conf"}, mungeKey=MUNGE, **base), {"mungeKey"}, str(tmp_path))
+    (tmp_path / "ok.conf").write_text("SlurmctldHost=ctl\n")
+    with pytest.raises(ConfigError, match="needs the cluster's munge key"):
+        parse(with_(existingCluster={"slurmConf": "ok.conf"}, **base), set(), str(tmp_path))
+    with pytest.raises(ConfigError, match="would deploy a second Slurm"):
+        parse(with_(existingCluster={"slurmConf": "ok.conf"}, mungeKey=MUNGE), {"mungeKey"}, str(tmp_path))
+
+
+def test_committed_stacks_parse(monkeypatch):
+    """Pulumi.local.yaml and Pulumi.dev.yaml are valid as committed (prod needs its munge key secret)."""
+    import yaml
+
+    monkeypatch.setenv("SCI_CACHE", "/var/cache/sci-test")
+    for stack in ("local", "dev"):
+        with open(f"Pulumi.{stack}.yaml") as f:
+            raw = yaml.safe_load(f)["config"]
+        values = {k.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
+        cfg = parse(values)
+        assert cfg.cluster_name == stack
+    assert cfg.jupyterhub is not None
