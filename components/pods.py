@@ -1,0 +1,112 @@
+"""Pod pieces every Slurm workload shares: the mounts of the image contract, security context, probes.
+
+The paths are those of dockerfiles/README.md (the images' run-time contract); the components only call
+these helpers, so a path or a mode is written here once.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
+
+CONFIG_MOUNT = "/etc/slurm-config"  # rendered Slurm files (dockerfiles/README.md)
+KEYS_MOUNT = "/etc/slurm-keys"  # munge.key (+ jwt_hs256.key on the single node)
+KEY_MODE = 0o400  # what munged and the notebook entrypoint demand of a key file (root-owned, no fsGroup)
+CONFIG_MODE = 0o644
+
+# The images start as root on purpose (munged runs as `munge`, MariaDB as `mysql`, slurmctld as `slurm`,
+# slurmrestd and JupyterLab as unprivileged users: the entrypoints switch users themselves). Everything else
+# of root is dropped: these are what switching users, installing keys with their owners and signalling
+# children of other users need (a subset of the container runtimes' default set, which the images were
+# tested with).
+ROOT_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
+
+
+def config_volume(config_map_name: pulumi.Input[str], secret_name: Optional[pulumi.Input[str]] = None,
+                  secret_files: Sequence[str] = ()) -> k8s.core.v1.VolumeArgs:
+    """/etc/slurm-config: the ConfigMap's files, plus `secret_files` of `secret_name` (mode 0400)."""
+    sources = [k8s.core.v1.VolumeProjectionArgs(config_map=k8s.core.v1.ConfigMapProjectionArgs(name=config_map_name))]
+    if secret_name is not None and secret_files:
+        sources.append(k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
+            name=secret_name,
+            items=[k8s.core.v1.KeyToPathArgs(key=f, path=f, mode=KEY_MODE) for f in secret_files])))
+    return k8s.core.v1.VolumeArgs(
+        name="slurm-config",
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(sources=sources, default_mode=CONFIG_MODE))
+
+
+def keys_volume(munge_secret_name: pulumi.Input[str],
+                jwt_secret_name: Optional[pulumi.Input[str]] = None) -> k8s.core.v1.VolumeArgs:
+    """/etc/slurm-keys: munge.key (and jwt_hs256.key) from SlurmKeys' Secrets, each file mode 0400."""
+    sources = [_key_source(munge_secret_name, MUNGE_KEY_FILE)]
+    if jwt_secret_name is not None:
+        sources.append(_key_source(jwt_secret_name, JWT_KEY_FILE))
+    return k8s.core.v1.VolumeArgs(
+        name="slurm-keys",
+        projected=k8s.core.v1.ProjectedVolumeSourceArgs(sources=sources, default_mode=KEY_MODE))
+
+
+def _key_source(secret_name: pulumi.Input[str], file: str) -> k8s.core.v1.VolumeProjectionArgs:
+    return k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
+        name=secret_name, items=[k8s.core.v1.KeyToPathArgs(key=file, path=file, mode=KEY_MODE)]))
+
+
+def slurm_mounts() -> list[k8s.core.v1.VolumeMountArgs]:
+    return [
+        k8s.core.v1.VolumeMountArgs(name="slurm-config", mount_path=CONFIG_MOUNT, read_only=True),
+        k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=KEYS_MOUNT, read_only=True),
+    ]
+
+
+def root_start_security_context() -> k8s.core.v1.SecurityContextArgs:
+    """For the images whose entrypoint starts as root and drops to other users itself."""
+    return k8s.core.v1.SecurityContextArgs(
+        run_as_user=0,
+        run_as_non_root=False,
+        allow_privilege_escalation=False,
+        privileged=False,
+        read_only_root_filesystem=False,  # entrypoints install files into /etc/slurm, /etc/munge, /run
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=list(ROOT_START_CAPABILITIES)),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
+    # No fsGroup: it would make the kubelet give the keys group-read (the notebook entrypoint refuses that).
+    return k8s.core.v1.PodSecurityContextArgs(seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
+
+
+def exec_probe(command: Sequence[str], *, period: int = 10, timeout: int = 10, failures: int = 3,
+               initial_delay: int = 0) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(exec_=k8s.core.v1.ExecActionArgs(command=list(command)),
+                                 period_seconds=period, timeout_seconds=timeout, failure_threshold=failures,
+                                 initial_delay_seconds=initial_delay)
+
+
+def tcp_probe(port: int, *, period: int = 10, timeout: int = 3, failures: int = 3,
+              initial_delay: int = 0) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=port),
+                                 period_seconds=period, timeout_seconds=timeout, failure_threshold=failures,
+                                 initial_delay_seconds=initial_delay)
+
+
+def http_probe(path: str, port: int, *, period: int = 10, timeout: int = 3, failures: int = 3,
+               initial_delay: int = 0) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port),
+                                 period_seconds=period, timeout_seconds=timeout, failure_threshold=failures,
+                                 initial_delay_seconds=initial_delay)
+
+
+def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str
+              ) -> k8s.core.v1.ResourceRequirementsArgs:
+    return k8s.core.v1.ResourceRequirementsArgs(requests={"cpu": cpu_request, "memory": memory_request},
+                                                limits={"cpu": cpu_limit, "memory": memory_limit})
+
+
+def service_url(name: pulumi.Input[str], namespace: pulumi.Input[str], port: int, path: str = "") -> pulumi.Output[str]:
+    """The in-cluster URL of a Service."""
+    return pulumi.Output.concat("http://", name, ".", namespace, ".svc.cluster.local:", str(port), path)

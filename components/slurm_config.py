@@ -1,0 +1,106 @@
+"""SlurmConfig: the rendered Slurm files of this stack, as one ConfigMap (+ one Secret for slurmdbd.conf).
+
+Every consumer (slurm-single-node, slurmrestd, JupyterLab, JupyterHub's notebooks) mounts these same files,
+so they cannot drift apart. The files come from `components/slurm_files.render_slurm_files()`; for an
+existing cluster the ConfigMap holds that cluster's slurm.conf instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.labels import labels
+from components.slurm_files import CONFIG_FILES, SECRET_FILES, render_slurm_files
+
+DB_PASSWORD_LENGTH = 32
+# The non-secret files do not depend on the database password, so they are rendered with this stand-in
+# and never from the secret itself (a secret is not turned back into plain text). build() checks the
+# stand-in shows up in no ConfigMap file, so a template that started using the password there would fail.
+_NO_PASSWORD = "stand-in-not-the-db-password"
+
+
+@dataclass
+class SlurmConfigArgs:
+    namespace: pulumi.Input[str]
+    cluster_name: str
+    slurm_version: str
+    nodes: int = 2
+    controller_host: Optional[str] = None  # the single node pod's hostname (SlurmctldHost)
+    controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
+    existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
+
+
+class SlurmConfig(pulumi.ComponentResource):
+    """Outputs: `config_map_name`; `secret_name` (slurmdbd.conf, None for an existing cluster) and
+    `secret_files`; `files` (the non-secret files' text, {name: text}); `slurm_conf` (its text)."""
+
+    def __init__(self, name: str, args: SlurmConfigArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:SlurmConfig", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        meta = dict(namespace=args.namespace, labels=labels("slurm-config", "config"))
+
+        self.secret_name: Optional[pulumi.Output[str]] = None
+        self.secret_files: tuple[str, ...] = ()
+        if args.existing_slurm_conf is not None:
+            self.files = {"slurm.conf": args.existing_slurm_conf,
+                          **existing_cluster_image_env(args.existing_slurm_conf, args.cluster_name, args.slurm_version)}
+        else:
+            if not args.controller_host or not args.controller_addr:
+                raise ValueError("SlurmConfig needs controller_host and controller_addr unless existing_slurm_conf is set")
+
+            def render(db_password: str) -> dict[str, str]:
+                return render_slurm_files(args.cluster_name, args.slurm_version, args.nodes,
+                                          args.controller_host, args.controller_addr, db_password=db_password)
+
+            plain = render(_NO_PASSWORD)
+            self.files = {f: plain[f] for f in CONFIG_FILES}
+            leaked = [f for f, text in self.files.items() if _NO_PASSWORD in text]
+            if leaked:
+                raise ValueError(f"{leaked} would hold the database password: only {SECRET_FILES} may")
+
+            password = random.RandomPassword(f"{name}-db-password", length=DB_PASSWORD_LENGTH, special=False,
+                                             opts=child)
+            secret_text = pulumi.Output.secret(password.result).apply(
+                lambda pw: {f: render(pw)[f] for f in SECRET_FILES})
+            secret = k8s.core.v1.Secret(
+                f"{name}-secret",
+                metadata=k8s.meta.v1.ObjectMetaArgs(**meta),
+                type="Opaque",
+                string_data=secret_text,
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+            )
+            self.secret_name = secret.metadata.name
+            self.secret_files = SECRET_FILES
+
+        self.slurm_conf: str = self.files["slurm.conf"]
+        # Auto-named: a changed file makes a new ConfigMap, so every pod that mounts it rolls.
+        config_map = k8s.core.v1.ConfigMap(f"{name}-files", metadata=k8s.meta.v1.ObjectMetaArgs(**meta),
+                                           data=self.files, opts=child)
+        self.config_map_name = config_map.metadata.name
+        self.register_outputs({"config_map_name": self.config_map_name, "secret_name": self.secret_name,
+                               "files": self.files})
+
+
+def existing_cluster_image_env(slurm_conf: str, cluster_name: str, slurm_version: str) -> dict[str, str]:
+    """slurm-image.env (the version facts the images read) for an existing cluster's slurm.conf.
+
+    render_slurm_files() renders it with the other files; here only it is kept, filled with the cluster's
+    own ClusterName and SlurmctldHost where the renderer accepts them.
+    """
+    found = dict(re.findall(r"^\s*(ClusterName|SlurmctldHost|ControlMachine)\s*=\s*([^\s#(]+)", slurm_conf, re.M | re.I))
+    found = {k.lower(): v for k, v in found.items()}
+    host = found.get("slurmctldhost") or found.get("controlmachine") or "slurmctld"
+    for name in (found.get("clustername", cluster_name), cluster_name):
+        try:
+            rendered = render_slurm_files(name, slurm_version, 1, host.split(".")[0], db_password=_NO_PASSWORD)
+            return {"slurm-image.env": rendered["slurm-image.env"]}
+        except ValueError:
+            continue
+    return {}
