@@ -1,0 +1,132 @@
+"""SlurmSingleNode: the whole Slurm (munged, MariaDB, slurmdbd, slurmctld, N x slurmd, slurmrestd) in one pod.
+
+A StatefulSet of one, so the pod's hostname is stable (`<name>-0`, slurm.conf's SlurmctldHost) and its state
+volume (/var/lib/slurm-state) survives restarts; a headless Service `<name>` whose DNS name
+(`controller_addr()`, slurm.conf's SlurmctldHost address, NodeAddr and AccountingStorageHost) resolves to the
+pod itself, also while it is not ready yet (slurmctld must reach its own slurmd through it to become ready).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import pods
+from components.labels import labels, selector
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT, STATE_DIR, slurmd_ports
+
+APP = "slurm-single-node"
+HEALTHCHECK = "/usr/local/bin/slurm-healthcheck"
+
+
+def controller_host(name: str) -> str:
+    """The pod's hostname: a StatefulSet names its pods `<name>-<ordinal>`."""
+    return f"{name}-0"
+
+
+def controller_addr(name: str, namespace: str) -> str:
+    """The headless Service's DNS name, which resolves to the pod."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def ports(nodes: int) -> dict[str, int]:
+    """Every port the single node serves, by Service port name."""
+    return {"slurmctld": SLURMCTLD_PORT, "slurmdbd": SLURMDBD_PORT, "slurmrestd": SLURMRESTD_PORT,
+            **{f"slurmd-{i}": p for i, p in enumerate(slurmd_ports(nodes), start=1)}}
+
+
+@dataclass
+class SlurmSingleNodeArgs:
+    namespace: pulumi.Input[str]
+    name: str  # StatefulSet and Service name; fixes the hostname and DNS name in slurm.conf
+    image: pulumi.Input[str]  # slurm-single-node by digest
+    nodes: int
+    config_map_name: pulumi.Input[str]
+    config_secret_name: pulumi.Input[str]  # slurmdbd.conf
+    config_secret_files: tuple[str, ...]
+    munge_secret_name: pulumi.Input[str]
+    jwt_secret_name: pulumi.Input[str]
+    storage_size: str = "10Gi"
+    storage_class: Optional[str] = None
+
+
+class SlurmSingleNode(pulumi.ComponentResource):
+    """Outputs: `service_name`, `controller_addr` (DNS name), `restd_url` (its own slurmrestd)."""
+
+    def __init__(self, name: str, args: SlurmSingleNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:SlurmSingleNode", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        all_ports = ports(args.nodes)
+
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,
+                                                labels=labels(APP, "controller")),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None",
+                publish_not_ready_addresses=True,
+                selector=selector(APP),
+                ports=[k8s.core.v1.ServicePortArgs(name=n, port=p, target_port=p, protocol="TCP")
+                       for n, p in all_ports.items()],
+            ),
+            opts=child,
+        )
+
+        container = k8s.core.v1.ContainerArgs(
+            name="slurm",
+            image=args.image,
+            image_pull_policy="IfNotPresent",
+            ports=[k8s.core.v1.ContainerPortArgs(name=n[:15], container_port=p, protocol="TCP")
+                   for n, p in all_ports.items()],
+            volume_mounts=[*pods.slurm_mounts(),
+                           k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
+            # First start initialises MariaDB: give it time before liveness counts.
+            startup_probe=pods.tcp_probe(SLURMCTLD_PORT, period=5, failures=60),
+            readiness_probe=pods.exec_probe([HEALTHCHECK], period=15, timeout=20),
+            liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
+            resources=pods.resources("500m", "1Gi", "2", "3Gi"),
+            security_context=pods.root_start_security_context(),
+        )
+        statefulset = k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,
+                                                labels=labels(APP, "controller")),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
+                replicas=1,
+                service_name=service.metadata.name,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(APP)),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "controller")),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False,
+                        enable_service_links=False,
+                        termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
+                        security_context=pods.pod_security_context(),
+                        containers=[container],
+                        volumes=[
+                            pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
+                            pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                        ],
+                    ),
+                ),
+                volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name="state", labels=labels(APP, "state")),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=args.storage_class,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": args.storage_size}),
+                    ),
+                )],
+            ),
+            opts=child,
+        )
+
+        self.service_name = service.metadata.name
+        self.controller_addr = pulumi.Output.concat(self.service_name, ".", args.namespace, ".svc.cluster.local")
+        self.restd_url = pods.service_url(self.service_name, args.namespace, SLURMRESTD_PORT)
+        self.statefulset_name = statefulset.metadata.name
+        self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr,
+                               "restd_url": self.restd_url})
