@@ -1,0 +1,151 @@
+"""JupyterHub: the official chart (zero-to-jupyterhub-k8s) whose notebooks are slurm-jupyter-notebook.
+
+`jupyterhub_values()` is pure (plain values or Pulumi Inputs in, the chart's values out), so tests validate
+it against the chart's own values schema. The notebook pods get the stack's non-secret Slurm files and the
+munge key through the chart's `singleuser.extraFiles` (the chart keeps them in a Kubernetes Secret), at the
+paths of the image contract (dockerfiles/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import pods
+from components.keys import MUNGE_KEY_FILE
+from components.labels import PART_OF
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
+
+APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
+CHART = "jupyterhub"
+RELEASE = "jupyterhub"
+PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
+NOTEBOOK_CMD = "jupyterhub-singleuser"
+PASSWORD_LENGTH = 32
+
+
+def split_image_ref(ref: str, tag: str) -> tuple[str, str]:
+    """`registry/repo/image@sha256:...` -> (`registry/repo/image`, `<tag>@sha256:...`).
+
+    The chart has no digest field: it joins `name:tag` (hub's KubeSpawner config and the image pullers alike),
+    so the digest rides in the tag. `name:tag@sha256:...` is a valid reference; the runtime pulls the digest.
+    """
+    name, at, digest = ref.partition("@")
+    if not at or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise ValueError(f"image reference {ref!r} is not pinned by a sha256 digest")
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:  # drop a tag already in the reference: the tag comes from `tag`
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return name, f"{tag}@{digest}"
+
+
+def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str = "",
+                 restd_app: str = "", restd_port: int = 0, existing_ports: Sequence[int] = ()) -> list[dict]:
+    """NetworkPolicy egress rules the notebooks need beyond the chart's defaults (which block private IPs)."""
+    rules: list[dict] = []
+    tcp = lambda ports: [{"protocol": "TCP", "port": p} for p in ports]  # noqa: E731
+    if single_node_ports:
+        rules.append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": single_node_app}}}],
+                      "ports": tcp(single_node_ports)})
+    if restd_app:
+        rules.append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": restd_app}}}],
+                      "ports": tcp([restd_port])})
+    if existing_ports:  # an existing cluster's controller and slurmdbd: addresses unknown here, ports known
+        rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": tcp(existing_ports)})
+    return rules
+
+
+def existing_cluster_ports(slurm_conf: str) -> list[int]:
+    """slurmctld's and slurmdbd's ports of an existing cluster's slurm.conf (Slurm's defaults if unset)."""
+    def value(key: str) -> Optional[str]:
+        m = re.search(rf"^\s*{key}\s*=\s*(\S+)", slurm_conf, re.M | re.I)
+        return m.group(1) if m else None
+
+    ctld = value("SlurmctldPort") or str(SLURMCTLD_PORT)
+    low, _, high = ctld.partition("-")
+    ports = list(range(int(low), int(high or low) + 1))
+    if "slurmdbd" in (value("AccountingStorageType") or ""):
+        ports.append(int(value("AccountingStoragePort") or SLURMDBD_PORT))
+    return ports
+
+
+def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[str],
+                      config_files: Mapping[str, str], munge_key_base64: pulumi.Input[str],
+                      hub_password: pulumi.Input[str], egress: Sequence[dict]) -> dict[str, Any]:
+    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults."""
+    extra_files: dict[str, Any] = {
+        f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
+            "mountPath": f"{pods.CONFIG_MOUNT}/{name}", "stringData": text, "mode": pods.CONFIG_MODE}
+        for name, text in sorted(config_files.items())
+    }
+    extra_files["munge-key"] = {"mountPath": f"{pods.KEYS_MOUNT}/{MUNGE_KEY_FILE}",
+                                "binaryData": munge_key_base64, "mode": pods.KEY_MODE}
+    return {
+        "hub": {"config": {
+            "JupyterHub": {"authenticator_class": "dummy"},
+            # The chart's default dummy authenticator takes any password: require the generated one.
+            "DummyAuthenticator": {"password": hub_password},
+            "Authenticator": {"allow_all": True},
+        }},
+        # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
+        "proxy": {"service": {"type": "ClusterIP"}},
+        "singleuser": {
+            "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
+            "cmd": NOTEBOOK_CMD,
+            # The image's entrypoint starts as root (munged as munge), then runs the notebook as jovyan
+            # (uid 1000); a fsGroup would make the munge key group-readable, which it refuses.
+            "uid": 0,
+            "fsGid": None,
+            "extraFiles": extra_files,
+            "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
+            "networkPolicy": {"egress": list(egress)},
+        },
+    }
+
+
+@dataclass
+class JupyterHubArgs:
+    namespace: pulumi.Input[str]
+    chart_repo: str
+    chart_version: str
+    notebook_image: pulumi.Input[str]  # slurm-jupyter-notebook by digest
+    image_tag: str  # the tag the images were pushed with (the digest is what pins them)
+    config_files: Mapping[str, str]  # non-secret Slurm files (SlurmConfig.files)
+    munge_key_base64: pulumi.Input[str]  # secret
+    egress: Sequence[dict]
+    rotation: str = "1"
+
+
+class JupyterHub(pulumi.ComponentResource):
+    """Outputs: `url` (in-cluster), `password` (secret; any user name), `release_name`."""
+
+    def __init__(self, name: str, args: JupyterHubArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:JupyterHub", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        password = random.RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, special=False,
+                                         keepers={"rotation": args.rotation}, opts=child)
+        self.password = pulumi.Output.secret(password.result)
+        image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
+        values = jupyterhub_values(
+            image_name=image[0], image_tag=image[1], config_files=args.config_files,
+            munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
+            egress=args.egress)
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=RELEASE,
+            namespace=args.namespace,
+            chart=CHART,
+            version=args.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=args.chart_repo),
+            values=values,
+            timeout=900,  # first start pulls the notebook image on every node (the chart's pre-puller)
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["values"])),
+        )
+        self.release_name = release.name
+        self.url = pulumi.Output.concat("http://", PROXY_SERVICE, ".", args.namespace, ".svc.cluster.local")
+        self.register_outputs({"url": self.url, "password": self.password, "release_name": self.release_name})
