@@ -5,10 +5,19 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import single_node
 from components.config import StackConfig
-from components.images import SlurmImages, SlurmImagesArgs
+from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
+from components.jupyter import SlurmJupyter, SlurmJupyterArgs
+from components.jupyterhub import JupyterHub, JupyterHubArgs, existing_cluster_ports, slurm_egress
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
+from components.restd import APP as RESTD_APP
+from components.restd import SlurmRestd, SlurmRestdArgs
+from components.slurm_config import SlurmConfig, SlurmConfigArgs
+from components.slurm_files import SLURMRESTD_PORT
+
+SHOW_SECRET = "pulumi stack output {} --show-secrets"
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
@@ -23,6 +32,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.namespace, labels=labels(cfg.namespace, "namespace")),
         opts=k8s_opts,
     ).metadata.name
+    ns = cfg.namespace  # plain text for names built before anything exists (hostnames, DNS names)
 
     keys = SlurmKeys(
         "slurm-keys",
@@ -38,4 +48,83 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "images": images.refs,
         "mungeSecret": keys.munge_secret_name,
     }
+
+    node_name = f"{cfg.cluster_name}-slurm"
+    existing = cfg.existing_cluster
+    config = SlurmConfig(
+        "slurm-config",
+        SlurmConfigArgs(
+            namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
+            controller_host=None if existing else single_node.controller_host(node_name),
+            controller_addr=None if existing else single_node.controller_addr(node_name, ns),
+            existing_slurm_conf=existing.slurm_conf if existing else None,
+        ),
+        opts=k8s_opts,
+    )
+
+    restd_url = None
+    if cfg.components.single_node:
+        node = single_node.SlurmSingleNode(
+            "single-node",
+            single_node.SlurmSingleNodeArgs(
+                namespace=namespace, name=node_name, image=images.refs[SINGLE_NODE], nodes=cfg.nodes,
+                config_map_name=config.config_map_name, config_secret_name=config.secret_name,
+                config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
+                jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage_size,
+                storage_class=cfg.storage_class),
+            opts=k8s_opts,
+        )
+        restd_url = node.restd_url
+        outputs["slurmController"] = node.controller_addr
+        outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
+                                     "scontrol token username=$USER lifespan=3600")
+
+    if cfg.components.restd:
+        restd = SlurmRestd(
+            "slurmrestd",
+            SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
+                           config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
+                           allowed_clients=cfg.restd_allowed_clients),
+            opts=k8s_opts,
+        )
+        restd_url = restd.url
+    if restd_url is not None:
+        outputs["slurmrestdUrl"] = restd_url
+
+    if cfg.components.jupyter:
+        name = f"{cfg.cluster_name}-jupyter"
+        jupyter = SlurmJupyter(
+            "jupyter",
+            SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
+                             config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
+                             rotation=cfg.key_rotation),
+            opts=k8s_opts,
+        )
+        outputs["jupyterLabUrl"] = jupyter.url
+        outputs["jupyterLabAccess"] = (f"kubectl -n {ns} port-forward service/{name} 8888:8888, then open "
+                                       f"http://localhost:8888/lab?token=$({SHOW_SECRET.format('jupyterToken')})")
+        outputs["jupyterToken"] = jupyter.token
+        outputs["jupyterTokenHint"] = SHOW_SECRET.format("jupyterToken")
+
+    if cfg.components.jupyterhub:
+        if existing:
+            egress = slurm_egress(existing_ports=existing_cluster_ports(existing.slurm_conf))
+        else:
+            egress = slurm_egress(single_node_app=single_node.APP,
+                                  single_node_ports=list(single_node.ports(cfg.nodes).values()))
+        if cfg.components.restd and "jupyterhub" in cfg.restd_allowed_clients:
+            egress += slurm_egress(restd_app=RESTD_APP, restd_port=SLURMRESTD_PORT)
+        hub = JupyterHub(
+            "jupyterhub",
+            JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
+                           chart_version=cfg.jupyterhub.chart_version, notebook_image=images.refs[NOTEBOOK],
+                           image_tag=cfg.images.tag, config_files=config.files,
+                           munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation),
+            opts=k8s_opts,
+        )
+        outputs["jupyterhubUrl"] = hub.url
+        outputs["jupyterhubAccess"] = (f"kubectl -n {ns} port-forward service/proxy-public 8000:80, then open "
+                                       "http://localhost:8000 and log in with any user name and the password of "
+                                       f"{SHOW_SECRET.format('jupyterhubPassword')}")
+        outputs["jupyterhubPassword"] = hub.password
     return outputs

@@ -1,0 +1,42 @@
+"""The committed stack configurations (Pulumi.<stack>.yaml) as the raw values run_stack() takes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from unittest import mock
+
+import yaml
+
+from tests.unit.harness import Result, run_stack
+from tests.unit.test_config import MUNGE
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "slurm-cloud-integration:"
+
+
+def stack_values(stack: str, **changes) -> dict:
+    """Pulumi.<stack>.yaml's config without the project prefix, objects as JSON text (as Pulumi gives them)."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    values = {}
+    for key, value in (doc.get("config") or {}).items():
+        assert key.startswith(PREFIX), f"Pulumi.{stack}.yaml: {key} lacks the project prefix"
+        values[key[len(PREFIX):]] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    return values
+
+
+def run(stack: str, **changes) -> Result:
+    """Run a committed stack under mocks. prod adopts a munge key as `pulumi config set --secret` would."""
+    secret = set()
+    if stack == "prod":
+        changes.setdefault("mungeKey", MUNGE)
+        secret.add("mungeKey")
+    # local's renderDir names $SCI_CACHE (scripts/env.sh); under mocks nothing is written there.
+    with mock.patch.dict(os.environ, {"SCI_CACHE": os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")}):
+        return run_stack(stack_values(stack, **changes), secret, str(ROOT))
