@@ -1,0 +1,130 @@
+"""The values this program gives the JupyterHub chart pass the chart's own values schema.
+
+Helm deep-merges the chart's values.yaml with the user's values (a null deletes a key) and validates the
+result against values.schema.json before rendering anything: a value the schema rejects fails `pulumi up`
+on a live cluster. This does the same offline with the chart's reference files in ../shared/reference/z2jh/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from components import pods
+from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
+from tests.unit.stacks import ROOT, run
+
+REFERENCE = ROOT.parent / "shared" / "reference" / "z2jh"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _load(name: str):
+    path = REFERENCE / name
+    if not path.is_file():
+        pytest.fail(f"JupyterHub chart reference {path} is missing: these tests need the chart's values.yaml and "
+                    f"values.schema.yaml in ../shared/reference/z2jh/ beside the repository (see SOURCE.md there)",
+                    pytrace=False)
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def chart():
+    defaults, schema = _load("values.yaml"), _load("values.schema.yaml")
+    jsonschema.Draft7Validator.check_schema(schema)
+    return defaults, jsonschema.Draft7Validator(schema)
+
+
+def helm_merge(base, override):
+    """Helm's coalescing of user values over chart defaults: maps merge, a null deletes, others replace."""
+    if not isinstance(base, dict) or not isinstance(override, dict):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def schema_errors(chart, values) -> list[str]:
+    defaults, validator = chart
+    merged = helm_merge(defaults, json.loads(json.dumps(values)))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(merged)]
+
+
+def sample_values(**changes):
+    name, tag = split_image_ref(f"registry.example.com/hpc/slurm-cloud-integration/slurm-jupyter-notebook@{DIGEST}", "dev")
+    args = dict(image_name=name, image_tag=tag,
+                config_files={"slurm.conf": "ClusterName=dev\n", "cgroup.conf": "\n", "slurm-image.env": "A=1\n"},
+                munge_key_base64="bXVuZ2U=", hub_password="p" * 32,
+                egress=slurm_egress(single_node_app="slurm-single-node", single_node_ports=[6817, 6819, 6818]))
+    return jupyterhub_values(**{**args, **changes})
+
+
+def test_values_pass_the_chart_schema(chart):
+    errors = schema_errors(chart, sample_values())
+    assert not errors, "the chart's schema rejects our values:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_values_of_the_committed_stacks_pass_the_chart_schema(chart, stack):
+    values = run(stack).one("kubernetes:helm.sh/v3:Release").plain["values"]
+    errors = schema_errors(chart, values)
+    assert not errors, f"{stack}: the chart's schema rejects our values:\n" + "\n".join(errors)
+
+
+def test_the_schema_check_can_fail(chart):
+    bad = sample_values()
+    bad["singleuser"]["extraFiles"]["munge-key"]["mode"] = "0400"  # a string, the schema wants a number
+    bad["singleuser"]["image"].pop("tag")
+    bad["singleuser"]["imageTypo"] = {}
+    errors = schema_errors(chart, bad)
+    assert any("mode" in e for e in errors) and any("imageTypo" in e for e in errors), errors
+
+
+def test_notebook_image_is_pinned_by_digest():
+    image = sample_values()["singleuser"]["image"]
+    assert image["name"] == "registry.example.com/hpc/slurm-cloud-integration/slurm-jupyter-notebook"
+    assert image["tag"] == f"dev@{DIGEST}"
+    # The chart joins name:tag, which gives a reference whose digest the runtime pulls.
+    assert f"{image['name']}:{image['tag']}".endswith(f":dev@{DIGEST}")
+
+
+@pytest.mark.parametrize("ref", ["registry/x/img:latest", "registry/x/img@sha256:abc", "img@md5:" + "0" * 32])
+def test_unpinned_references_are_refused(ref):
+    with pytest.raises(ValueError, match="not pinned by a sha256 digest"):
+        split_image_ref(ref, "dev")
+
+
+def test_a_tag_in_the_reference_is_replaced():
+    assert split_image_ref(f"127.0.0.1:5000/r/img:old@{DIGEST}", "new") == ("127.0.0.1:5000/r/img", f"new@{DIGEST}")
+
+
+def test_extra_files_follow_the_image_contract(chart):
+    defaults, _ = chart
+    singleuser = helm_merge(defaults, sample_values())["singleuser"]
+    files = singleuser["extraFiles"]
+    assert files["munge-key"] == {"mountPath": "/etc/slurm-keys/munge.key", "binaryData": "bXVuZ2U=", "mode": 0o400}
+    assert {f["mountPath"] for f in files.values() if "stringData" in f} == {
+        f"{pods.CONFIG_MOUNT}/{n}" for n in ("slurm.conf", "cgroup.conf", "slurm-image.env")}
+    assert all(f["mode"] == 0o644 for f in files.values() if "stringData" in f)
+    # The notebook entrypoint starts as root and refuses group-readable keys: uid 0 and no fsGroup at all.
+    assert singleuser["uid"] == 0 and "fsGid" not in singleuser
+    assert singleuser["cmd"] == "jupyterhub-singleuser"
+    # The chart's own label that lets notebooks reach the hub survives our extraLabels.
+    assert singleuser["extraLabels"]["hub.jupyter.org/network-access-hub"] == "true"
+
+
+def test_hub_is_not_open(chart):
+    defaults, _ = chart
+    merged = helm_merge(defaults, sample_values())
+    assert merged["hub"]["config"]["DummyAuthenticator"]["password"] == "p" * 32
+    assert merged["proxy"]["service"]["type"] == "ClusterIP"
