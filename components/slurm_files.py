@@ -82,7 +82,8 @@ VERSIONS: dict[str, SlurmVersion] = {
             cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
             supported_by_schedmd=True,
             notes="slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4 (error 5027): "
-                  "the image creates it first.",
+                  "the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with "
+                  "\"pinged\": \"DOWN\" from /ping; job_state is a list; submit answers a top-level job_id.",
         ),
         SlurmVersion(
             version="26.05", debian_suite="sid", package_version="26.05.5",
@@ -90,7 +91,7 @@ VERSIONS: dict[str, SlurmVersion] = {
             restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
             cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mariadbd/mysqld.sock",
             supported_by_schedmd=True,
-            notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/.",
+            notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/. REST behaves as 24.11's.",
         ),
     )
 }
