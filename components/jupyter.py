@@ -7,7 +7,7 @@ secretKeyRef (JUPYTER_TOKEN, which the image's entrypoint requires); the stack e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,6 +31,7 @@ class SlurmJupyterArgs:
     config_map_name: pulumi.Input[str]
     munge_secret_name: pulumi.Input[str]
     rotation: str = "1"  # changing it generates a new token
+    slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
 
 
 class SlurmJupyter(pulumi.ComponentResource):
@@ -95,6 +96,16 @@ class SlurmJupyter(pulumi.ComponentResource):
                 selector=selector(APP),
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port=PORT, protocol="TCP")],
             ),
+            opts=child,
+        )
+        # JupyterLab (token-protected) from anywhere; any port from the Slurm nodes (srun's step connections).
+        rules = [pods.ingress_rule([PORT])]
+        if args.slurm_apps:
+            rules.append(pods.ingress_rule((), args.slurm_apps))
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, **meta),
+            spec=pods.ingress_policy(selector(APP), rules),
             opts=child,
         )
         self.service_name = service.metadata.name

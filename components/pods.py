@@ -107,6 +107,27 @@ def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limi
                                                 limits={"cpu": cpu_limit, "memory": memory_limit})
 
 
+def ingress_policy(app_selector: dict, rules: list) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    """A NetworkPolicy spec that admits to the pods of `app_selector` only what `rules` allow."""
+    return k8s.networking.v1.NetworkPolicySpecArgs(
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=app_selector),
+        policy_types=["Ingress"],
+        ingress=rules,
+    )
+
+
+def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
+    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty)."""
+    peers = None
+    if apps:
+        peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(
+                key="app.kubernetes.io/name", operator="In", values=list(apps))]))]
+    return k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+        from_=peers,
+        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)
+
+
 def service_url(name: pulumi.Input[str], namespace: pulumi.Input[str], port: int, path: str = "") -> pulumi.Output[str]:
     """The in-cluster URL of a Service."""
     return pulumi.Output.concat("http://", name, ".", namespace, ".svc.cluster.local:", str(port), path)

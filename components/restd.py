@@ -83,17 +83,9 @@ class SlurmRestd(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-clients",
             metadata=k8s.meta.v1.ObjectMetaArgs(**meta),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(APP)),
-                policy_types=["Ingress"],
-                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
-                        match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(
-                            key="app.kubernetes.io/name", operator="In", values=list(args.allowed_clients))],
-                    ))],
-                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=SLURMRESTD_PORT, protocol="TCP")],
-                )] if args.allowed_clients else [],  # no clients: admit nothing
-            ),
+            # No allowed clients: the policy admits nothing.
+            spec=pods.ingress_policy(selector(APP), [pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients)]
+                                     if args.allowed_clients else []),
             opts=child,
         )
         self.service_name = service.metadata.name

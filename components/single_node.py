@@ -9,7 +9,7 @@ pod itself, also while it is not ready yet (slurmctld must reach its own slurmd 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -51,6 +51,8 @@ class SlurmSingleNodeArgs:
     jwt_secret_name: pulumi.Input[str]
     storage_size: str = "10Gi"
     storage_class: Optional[str] = None
+    slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
+    rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -121,6 +123,20 @@ class SlurmSingleNode(pulumi.ComponentResource):
                     ),
                 )],
             ),
+            opts=child,
+        )
+
+        # Its own traffic to itself (through the headless name) never leaves the pod, so needs no rule.
+        rules = []
+        if args.slurm_clients:
+            rules.append(pods.ingress_rule(list(all_ports.values()), args.slurm_clients))
+        if args.rest_clients:
+            rules.append(pods.ingress_rule([SLURMRESTD_PORT], args.rest_clients))
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-clients",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,
+                                                labels=labels(APP, "controller")),
+            spec=pods.ingress_policy(selector(APP), rules),
             opts=child,
         )
 

@@ -8,7 +8,9 @@ import pulumi_kubernetes as k8s
 from components import single_node
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
+from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
+from components.jupyterhub import APP as HUB_APP
 from components.jupyterhub import JupyterHub, JupyterHubArgs, existing_cluster_ports, slurm_egress
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
@@ -71,7 +73,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 config_map_name=config.config_map_name, config_secret_name=config.secret_name,
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
                 jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage_size,
-                storage_class=cfg.storage_class),
+                storage_class=cfg.storage_class,
+                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd_allowed_clients),
             opts=k8s_opts,
         )
         restd_url = node.restd_url
@@ -97,7 +100,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "jupyter",
             SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
                              config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
-                             rotation=cfg.key_rotation),
+                             rotation=cfg.key_rotation,
+                             slurm_apps=(single_node.APP,) if cfg.components.single_node else ()),
             opts=k8s_opts,
         )
         outputs["jupyterLabUrl"] = jupyter.url
@@ -112,7 +116,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         else:
             egress = slurm_egress(single_node_app=single_node.APP,
                                   single_node_ports=list(single_node.ports(cfg.nodes).values()))
-        if cfg.components.restd and "jupyterhub" in cfg.restd_allowed_clients:
+        if cfg.components.restd and HUB_APP in cfg.restd_allowed_clients:
             egress += slurm_egress(restd_app=RESTD_APP, restd_port=SLURMRESTD_PORT)
         hub = JupyterHub(
             "jupyterhub",

@@ -57,6 +57,7 @@ COMMON = {
     (SECRET, "jupyter-token", T + "SlurmJupyter"),
     (DEPLOYMENT, "jupyter-deployment", T + "SlurmJupyter"),
     (SERVICE, "jupyter-service", T + "SlurmJupyter"),
+    (NETPOL, "jupyter-ingress", T + "SlurmJupyter"),
 }
 SINGLE_NODE = {
     (BYTES, "slurm-keys-munge", T + "SlurmKeys"),  # an existing cluster's key is adopted, not generated
@@ -68,6 +69,7 @@ SINGLE_NODE = {
     (T + "SlurmSingleNode", "single-node", STACK),
     (STATEFULSET, "single-node-statefulset", T + "SlurmSingleNode"),
     (SERVICE, "single-node-service", T + "SlurmSingleNode"),
+    (NETPOL, "single-node-clients", T + "SlurmSingleNode"),
 }
 HUB = {
     (IMAGE, "slurm-jupyter-notebook", T + "SlurmImages"),
@@ -326,7 +328,7 @@ def test_services_select_their_workloads(stack):
 
 def test_restd_admits_only_allowed_clients(stack):
     _, result = stack
-    policy = result.one(NETPOL).plain["spec"]
+    policy = result.one(NETPOL, "slurmrestd-clients").plain["spec"]
     restd_pods = pod_labels(result, "slurmrestd-deployment")
     assert policy["podSelector"]["matchLabels"].items() <= restd_pods.items()
     assert policy["policyTypes"] == ["Ingress"]
@@ -340,10 +342,29 @@ def test_restd_admits_only_allowed_clients(stack):
 
 def test_restd_allowed_clients_come_from_config():
     result = run("dev", restd={"allowedClients": ["my-portal"]})
-    (rule,) = result.one(NETPOL).plain["spec"]["ingress"]
+    (rule,) = result.one(NETPOL, "slurmrestd-clients").plain["spec"]["ingress"]
     assert rule["from"][0]["podSelector"]["matchExpressions"][0]["values"] == ["my-portal"]
     egress = hub_values(result)["singleuser"]["networkPolicy"]["egress"]
     assert not any("slurmrestd" in json.dumps(e) for e in egress), "notebooks are not a client any more"
+
+
+def test_every_pod_is_behind_a_network_policy(stack):
+    name, result = stack
+    policies = [p.plain["spec"] for p in result.of_type(NETPOL)]
+    for w in workloads(result):
+        labels = w.plain["spec"]["template"]["metadata"]["labels"]
+        selecting = [p for p in policies if p["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert len(selecting) == 1 and selecting[0]["policyTypes"] == ["Ingress"], f"{w.name}: {selecting}"
+    if name == "prod":
+        return
+    (slurm, rest) = result.one(NETPOL, "single-node-clients").plain["spec"]["ingress"]
+    apps = lambda rule: rule["from"][0]["podSelector"]["matchExpressions"][0]["values"]  # noqa: E731
+    assert apps(slurm) == ["slurmrestd", "slurm-jupyter", "jupyterhub"]
+    assert {p["port"] for p in slurm["ports"]} >= {6817, 6818, 6819, 6820}
+    assert apps(rest) == ["slurm-jupyter", "jupyterhub"] and rest["ports"] == [{"port": 6820, "protocol": "TCP"}]
+    for app in apps(slurm)[:2]:
+        workload = "slurmrestd-deployment" if app == "slurmrestd" else "jupyter-deployment"
+        assert pod_labels(result, workload)["app.kubernetes.io/name"] == app
 
 
 def pod_labels(result, workload: str) -> dict:
