@@ -97,10 +97,11 @@ def existing_cluster_image_env(slurm_conf: str, cluster_name: str, slurm_version
     found = dict(re.findall(r"^\s*(ClusterName|SlurmctldHost|ControlMachine)\s*=\s*([^\s#(]+)", slurm_conf, re.M | re.I))
     found = {k.lower(): v for k, v in found.items()}
     host = found.get("slurmctldhost") or found.get("controlmachine") or "slurmctld"
-    for name in (found.get("clustername", cluster_name), cluster_name):
+    errors = []
+    for name in dict.fromkeys((found.get("clustername", cluster_name), cluster_name)):
         try:
             rendered = render_slurm_files(name, slurm_version, 1, host.split(".")[0], db_password=_NO_PASSWORD)
             return {"slurm-image.env": rendered["slurm-image.env"]}
-        except ValueError:
-            continue
-    return {}
+        except ValueError as e:
+            errors.append(str(e))
+    raise ValueError(f"cannot describe the existing cluster's slurm.conf for the images: {'; '.join(errors)}")
