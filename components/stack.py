@@ -80,7 +80,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         restd_url = node.restd_url
         outputs["slurmController"] = node.controller_addr
         outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
-                                     "scontrol token username=$USER lifespan=3600")
+                                     "scontrol token username=jovyan lifespan=3600")
 
     if cfg.components.restd:
         restd = SlurmRestd(
