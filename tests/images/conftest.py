@@ -1,0 +1,83 @@
+"""Fixtures of the image tests (tests/images/test_*.py): real podman containers, no mocks.
+
+SLURM_VERSION (environment; default components.slurm_files.DEFAULT_SLURM_VERSION) selects the Slurm version,
+so the Debian suite the images are built from. Images are tagged localhost/<image>:<version>.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+
+from tests.images.slurm_containers import (SingleNode, build_image, image_size, make_files, new_network, podman,
+                                           slurm_version)
+
+
+def pytest_report_header(config):
+    return f"image tests: SLURM_VERSION={slurm_version()}"
+
+
+@pytest.fixture(scope="session")
+def version() -> str:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed: run scripts/setup-containers")
+    return slurm_version()
+
+
+@pytest.fixture(scope="session")
+def images(version) -> dict[str, str]:
+    """slurm-single-node and slurm-client built for the version (podman build; cached layers are reused)."""
+    tags = {}
+    for image in ("slurm-single-node", "slurm-client"):
+        tag, seconds = build_image(image, version)
+        print(f"built {tag} in {seconds:.1f}s, {image_size(tag) / 1e6:.0f} MB")
+        tags[image] = tag
+    return tags
+
+
+@pytest.fixture(scope="session")
+def network():
+    name = new_network()
+    yield name
+    podman("network", "rm", "-f", name, check=False)
+
+
+def _single_node(images, version, network, mount_keys=True, nodes=2):
+    suffix = uuid.uuid4().hex[:6]
+    files = make_files(version, f"sn-{suffix}", nodes=nodes)
+    node = SingleNode(f"sci-sn-{suffix}", images["slurm-single-node"], files, network, f"sci-state-{suffix}",
+                      mount_keys=mount_keys)
+    return node
+
+
+@pytest.fixture(scope="session")
+def single_node(images, version, network):
+    """One running slurm-single-node with 2 nodes and mounted keys, shared by the tests that only use it."""
+    node = _single_node(images, version, network)
+    node.start()
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.remove()
+        podman("volume", "rm", "-f", node.volume, check=False)
+        node.files.cleanup()
+
+
+@pytest.fixture
+def fresh_single_node(images, version, network):
+    """A factory for private single-node containers (tests that stop or break them); all removed after."""
+    made: list[SingleNode] = []
+
+    def make(mount_keys=True, nodes=2) -> SingleNode:
+        node = _single_node(images, version, network, mount_keys, nodes)
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.remove()
+        podman("volume", "rm", "-f", node.volume, check=False)
+        node.files.cleanup()

@@ -1,0 +1,273 @@
+"""Real podman containers of slurm-single-node and slurm-client, for tests/images and scripts/bench-images.
+
+No mocks: images are built from dockerfiles/ with podman, configuration comes from
+components/slurm_files.render_slurm_files(), and every wait is on an actual condition with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKERFILES = os.path.join(ROOT, "dockerfiles")
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def slurm_version() -> str:
+    """The Slurm version under test: $SLURM_VERSION, else the project default."""
+    version = os.environ.get("SLURM_VERSION", DEFAULT_SLURM_VERSION)
+    version_facts(version)  # ValueError naming the supported versions
+    return version
+
+
+def image_tag(image: str, version: str) -> str:
+    return f"localhost/{image}:{version}"
+
+
+# --- podman -------------------------------------------------------------------------------------------------
+def _env() -> dict:
+    env = dict(os.environ)
+    conf = os.path.join(env.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "containers.conf")
+    if "CONTAINERS_CONF" not in env and os.path.exists(conf):
+        env["CONTAINERS_CONF"] = conf  # what scripts/env.sh sets (runc, cgroupfs, low ulimits)
+    return env
+
+
+class CommandFailed(AssertionError):
+    pass
+
+
+def run(*args: str, check: bool = True, timeout: float = 60, input: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run a command (text). With check, a non-zero exit raises CommandFailed showing its output."""
+    try:
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=_env(), input=input)
+    except subprocess.TimeoutExpired as e:
+        raise CommandFailed(f"{' '.join(args)} did not finish within {timeout}s:\n{e.stdout}\n{e.stderr}") from None
+    if check and proc.returncode != 0:
+        raise CommandFailed(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def podman(*args: str, **kw) -> subprocess.CompletedProcess:
+    return run("podman", *args, **kw)
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str,
+               detail: Callable[[], str] = lambda: "", interval: float = 0.1):
+    """Poll `condition` until it returns something truthy (returned). After `timeout` s raise WaitTimeout
+    naming `what`, the last exception the condition raised, and `detail()` (e.g. container logs)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+        except (WaitTimeout, KeyboardInterrupt):
+            raise
+        except Exception as e:  # not there yet (connection refused, command failed, ...)
+            last = e
+        if time.monotonic() >= deadline:
+            extra = detail()
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}"
+                              + (f"; last error: {last}" if last else "") + (f"\n{extra}" if extra else ""))
+        time.sleep(interval)
+
+
+def build_image(image: str, version: str, no_cache: bool = False) -> tuple[str, float]:
+    """podman build dockerfiles/IMAGE for a Slurm version; returns (tag, seconds)."""
+    tag = image_tag(image, version)
+    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag,
+            "--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
+    if no_cache:
+        args.append("--no-cache")
+    t0 = time.monotonic()
+    podman(*args, os.path.join(DOCKERFILES, image), timeout=1800)
+    return tag, time.monotonic() - t0
+
+
+def image_size(tag: str) -> int:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
+
+
+# --- configuration and keys ---------------------------------------------------------------------------------
+@dataclass
+class SlurmFiles:
+    """Rendered files and keys in a temp dir, laid out as the contract mounts them."""
+
+    dir: str
+    version: str
+    controller_host: str
+    nodes: list[str]
+    server_config: str = ""  # slurm.conf, cgroup.conf, slurmdbd.conf, slurm-image.env
+    client_config: str = ""  # the same without slurmdbd.conf
+    keys: str = ""  # munge.key, jwt_hs256.key (the single node's)
+    client_keys: str = ""  # munge.key only (what a client gets)
+    munge_key: bytes = b""
+    jwt_key: bytes = b""
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_files(version: str, controller_host: str, nodes: int = 2, cluster_name: str = "scitest",
+               keys: bool = True) -> SlurmFiles:
+    files = render_slurm_files(cluster_name, version, nodes, controller_host,
+                               db_password=secrets.token_urlsafe(18).replace("-", "_"))
+    d = tempfile.mkdtemp(prefix="sci-images-")
+    out = SlurmFiles(d, version, controller_host, [f"c{i}" for i in range(1, nodes + 1)],
+                     os.path.join(d, "server"), os.path.join(d, "client"), os.path.join(d, "keys"))
+    for sub in (out.server_config, out.client_config, out.keys):
+        os.makedirs(sub)
+    for name, text in files.items():
+        _write(os.path.join(out.server_config, name), text.encode(), 0o600 if name == "slurmdbd.conf" else 0o644)
+        if name != "slurmdbd.conf":
+            _write(os.path.join(out.client_config, name), text.encode(), 0o644)
+    if keys:
+        out.munge_key, out.jwt_key = os.urandom(1024), os.urandom(32)
+        _write(os.path.join(out.keys, "munge.key"), out.munge_key, 0o400)
+        _write(os.path.join(out.keys, "jwt_hs256.key"), out.jwt_key, 0o400)
+        out.client_keys = os.path.join(d, "client-keys")
+        os.makedirs(out.client_keys)
+        _write(os.path.join(out.client_keys, "munge.key"), out.munge_key, 0o400)
+    return out
+
+
+def write_key_dir(munge_key: bytes) -> str:
+    d = tempfile.mkdtemp(prefix="sci-keys-")
+    _write(os.path.join(d, "munge.key"), munge_key, 0o400)
+    return d
+
+
+def _write(path: str, data: bytes, mode: int):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+# --- containers -----------------------------------------------------------------------------------------------
+def new_network() -> str:
+    name = f"sci-img-{uuid.uuid4().hex[:8]}"
+    podman("network", "create", name)
+    return name
+
+
+@dataclass
+class SingleNode:
+    """A running slurm-single-node container."""
+
+    name: str
+    image: str
+    files: SlurmFiles
+    network: str
+    volume: str
+    mount_keys: bool = True
+    started_at: float = 0.0
+    ip: str = ""
+    timings: dict = field(default_factory=dict)
+
+    def start(self) -> "SingleNode":
+        args = ["run", "-d", "--no-healthcheck", "--name", self.name, "--hostname", self.files.controller_host,
+                "--network", self.network, "-v", f"{self.files.server_config}:/etc/slurm-config:ro",
+                "-v", f"{self.volume}:/var/lib/slurm-state"]
+        if self.mount_keys:
+            args += ["-v", f"{self.files.keys}:/etc/slurm-keys:ro"]
+        self.started_at = time.monotonic()
+        podman(*args, self.image)
+        self.ip = podman("inspect", "--format",
+                         f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}', self.name).stdout.strip()
+        return self
+
+    def status(self) -> str:
+        return podman("inspect", "--format", "{{.State.Status}}", self.name, check=False).stdout.strip()
+
+    def exit_code(self) -> int:
+        return int(podman("inspect", "--format", "{{.State.ExitCode}}", self.name).stdout.strip())
+
+    def logs(self, tail: int = 60) -> str:
+        p = podman("logs", "--tail", str(tail), self.name, check=False)
+        return f"--- podman logs {self.name}:\n{p.stdout}{p.stderr}"
+
+    def exec(self, *cmd: str, check: bool = True, timeout: float = 30, input: Optional[str] = None):
+        return podman("exec", "-i", self.name, *cmd, check=check, timeout=timeout, input=input)
+
+    def _running(self):
+        if self.status() != "running":
+            raise WaitTimeout(f"{self.name} is no longer running (exit code {self.exit_code()})\n{self.logs()}")
+
+    def wait_for(self, condition: Callable[[], object], what: str, timeout: float = 60):
+        """wait_until, but fail at once (with the logs) if the container stops."""
+        def probe():
+            self._running()
+            return condition()
+        return wait_until(probe, timeout, what, self.logs)
+
+    def node_states(self) -> dict[str, str]:
+        out = self.exec("timeout", "5", "sinfo", "-h", "-N", "-o", "%N %t", check=False).stdout
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def nodes_idle(self) -> bool:
+        states = self.node_states()
+        return sorted(states) == sorted(self.files.nodes) and all(s == "idle" for s in states.values())
+
+    def rest_ready(self) -> bool:
+        return self.exec("slurm-healthcheck", "--rest", check=False).returncode == 0
+
+    def wait_ready(self, timeout: float = 90) -> "SingleNode":
+        self.wait_for(self.nodes_idle, f"all nodes {self.files.nodes} idle in sinfo", timeout)
+        self.timings["nodes_idle"] = time.monotonic() - self.started_at
+        self.wait_for(self.rest_ready, "slurmrestd to answer ping (slurm-healthcheck --rest)", timeout)
+        self.timings["rest_ready"] = time.monotonic() - self.started_at
+        return self
+
+    def token(self, user: str = "root", lifespan: int = 600) -> str:
+        out = self.exec("scontrol", "token", f"username={user}", f"lifespan={lifespan}").stdout
+        return out.strip().split("=", 1)[1]
+
+    def sbatch(self, *args: str, script: Optional[str] = None) -> str:
+        """sbatch --parsable ARGS (script on stdin if given); returns the job id."""
+        out = self.exec("sbatch", "--parsable", *args, input=script).stdout.strip()
+        return out.split(";")[0]
+
+    def sacct(self, job_id: str, fields: str = "State") -> str:
+        out = self.exec("timeout", "10", "sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields, check=False).stdout
+        return out.strip().splitlines()[0] if out.strip() else ""
+
+    def wait_job(self, job_id: str, state: str = "COMPLETED", timeout: float = 60) -> str:
+        final = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
+
+        def done():
+            s = self.sacct(job_id)
+            if s.split(" ")[0] in final and not s.startswith(state):
+                raise WaitTimeout(f"job {job_id} ended {s}, expected {state}\n{self.logs()}")
+            return s.startswith(state) and s
+        return self.wait_for(done, f"job {job_id} to be {state} in sacct", timeout)
+
+    def stop(self, timeout: int = 20):
+        podman("stop", "-t", str(timeout), self.name, check=False, timeout=timeout + 30)
+
+    def remove(self):
+        podman("rm", "-f", "-t", "5", self.name, check=False)
+
+
+def run_client(image: str, files: SlurmFiles, node: SingleNode, *cmd: str, keys_dir: Optional[str] = None,
+               timeout: float = 60) -> subprocess.CompletedProcess:
+    """podman run --rm slurm-client CMD, with the client files, a munge key and the controller's name."""
+    return podman("run", "--rm", "--no-healthcheck", "--network", node.network,
+                  "--add-host", f"{files.controller_host}:{node.ip}",
+                  "-v", f"{files.client_config}:/etc/slurm-config:ro",
+                  "-v", f"{keys_dir or files.client_keys}:/etc/slurm-keys:ro", image, *cmd, check=False, timeout=timeout)

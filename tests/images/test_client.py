@@ -1,0 +1,77 @@
+"""slurm-client against slurm-single-node: the same munge key works, another key fails with a clear message."""
+
+import os
+import shutil
+
+import pytest
+
+from components.slurm_files import SLURMRESTD_PORT, version_facts
+from tests.images.slurm_containers import image_size, podman, run_client, wait_until, write_key_dir
+from tests.slurm_rest import SlurmRest
+
+pytestmark = pytest.mark.containers
+MISMATCH = "munge key mismatch: this container's munge key differs from the cluster's"
+
+
+def test_client_runs_sinfo_and_sbatch(images, single_node):
+    files = single_node.files
+    p = run_client(images["slurm-client"], files, single_node, "sinfo", "-h", "-N", "-o", "%N %t")
+    assert p.returncode == 0, p.stdout + p.stderr
+    states = dict(line.split() for line in p.stdout.splitlines())
+    assert states == {n: "idle" for n in files.nodes}, p.stdout
+    p = run_client(images["slurm-client"], files, single_node, "sbatch", "--parsable", "--wrap", "echo from-client")
+    assert p.returncode == 0, p.stdout + p.stderr
+    job = p.stdout.strip().split(";")[0]
+    single_node.wait_job(job, "COMPLETED")
+    p = run_client(images["slurm-client"], files, single_node, "sacct", "-n", "-X", "-P", "-j", job, "-o", "State")
+    assert p.stdout.strip() == "COMPLETED", p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("cmd", [("sinfo",), ("sbatch", "--wrap", "true"), ("squeue",), ("sacct", "-X"),
+                                 ("scontrol", "ping")])
+def test_other_munge_key_says_the_keys_differ(images, single_node, cmd):
+    bad = write_key_dir(os.urandom(1024))
+    try:
+        p = run_client(images["slurm-client"], single_node.files, single_node, *cmd, keys_dir=bad)
+    finally:
+        shutil.rmtree(bad)
+    assert p.returncode != 0, p.stdout
+    assert MISMATCH in p.stderr, f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    assert "Protocol authentication error" not in p.stderr, p.stderr
+
+
+def test_munge_check_tells_mismatch_from_unreachable(images, single_node):
+    bad = write_key_dir(os.urandom(1024))
+    try:
+        p = run_client(images["slurm-client"], single_node.files, single_node, "slurm-munge-check", keys_dir=bad)
+        assert p.returncode == 3 and MISMATCH in p.stderr, p.stderr
+        p = run_client(images["slurm-client"], single_node.files, single_node, "slurm-munge-check")
+        assert p.returncode == 0, p.stderr
+    finally:
+        shutil.rmtree(bad)
+
+
+def test_client_slurmrestd_serves_with_jwt(images, single_node, version):
+    files = single_node.files
+    name = f"{single_node.name}-restd"
+    podman("run", "-d", "--no-healthcheck", "--name", name, "--network", single_node.network,
+           "--add-host", f"{files.controller_host}:{single_node.ip}",
+           "-v", f"{files.client_config}:/etc/slurm-config:ro", "-v", f"{files.client_keys}:/etc/slurm-keys:ro",
+           images["slurm-client"])
+    try:
+        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{single_node.network}").IPAddress}}}}',
+                    name).stdout.strip()
+        api = SlurmRest(f"http://{ip}:{SLURMRESTD_PORT}", version_facts(version).rest_api_version,
+                        token=single_node.token())
+        wait_until(api.ping, 30, "the client's slurmrestd to answer ping",
+                   lambda: podman("logs", name, check=False).stderr)
+        user = podman("exec", name, "ps", "-o", "user=", "-C", "slurmrestd").stdout.split()
+        assert user and all(u == "slurmrestd" for u in user), user
+        assert not SlurmRest(api.base_url, api.api_version, token="garbage").authenticated()
+    finally:
+        podman("rm", "-f", "-t", "3", name, check=False)
+
+
+def test_client_image_is_small(images):
+    size = image_size(images["slurm-client"])
+    assert size < 150e6, f"slurm-client is {size / 1e6:.0f} MB, the target is < 150 MB"
