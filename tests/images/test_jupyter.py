@@ -1,0 +1,183 @@
+"""slurm-jupyter: JupyterLab serves only with its token, and jupyterlab-slurm drives a real Slurm.
+
+Real containers (podman): the images from dockerfiles/, a slurm-single-node rendered by
+components/slurm_files.py, and slurm-jupyter started as Kubernetes would start it (JUPYTER_TOKEN from a Secret,
+/etc/slurm-config and /etc/slurm-keys mounted read-only). SLURM_VERSION selects the version (default 24.11).
+"""
+
+import filecmp
+import os
+import secrets
+import stat
+import tempfile
+
+import pytest
+import requests
+
+from tests.images.jupyter_fixtures import *  # noqa: F401,F403 (fixtures)
+from tests.images.jupyter_fixtures import (DOCKERFILES, NB_UID, client_files, podman, run_entrypoint,
+                                           wait_for)
+
+pytestmark = pytest.mark.containers
+
+TOKEN = secrets.token_hex(24)
+JOB_SCRIPT = """#!/bin/bash
+#SBATCH --job-name={name}
+#SBATCH --chdir=/tmp
+#SBATCH --output=/tmp/{name}-%j.out
+id
+sleep 300
+"""
+
+
+def test_both_images_share_one_entrypoint():
+    a = os.path.join(DOCKERFILES, "slurm-jupyter", "jupyter-entrypoint")
+    b = os.path.join(DOCKERFILES, "slurm-jupyter-notebook", "jupyter-entrypoint")
+    assert filecmp.cmp(a, b, shallow=False), f"{a} and {b} differ: keep the two copies identical"
+    assert os.stat(a).st_mode & stat.S_IXUSR and os.stat(b).st_mode & stat.S_IXUSR
+
+
+@pytest.fixture(scope="module")
+def lab(jupyter_images, slurm_cluster, start_jupyter):
+    return start_jupyter(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster), "-e", f"JUPYTER_TOKEN={TOKEN}")
+
+
+def api(lab, method, path, token=TOKEN, **kw):
+    headers = kw.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"token {token}"
+    return requests.request(method, lab.url + path, headers=headers, timeout=30, allow_redirects=False, **kw)
+
+
+# --- authentication ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("env, message", [
+    ([], "refusing to start JupyterLab without authentication"),
+    (["-e", "JUPYTER_TOKEN="], "refusing to start JupyterLab without authentication"),
+    (["-e", "JUPYTER_TOKEN=tooshort"], "shorter than 16 characters"),
+    (["-e", "JUPYTER_TOKEN=a token with spaces in it"], "must not contain white space"),
+    (["-e", "JUPYTER_TOKEN_FILE=/nonexistent"], "is not a readable file"),
+], ids=["unset", "empty", "short", "spaces", "missing-file"])
+def test_refuses_to_start_without_a_usable_token(jupyter_images, slurm_cluster, env, message):
+    p = run_entrypoint(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster), *env)
+    assert p.returncode != 0, f"started without a usable token:\n{p.stdout}\n{p.stderr}"
+    assert message in p.stderr, p.stderr
+    assert "ServerApp" not in p.stderr, "JupyterLab must not have been started"
+
+
+def test_refuses_to_start_as_non_root(jupyter_images, slurm_cluster):
+    p = run_entrypoint(jupyter_images["slurm-jupyter"], "--user", str(NB_UID), *client_files(slurm_cluster),
+                       "-e", f"JUPYTER_TOKEN={TOKEN}")
+    assert p.returncode != 0 and "must start as root" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("mode, gid", [(0o444, 0), (0o440, 100)], ids=["world-readable", "fsGroup-100"])
+def test_refuses_a_munge_key_the_notebook_user_can_read(jupyter_images, slurm_cluster, mode, gid):
+    """A key readable by others, or by gid 100 (what a Kubernetes fsGroup: 100 does to Secret files)."""
+    with tempfile.TemporaryDirectory() as keys:
+        os.chmod(keys, 0o755)  # as a Kubernetes Secret volume: the directory is traversable
+        key = os.path.join(keys, "munge.key")
+        with open(os.path.join(slurm_cluster.keys, "munge.key"), "rb") as src, open(key, "wb") as dst:
+            dst.write(src.read())
+        os.chown(key, 0, gid)
+        os.chmod(key, mode)
+        args = [a if a != f"{slurm_cluster.keys}:/etc/slurm-keys:ro" else f"{keys}:/etc/slurm-keys:ro"
+                for a in client_files(slurm_cluster)]
+        p = run_entrypoint(jupyter_images["slurm-jupyter"], *args, "-e", f"JUPYTER_TOKEN={TOKEN}")
+    assert p.returncode != 0, f"started with a readable munge key:\n{p.stderr}"
+    assert "/etc/slurm-keys/munge.key readable by jovyan" in p.stderr, p.stderr
+
+
+def test_lab_and_api_only_with_the_token(lab):
+    # Without a token: the UI redirects to the login page, the APIs answer 403.
+    r = api(lab, "GET", "/lab", token=None)
+    assert r.status_code == 302 and "/login" in r.headers["Location"], (r.status_code, r.headers)
+    for path in ("/api/status", "/api/contents", "/jupyterlab_slurm/squeue", "/api/terminals"):
+        assert api(lab, "GET", path, token=None).status_code == 403, path
+    # A wrong token is no better.
+    assert api(lab, "GET", "/api/status", token="0" * 48).status_code == 403
+    assert requests.get(f"{lab.url}/api/status?token={'0' * 48}", timeout=10).status_code == 403
+    # The token in the URL or in the Authorization header.
+    assert requests.get(f"{lab.url}/api/status?token={TOKEN}", timeout=10).status_code == 200
+    assert api(lab, "GET", "/api/status").status_code == 200
+    r = requests.get(f"{lab.url}/lab?token={TOKEN}", timeout=10)
+    assert r.status_code == 200 and "JupyterLab" in r.text
+
+
+def test_token_from_a_file(jupyter_images, slurm_cluster, start_jupyter):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "token")
+        file_token = secrets.token_hex(20)
+        with open(path, "w") as f:
+            f.write(file_token + "\n")
+        os.chmod(path, 0o400)
+        c = start_jupyter(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster),
+                          "-v", f"{path}:/run/secrets/jupyter-token:ro", "-e", "JUPYTER_TOKEN_FILE=/run/secrets/jupyter-token")
+        assert api(c, "GET", "/api/status", token=file_token).status_code == 200
+        assert api(c, "GET", "/api/status", token=None).status_code == 403
+
+
+PROCESSES = r"""
+import os, pwd
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        uid = int(open(f"/proc/{pid}/status").read().split("Uid:")[1].split()[0])
+        args = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        continue
+    print(pwd.getpwuid(uid).pw_name, args)
+"""
+
+
+def processes(container) -> list[tuple[str, str]]:
+    """(user, command line) of every process in the container (the images have no ps)."""
+    out = container.exec("python3", "-c", PROCESSES).stdout
+    return [tuple(line.split(" ", 1)) for line in out.splitlines() if " " in line]
+
+
+def test_runs_as_jovyan_with_munge_as_munge(lab):
+    procs = processes(lab)
+    assert {u for u, a in procs if "jupyter-lab" in a} == {"jovyan"}, procs
+    assert {u for u, a in procs if "munged" in a.split(" ")[0]} == {"munge"}, procs
+    assert lab.exec("stat", "-c", "%U:%G %a", "/etc/munge/munge.key").stdout.strip() == "munge:munge 400"
+    # The notebook user cannot read the key, so cannot forge credentials.
+    assert lab.exec("cat", "/etc/munge/munge.key", user="jovyan", check=False).returncode != 0
+
+
+# --- jupyterlab-slurm against the running cluster -----------------------------------------------------------
+def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
+    r = api(lab, "GET", "/jupyterlab_slurm/status")
+    assert r.status_code == 200 and r.json()["data"]["name"] == "jupyterlab_slurm", r.text
+
+    # A job script saved through the contents API, submitted through the extension's sbatch endpoint.
+    name = f"lab-{secrets.token_hex(3)}"
+    r = api(lab, "PUT", f"/api/contents/{name}.sh",
+            json={"type": "file", "format": "text", "content": JOB_SCRIPT.format(name=name)})
+    assert r.status_code in (200, 201), r.text
+    r = api(lab, "POST", "/jupyterlab_slurm/sbatch",
+            json={"inputPath": f"/home/jovyan/{name}.sh", "outputPath": "/home/jovyan"})
+    body = r.json()
+    assert r.status_code == 200 and body["success"], body
+    job_id = body["data"]["jobId"]
+
+    # squeue through the extension lists it, as jovyan.
+    def listed():
+        r = api(lab, "GET", "/jupyterlab_slurm/squeue")
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]["rows"]
+        return next((row for row in rows if row[0] == job_id), None)
+    row = wait_for(f"squeue (jupyterlab_slurm) to list job {job_id}", listed, 30)
+    cols = dict(zip(["JOBID", "PARTITION", "NAME", "USER", "ST"], row))
+    assert cols["NAME"] == name and cols["USER"] == "jovyan" and cols["PARTITION"] == "debug", row
+    # ... and the cluster agrees: it runs as uid 1000 on the node.
+    wait_for(f"job {job_id} to run", lambda: slurm_cluster.sacct_state(job_id) == "RUNNING", 30,
+             slurm_cluster.logs)
+    out = wait_for("the job's output", lambda: slurm_cluster.exec(
+        "cat", f"/tmp/{name}-{job_id}.out", check=False).stdout, 30)
+    assert "uid=1000(jovyan)" in out, out
+
+    # scancel through the extension.
+    r = api(lab, "DELETE", "/jupyterlab_slurm/scancel", json={"job_ids": [job_id]})
+    assert r.status_code == 200 and r.json()["success"], r.text
+    wait_for(f"job {job_id} to be CANCELLED in sacct",
+             lambda: slurm_cluster.sacct_state(job_id).startswith("CANCELLED"), 30, slurm_cluster.logs)
+    assert listed() is None
