@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests.images.jupyter_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.images.jupyter_fixtures import (DOCKERFILES, NB_UID, client_files, podman, run_entrypoint,
-                                           wait_for)
+from tests.images.jupyter_fixtures import DOCKERFILES, NB_UID, client_args, processes, run_entrypoint
+from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.containers
 
@@ -39,7 +39,7 @@ def test_both_images_share_one_entrypoint():
 
 @pytest.fixture(scope="module")
 def lab(jupyter_images, slurm_cluster, start_jupyter):
-    return start_jupyter(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster), "-e", f"JUPYTER_TOKEN={TOKEN}")
+    return start_jupyter(jupyter_images["slurm-jupyter"], *client_args(slurm_cluster), "-e", f"JUPYTER_TOKEN={TOKEN}")
 
 
 def api(lab, method, path, token=TOKEN, **kw):
@@ -58,14 +58,14 @@ def api(lab, method, path, token=TOKEN, **kw):
     (["-e", "JUPYTER_TOKEN_FILE=/nonexistent"], "is not a readable file"),
 ], ids=["unset", "empty", "short", "spaces", "missing-file"])
 def test_refuses_to_start_without_a_usable_token(jupyter_images, slurm_cluster, env, message):
-    p = run_entrypoint(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster), *env)
+    p = run_entrypoint(jupyter_images["slurm-jupyter"], *client_args(slurm_cluster), *env)
     assert p.returncode != 0, f"started without a usable token:\n{p.stdout}\n{p.stderr}"
     assert message in p.stderr, p.stderr
     assert "ServerApp" not in p.stderr, "JupyterLab must not have been started"
 
 
 def test_refuses_to_start_as_non_root(jupyter_images, slurm_cluster):
-    p = run_entrypoint(jupyter_images["slurm-jupyter"], "--user", str(NB_UID), *client_files(slurm_cluster),
+    p = run_entrypoint(jupyter_images["slurm-jupyter"], "--user", str(NB_UID), *client_args(slurm_cluster),
                        "-e", f"JUPYTER_TOKEN={TOKEN}")
     assert p.returncode != 0 and "must start as root" in p.stderr, p.stderr
 
@@ -76,13 +76,12 @@ def test_refuses_a_munge_key_the_notebook_user_can_read(jupyter_images, slurm_cl
     with tempfile.TemporaryDirectory() as keys:
         os.chmod(keys, 0o755)  # as a Kubernetes Secret volume: the directory is traversable
         key = os.path.join(keys, "munge.key")
-        with open(os.path.join(slurm_cluster.keys, "munge.key"), "rb") as src, open(key, "wb") as dst:
-            dst.write(src.read())
+        with open(key, "wb") as f:
+            f.write(slurm_cluster.files.munge_key)
         os.chown(key, 0, gid)
         os.chmod(key, mode)
-        args = [a if a != f"{slurm_cluster.keys}:/etc/slurm-keys:ro" else f"{keys}:/etc/slurm-keys:ro"
-                for a in client_files(slurm_cluster)]
-        p = run_entrypoint(jupyter_images["slurm-jupyter"], *args, "-e", f"JUPYTER_TOKEN={TOKEN}")
+        p = run_entrypoint(jupyter_images["slurm-jupyter"], *client_args(slurm_cluster, keys_dir=keys),
+                           "-e", f"JUPYTER_TOKEN={TOKEN}")
     assert p.returncode != 0, f"started with a readable munge key:\n{p.stderr}"
     assert "/etc/slurm-keys/munge.key readable by jovyan" in p.stderr, p.stderr
 
@@ -110,33 +109,15 @@ def test_token_from_a_file(jupyter_images, slurm_cluster, start_jupyter):
         with open(path, "w") as f:
             f.write(file_token + "\n")
         os.chmod(path, 0o400)
-        c = start_jupyter(jupyter_images["slurm-jupyter"], *client_files(slurm_cluster),
+        c = start_jupyter(jupyter_images["slurm-jupyter"], *client_args(slurm_cluster),
                           "-v", f"{path}:/run/secrets/jupyter-token:ro", "-e", "JUPYTER_TOKEN_FILE=/run/secrets/jupyter-token")
         assert api(c, "GET", "/api/status", token=file_token).status_code == 200
         assert api(c, "GET", "/api/status", token=None).status_code == 403
 
 
-PROCESSES = r"""
-import os, pwd
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        uid = int(open(f"/proc/{pid}/status").read().split("Uid:")[1].split()[0])
-        args = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        continue
-    print(pwd.getpwuid(uid).pw_name, args)
-"""
-
-
-def processes(container) -> list[tuple[str, str]]:
-    """(user, command line) of every process in the container (the images have no ps)."""
-    out = container.exec("python3", "-c", PROCESSES).stdout
-    return [tuple(line.split(" ", 1)) for line in out.splitlines() if " " in line]
-
-
 def test_runs_as_jovyan_with_munge_as_munge(lab):
     procs = processes(lab)
-    assert {u for u, a in procs if "jupyter-lab" in a} == {"jovyan"}, procs
+    assert {u for u, a in procs if "jupyter-lab" in a and not a.startswith("tini")} == {"jovyan"}, procs
     assert {u for u, a in procs if "munged" in a.split(" ")[0]} == {"munge"}, procs
     assert lab.exec("stat", "-c", "%U:%G %a", "/etc/munge/munge.key").stdout.strip() == "munge:munge 400"
     # The notebook user cannot read the key, so cannot forge credentials.
@@ -165,19 +146,17 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
         assert r.status_code == 200, r.text
         rows = r.json()["data"]["rows"]
         return next((row for row in rows if row[0] == job_id), None)
-    row = wait_for(f"squeue (jupyterlab_slurm) to list job {job_id}", listed, 30)
+    row = wait_until(listed, 30, f"squeue (jupyterlab_slurm) to list job {job_id}", lab.logs)
     cols = dict(zip(["JOBID", "PARTITION", "NAME", "USER", "ST"], row))
     assert cols["NAME"] == name and cols["USER"] == "jovyan" and cols["PARTITION"] == "debug", row
     # ... and the cluster agrees: it runs as uid 1000 on the node.
-    wait_for(f"job {job_id} to run", lambda: slurm_cluster.sacct_state(job_id) == "RUNNING", 30,
-             slurm_cluster.logs)
-    out = wait_for("the job's output", lambda: slurm_cluster.exec(
-        "cat", f"/tmp/{name}-{job_id}.out", check=False).stdout, 30)
+    slurm_cluster.wait_job(job_id, "RUNNING", 30)
+    out = slurm_cluster.wait_for(lambda: slurm_cluster.exec("cat", f"/tmp/{name}-{job_id}.out", check=False).stdout,
+                                 "the job's output file", 30)
     assert "uid=1000(jovyan)" in out, out
 
     # scancel through the extension.
     r = api(lab, "DELETE", "/jupyterlab_slurm/scancel", json={"job_ids": [job_id]})
     assert r.status_code == 200 and r.json()["success"], r.text
-    wait_for(f"job {job_id} to be CANCELLED in sacct",
-             lambda: slurm_cluster.sacct_state(job_id).startswith("CANCELLED"), 30, slurm_cluster.logs)
+    slurm_cluster.wait_job(job_id, "CANCELLED", 30)
     assert listed() is None
