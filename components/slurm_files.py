@@ -73,7 +73,9 @@ VERSIONS: dict[str, SlurmVersion] = {
             cgroup_plugin=None, mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
             supported_by_schedmd=False,
             notes="REST answers HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload "
-                  "has 'script' beside 'job' and 'environment' as an object.",
+                  "has 'script' beside 'job' and 'environment' as an object. A client with another munge key gets "
+                  "'Zero Bytes were transmitted or received' (24.11+: 'Protocol authentication error'). sacct "
+                  "shows JobName 'allocation' for batch jobs although slurmdbd stored the name.",
         ),
         SlurmVersion(
             version="24.11", debian_suite="trixie", package_version="24.11.5",

@@ -19,20 +19,24 @@ def test_nodes_idle_and_healthy(single_node):
           f"to REST ready {single_node.timings['rest_ready']:.2f}s")
 
 
-def test_example_job_completes_and_is_in_sacct(single_node):
+def test_example_job_completes_and_is_in_sacct(single_node, version):
     with open(os.path.join(EXAMPLES, "test.slurm")) as f:
         job = single_node.sbatch(script=f.read())
     single_node.wait_job(job, "COMPLETED", timeout=60)
     out = single_node.exec("cat", f"/tmp/test-{job}.out").stdout
     assert re.search(rf"job {job} on c\d+ .* as root", out), out
-    assert single_node.sacct(job, "JobName,ExitCode") == "test|0:0"
+    assert single_node.sacct(job, "ExitCode") == "0:0"
+    if version != "22.05":  # 22.05.8's sacct shows "allocation" although slurmdbd stored the name
+        assert single_node.sacct(job, "JobName") == "test"
 
 
 def test_two_node_job_runs_on_both_nodes(single_node):
     with open(os.path.join(EXAMPLES, "two-nodes.slurm")) as f:
         job = single_node.sbatch(script=f.read())
     single_node.wait_job(job, "COMPLETED", timeout=60)
-    assert single_node.sacct(job, "NNodes,NodeList") == "2|c[1-2]"
+    # 22.05's accounting can show "c1" for a moment after COMPLETED: wait for the final record.
+    single_node.wait_for(lambda: single_node.sacct(job, "NNodes,NodeList") == "2|c[1-2]",
+                         f"sacct to show job {job} on 2 nodes c[1-2]", 30)
     out = single_node.exec("cat", f"/tmp/two-nodes-{job}.out").stdout
     assert sorted(re.findall(r"on (c\d+)", out)) == ["c1", "c2"], out
 
