@@ -81,3 +81,8 @@ def fresh_single_node(images, version, network):
         node.remove()
         podman("volume", "rm", "-f", node.volume, check=False)
         node.files.cleanup()
+
+
+# The Jupyter images' fixtures (tests/images/test_jupyter*.py), defined once here so that the session-scoped
+# ones (image builds, the private Slurm cluster) are shared by every module instead of made once per module.
+from tests.images.jupyter_fixtures import jupyter_images, slurm_cluster, start_jupyter  # noqa: E402,F401

@@ -1,8 +1,9 @@
 """Fixtures of the Jupyter image tests (tests/images/test_jupyter*.py): real images, a real Slurm, no mocks.
 
 Built on tests/images/conftest.py (`images`, `version`, `network`) and tests/images/slurm_containers.py
-(SingleNode, make_files, wait_until). Import with `from tests.images.jupyter_fixtures import *`.
-SLURM_VERSION (default 24.11) selects the Slurm version, so the Debian suite of every image.
+(SingleNode, make_files, wait_until). tests/images/conftest.py imports the fixtures, so the session-scoped
+ones are made once for all modules. SLURM_VERSION (default 24.11) selects the Slurm version, so the Debian
+suite of every image.
 """
 
 from __future__ import annotations

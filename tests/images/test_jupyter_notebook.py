@@ -23,7 +23,6 @@ import tempfile
 import pytest
 import requests
 
-from tests.images.jupyter_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.images.jupyter_fixtures import client_args, processes, run_entrypoint
 from tests.images.slurm_containers import podman, wait_until
 
