@@ -71,7 +71,7 @@ def slurm_cluster(images, version, network):
     """A private slurm-single-node (1 node) that knows the notebook user.
 
     Slurm runs a job as its submitter's uid and needs that user on the controller and the nodes (a site has
-    LDAP/SSSD for this): the test adds jovyan (uid 1000, gid 100) to the single node."""
+    LDAP/SSSD for this): the image has jovyan (uid 1000, gid 100); this adds it if an image lacks it."""
     suffix = uuid.uuid4().hex[:6]
     files = make_files(version, f"jt-{suffix}", nodes=1, cluster_name="jtest")
     node = SingleNode(f"sci-jt-sn-{suffix}", images["slurm-single-node"], files, network, f"sci-jt-state-{suffix}")
