@@ -1,0 +1,72 @@
+"""Scenario 2: through the slurmrestd pod (its Service, port-forwarded as `kubectl port-forward` would): ping with a
+JWT minted for a user in the single node, a job submitted through the REST API completes, a missing or wrong token
+is rejected. The client is tests/slurm_rest.py."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+
+import pytest
+
+from components.slurm_files import SLURMRESTD_PORT
+from tests.e2e.deployment import NB_USER
+from tests.slurm_rest import SlurmRest, SlurmRestError
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def rest_url(deployment):
+    d = deployment
+    service = d.service_of(d.restd)
+    assert service != d.service_of(d.slurm), "slurmrestd must be its own Service, not the single node's"
+    with d.runner.port_forward(service, SLURMRESTD_PORT, d.namespace) as forward:
+        yield f"http://127.0.0.1:{forward.local_port}"
+
+
+@pytest.fixture(scope="module")
+def api(deployment):
+    return deployment.image_env()["SLURM_REST_API_VERSION"]
+
+
+def forged_token(user: str) -> str:
+    """A well-formed HS256 JWT for `user`, signed with a key that is not the cluster's."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"exp": now + 600, "iat": now, "sun": user}).encode())
+    sig = hmac.new(os.urandom(32), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def test_ping_with_a_token_minted_for_the_user(deployment, rest_url, api):
+    client = SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER))
+    assert client.ping(), "slurmrestd (its own pod) should see slurmctld UP for a valid token"
+    assert client.authenticated()
+
+
+def test_a_job_submitted_through_the_rest_api_completes(deployment, rest_url, api):
+    client = SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER))
+    job = client.submit("#!/bin/bash\necho rest-job on $(hostname) as $(id -un)\n", name="e2e-rest",
+                        cwd="/tmp")
+    assert client.wait_job(job, "COMPLETED", timeout=60) == "COMPLETED"
+    state = deployment.wait_job(str(job))  # and in the accounting database
+    assert state.startswith("COMPLETED")
+    assert deployment.sacct(str(job), "User,JobName") == f"{NB_USER}|e2e-rest"
+
+
+@pytest.mark.parametrize("token", [None, "not-a-jwt", "forged"])
+def test_a_missing_or_wrong_token_is_rejected(deployment, rest_url, api, token):
+    if token == "forged":
+        token = forged_token(NB_USER)
+    client = SlurmRest(rest_url, api, user=NB_USER, token=token)
+    assert not client.authenticated(), f"slurmrestd accepted token {token!r}"
+    with pytest.raises(SlurmRestError):
+        client.submit("#!/bin/bash\ntrue\n", name="e2e-rejected")
+    assert "e2e-rejected" not in deployment.runner.exec(deployment.slurm, "squeue", "-h", "-o", "%j").stdout
+    # and the user's real token still works afterwards
+    assert SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER)).authenticated()
