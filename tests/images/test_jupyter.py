@@ -159,3 +159,12 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
     assert r.status_code == 200 and r.json()["success"], r.text
     slurm_cluster.wait_job(job_id, "CANCELLED", 30)
     assert listed() is None
+
+    # Job History as the UI asks for it: the session's user (the Unix user, not an anonymous name), then sacct -u.
+    r = api(lab, "GET", "/jupyterlab_slurm/user")
+    assert r.status_code == 200 and r.json()["data"]["user"] == "jovyan", r.text
+    r = api(lab, "GET", "/jupyterlab_slurm/sacct", params={"user": "jovyan"})
+    assert r.status_code == 200 and r.json()["success"], r.text
+    data = r.json()["data"]
+    history = {row["JobID"]: row for row in (dict(zip(data["columns"], v)) for v in data["rows"])}
+    assert job_id in history and history[job_id]["State"].startswith("CANCELLED"), history
