@@ -1,0 +1,58 @@
+"""components/slurm_files.py: the one renderer of the Slurm files (pure Python, no containers)."""
+
+import re
+
+import pytest
+
+from components.slurm_files import (CONFIG_FILES, DEFAULT_SLURM_VERSION, SECRET_FILES, VERSIONS, render_slurm_files,
+                                    slurmd_ports, version_facts)
+
+PW = "s3cret_pass"
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_files_per_version(version):
+    files = render_slurm_files("demo", version, 3, "ctl", "ctl.slurm.svc", db_password=PW)
+    assert set(files) == set(CONFIG_FILES) | set(SECRET_FILES)
+    conf = files["slurm.conf"]
+    assert "SlurmctldHost=ctl(ctl.slurm.svc)" in conf
+    assert "AccountingStorageHost=ctl.slurm.svc" in conf
+    assert "AuthAltTypes=auth/jwt" in conf and "AuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key" in conf
+    assert "AuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key" in files["slurmdbd.conf"]
+    nodes = re.findall(r"^NodeName=(\S+) .*NodeAddr=ctl\.slurm\.svc Port=(\d+)", conf, re.M)
+    assert nodes == [("c1", "6818"), ("c2", "6821"), ("c3", "6822")]
+    assert f"MailProg={VERSIONS[version].mail_prog}" in conf
+    assert f"SLURM_REST_API_VERSION={VERSIONS[version].rest_api_version}" in files["slurm-image.env"]
+    # The password is only in the secret file.
+    assert [n for n, text in files.items() if PW in text] == ["slurmdbd.conf"]
+
+
+def test_default_version_is_trixie():
+    assert DEFAULT_SLURM_VERSION == "24.11" and VERSIONS["24.11"].debian_suite == "trixie"
+    assert {v: f.debian_suite for v, f in VERSIONS.items()} == {"22.05": "bookworm", "24.11": "trixie", "26.05": "sid"}
+
+
+def test_slurmd_ports_skip_the_other_daemons():
+    assert slurmd_ports(4) == [6818, 6821, 6822, 6823]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(slurm_version="23.02"), "unknown Slurm version '23.02'"),
+    (dict(nodes=0), "bad nodes 0"),
+    (dict(nodes=True), "bad nodes True"),
+    (dict(controller_host="a.b"), "bad controller_host"),
+    (dict(controller_addr="bad addr"), "bad controller_addr"),
+    (dict(db_password="short"), "bad db_password"),
+    (dict(db_password="has#hash12"), "bad db_password"),
+    (dict(cluster_name="Upper"), "bad cluster_name"),
+])
+def test_bad_input_raises_value_error(kwargs, message):
+    args = dict(cluster_name="demo", db_password=PW)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        render_slurm_files(**args)
+
+
+def test_version_facts_unknown():
+    with pytest.raises(ValueError, match="supported are 22.05, 24.11, 26.05"):
+        version_facts("21.08")
