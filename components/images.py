@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -17,6 +18,14 @@ SINGLE_NODE = "slurm-single-node"
 JUPYTER = "slurm-jupyter"
 NOTEBOOK = "slurm-jupyter-notebook"
 CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
+
+
+def extra_ca_certs() -> str:
+    """PEM text of the CA certificates this machine added to its trust store (Debian's
+    /usr/local/share/ca-certificates), e.g. of a TLS-inspecting proxy in front of PyPI. The Jupyter images'
+    pip stage trusts them (build arg EXTRA_CA_CERTS, in a discarded stage); empty where there are none."""
+    paths = sorted(glob.glob("/usr/local/share/ca-certificates/**/*.crt", recursive=True))
+    return "\n".join(open(p, encoding="utf-8").read().strip() for p in paths)
 
 
 @dataclass
@@ -42,12 +51,14 @@ class SlurmImages(pulumi.ComponentResource):
         if args.images.username:
             registry = docker.RegistryArgs(server=args.images.registry, username=args.images.username,
                                            password=args.images.password)
+        ca_certs = extra_ca_certs()
         built: dict[str, docker.Image] = {}
         for image in (CLIENT, *[n for n in args.names if n != CLIENT]):
             build_args = {"DEBIAN_SUITE": args.debian_suite}
             depends = []
             if image in CLIENT_BASED:
                 build_args["BASE_IMAGE"] = built[CLIENT].image_name
+                build_args["EXTRA_CA_CERTS"] = ca_certs
                 depends = [built[CLIENT]]
             built[image] = docker.Image(
                 image,

@@ -8,7 +8,6 @@ suite of every image.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from typing import Optional
 import pytest
 import requests
 
+from components.images import extra_ca_certs
 from components.slurm_files import version_facts
 from tests.images.slurm_containers import (DOCKERFILES, SingleNode, image_size, image_tag, make_files, podman,
                                            wait_until)
@@ -29,16 +29,6 @@ JUPYTER_IMAGES = ("slurm-jupyter", "slurm-jupyter-notebook")
 
 __all__ = ["jupyter_images", "slurm_cluster", "start_jupyter", "JupyterContainer", "client_args",
            "run_entrypoint", "build_jupyter_image", "processes", "NB_UID", "NB_GID", "DOCKERFILES"]
-
-
-def extra_ca_certs() -> str:
-    """This machine's extra CA certificates (a TLS-inspecting proxy in front of PyPI) for EXTRA_CA_CERTS;
-    empty where there are none."""
-    pems = []
-    for path in sorted(glob.glob("/usr/local/share/ca-certificates/**/*.crt", recursive=True)):
-        with open(path) as f:
-            pems.append(f.read().strip())
-    return "\n".join(pems)
 
 
 def build_jupyter_image(image: str, version: str, base_image: str) -> tuple[str, float]:
