@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from components.images import extra_ca_certs  # what SlurmImages gives the Jupyter images' pip stage
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from components.slurm_files import version_facts
 from tests.e2e.deployment import Deployment
@@ -42,13 +43,6 @@ HUB_PORT = 8081
 SERVER_PORT = 8888
 
 
-def extra_ca_certs() -> str:
-    """PEM text of this machine's extra CA certificates (a TLS-inspecting proxy in front of PyPI), for the
-    notebook image's pip stage (dockerfiles/slurm-jupyter-notebook: EXTRA_CA_CERTS)."""
-    pems = [p.read_text().strip() for p in sorted(Path("/usr/local/share/ca-certificates").rglob("*.crt"))]
-    return "\n".join(pems)
-
-
 def build_notebook_image(client_image: str, slurm_version: str, tag: str = "e2e") -> str:
     """dockerfiles/slurm-jupyter-notebook FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
     registry = os.environ.get("SCI_REGISTRY", "127.0.0.1:5000")
@@ -56,8 +50,9 @@ def build_notebook_image(client_image: str, slurm_version: str, tag: str = "e2e"
     args = ["build", "--pull=never", "--format", "docker", "-q", "-t", name,
             "--build-arg", f"BASE_IMAGE={client_image}",
             "--build-arg", f"DEBIAN_SUITE={version_facts(slurm_version).debian_suite}"]
-    if extra_ca_certs():
-        args += ["--build-arg", f"EXTRA_CA_CERTS={extra_ca_certs()}"]
+    ca_certs = extra_ca_certs()
+    if ca_certs:
+        args += ["--build-arg", f"EXTRA_CA_CERTS={ca_certs}"]
     podman(*args, str(ROOT / "dockerfiles" / "slurm-jupyter-notebook"), timeout=1800)
     with tempfile.TemporaryDirectory() as d:
         digest_file = os.path.join(d, "digest")
