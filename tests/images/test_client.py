@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -68,6 +69,10 @@ def test_client_slurmrestd_serves_with_jwt(images, single_node, version):
         procs = [l.split() for l in podman("top", name, "user", "comm").stdout.splitlines()[1:]]
         assert [u for u, c in procs if c == "slurmrestd"] == ["slurmrestd"], procs
         assert not SlurmRest(api.base_url, api.api_version, token="garbage").authenticated()
+        # SIGTERM stops it (tini is PID 1; slurmrestd as PID 1 would ignore it until the SIGKILL).
+        t0 = time.monotonic()
+        podman("stop", "-t", "20", name, timeout=60)
+        assert time.monotonic() - t0 < 10, f"podman stop took {time.monotonic() - t0:.1f}s"
     finally:
         podman("rm", "-f", "-t", "3", name, check=False)
 
