@@ -55,7 +55,9 @@ func (p *randomProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (
 		return nil, err
 	}
 	var failures []*pulumirpc.CheckFailure
-	fail := func(prop, msg string) { failures = append(failures, &pulumirpc.CheckFailure{Property: prop, Reason: msg}) }
+	fail := func(prop, msg string) {
+		failures = append(failures, &pulumirpc.CheckFailure{Property: prop, Reason: msg})
+	}
 	length := news["length"]
 	if !length.IsComputed() && !length.IsOutput() {
 		if n := standin.Int(news, "length", -1); n < 1 {

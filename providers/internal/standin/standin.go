@@ -47,7 +47,9 @@ func (b *Base) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumir
 	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: b.SupportsPreview}, nil
 }
 
-func (b *Base) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) { return &emptypb.Empty{}, nil }
+func (b *Base) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
 
 // Read returns the stored state unchanged (nothing is refreshed from the outside world).
 func (b *Base) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
@@ -65,7 +67,9 @@ func Unmarshal(s *structpb.Struct) (resource.PropertyMap, error) {
 }
 
 // Marshal is the inverse of Unmarshal.
-func Marshal(m resource.PropertyMap) (*structpb.Struct, error) { return plugin.MarshalProperties(m, opts) }
+func Marshal(m resource.PropertyMap) (*structpb.Struct, error) {
+	return plugin.MarshalProperties(m, opts)
+}
 
 // Plain is a property value as plain Go data (secrets unwrapped); ok=false if it holds an unknown.
 func Plain(v resource.PropertyValue) (any, bool) {
