@@ -69,7 +69,8 @@ def test_second_up_changes_nothing(deployed):
 
 def _keys_from_state() -> list[str]:
     state = json.loads(pulumi("stack", "export", "--show-secrets").stdout)
-    keys = [r["outputs"]["base64"] for r in state["deployment"]["resources"]
+    # `--show-secrets` shows a secret as {"<sig>": ..., "plaintext": "<the value, JSON-encoded>"}.
+    keys = [json.loads(r["outputs"]["base64"]["plaintext"]) for r in state["deployment"]["resources"]
             if r["type"] == "random:index/randomBytes:RandomBytes"]
     assert len(keys) == 2, "expected the munge key and the JWT key in the state"
     return keys
