@@ -10,9 +10,9 @@
 //	  outputs imageName, baseImageName, repoDigest, context, dockerfile, platform, registryServer
 //
 // It drives the `docker` CLI on PATH (DOCKER_HOST may point at podman's Docker-compatible API): `docker
-// build` (classic builder unless builderVersion is BuilderBuildKit), `docker login` into a temporary
-// DOCKER_CONFIG when registry credentials are given, `docker push`; repoDigest is the digest the registry
-// reported for the push. Check stores a hash of the build context and Dockerfile as build.contextDigest,
+// build` (classic builder unless builderVersion is BuilderBuildKit), then `docker push` (with registry
+// credentials, if given, in a temporary DOCKER_CONFIG); repoDigest is the digest the registry reported
+// for the push. Check stores a hash of the build context and Dockerfile as build.contextDigest,
 // so a changed file (or any changed input) rebuilds and pushes in place (Update) and an unchanged one
 // does nothing. .dockerignore is not interpreted: every file under the context is hashed. Delete leaves
 // the image in the registry and the local store, as the official provider does.
@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -324,19 +325,14 @@ func (p *dockerProvider) buildAndPush(ctx context.Context, urn resource.URN, pro
 		return outs, nil
 	}
 
-	// docker login (into a throw-away config) and push
+	// push, with the registry credentials in a throw-away DOCKER_CONFIG
 	if reg := standin.Object(in, "registry"); reg != nil && standin.Str(reg, "username") != "" {
-		cfg, err := os.MkdirTemp("", "docker-config-")
+		cfg, err := dockerConfig(registryServer(in, image), standin.Str(reg, "username"), standin.Str(reg, "password"))
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(cfg)
 		env = append(env, "DOCKER_CONFIG="+cfg)
-		server := registryServer(in, image)
-		if _, err := p.run(ctx, urn, env, strings.NewReader(standin.Str(reg, "password")),
-			"login", "--username", standin.Str(reg, "username"), "--password-stdin", server); err != nil {
-			return nil, fmt.Errorf("docker login to %s failed: %w", server, err)
-		}
 	}
 	p.status(ctx, urn, "pushing "+image)
 	out, err := p.run(ctx, urn, env, nil, "push", image)
@@ -349,6 +345,24 @@ func (p *dockerProvider) buildAndPush(ctx context.Context, urn resource.URN, pro
 	}
 	outs["repoDigest"] = resource.NewStringProperty(repository(image) + "@" + digest)
 	return outs, nil
+}
+
+// dockerConfig writes a private DOCKER_CONFIG directory whose config.json holds the credentials for
+// server, as `docker login` would store them. The docker CLI sends them with the push itself; a real
+// `docker login` is not used because it makes the daemon ping the registry first, and podman's API does
+// that over HTTPS even for a registry it is configured to reach over plain HTTP.
+func dockerConfig(server, username, password string) (string, error) {
+	dir, err := os.MkdirTemp("", "docker-config-")
+	if err != nil {
+		return "", err
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(username + ":" + password))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{server: map[string]string{"auth": auth}}})
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
 
 var digestLine = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`)

@@ -76,7 +76,29 @@ func Plain(v resource.PropertyValue) (any, bool) {
 	if v.ContainsUnknowns() {
 		return nil, false
 	}
-	return v.Mappable(), true
+	return plain(v), true
+}
+
+func plain(v resource.PropertyValue) any {
+	switch {
+	case v.IsSecret():
+		return plain(v.SecretValue().Element)
+	case v.IsOutput():
+		return plain(v.OutputValue().Element)
+	case v.IsArray():
+		out := []any{}
+		for _, e := range v.ArrayValue() {
+			out = append(out, plain(e))
+		}
+		return out
+	case v.IsObject():
+		out := map[string]any{}
+		for k, e := range v.ObjectValue() {
+			out[string(k)] = plain(e)
+		}
+		return out
+	}
+	return v.Mappable()
 }
 
 // Str, Bool and Int read an optional top-level or nested property (secrets unwrapped).
