@@ -11,10 +11,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.deployment import Deployment, ROOT, pulumi_up, render_dir, uses_pulumi
+from tests.e2e.deployment import ROOT, TIMINGS, Deployment, pulumi_up, render_dir, uses_pulumi
 from tests.e2e.kube_runner import KubeRunner
-
-TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session")

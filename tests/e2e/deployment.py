@@ -26,6 +26,7 @@ from tests.manifests.rendered import local_render_dir
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "local"
 NB_USER = "jovyan"  # the notebook user of the Jupyter images (dockerfiles/README.md)
+TIMINGS: dict[str, float] = {}  # phase -> seconds, printed at the end of the e2e session (conftest)
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED")
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TIMINGS
-from tests.e2e.deployment import pulumi, pulumi_destroy, uses_pulumi
+from tests.e2e.deployment import TIMINGS, pulumi, pulumi_destroy, uses_pulumi
 from tests.e2e.kube_runner import podman
 
 pytestmark = pytest.mark.e2e
