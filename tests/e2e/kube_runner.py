@@ -180,7 +180,6 @@ class KubeRunner:
         self.objects: dict[tuple, dict] = {}
         self.pods: dict[tuple[str, str], Pod] = {}  # (namespace, pod name) -> running pod
         self.container_ids: set[str] = set()  # every container ever started (to look for leftovers)
-        self._lock = threading.Lock()
         self._adopt()
 
     # --- reading the objects ---------------------------------------------------------------------------------
@@ -589,17 +588,16 @@ class KubeRunner:
 
     def down(self) -> None:
         """Delete every pod, volume and the network this runner's prefix made, and its working directory."""
-        with self._lock:
-            for pod in list(self.pods.values()):
-                self._delete_pod(pod)
-            for cid in podman("ps", "-aq", "--filter", f"label={LABEL}={self.prefix}").stdout.split():
-                podman("rm", "-f", "-t", "10", cid, check=False, timeout=90)
-            for v in self._volumes():
-                podman("volume", "rm", "-f", v, check=False)
-            podman("network", "rm", "-f", self.network, check=False)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.pods.clear()
-            self.created.clear()
+        for pod in list(self.pods.values()):
+            self._delete_pod(pod)
+        for cid in podman("ps", "-aq", "--filter", f"label={LABEL}={self.prefix}").stdout.split():
+            podman("rm", "-f", "-t", "10", cid, check=False, timeout=90)
+        for v in self._volumes():
+            podman("volume", "rm", "-f", v, check=False)
+        podman("network", "rm", "-f", self.network, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.pods.clear()
+        self.created.clear()
 
     def leftovers(self) -> dict[str, list[str]]:
         """What of this runner still exists: containers, volumes, the network, conmon/container processes."""
@@ -856,7 +854,12 @@ def main(argv: list[str]) -> int:
     started = runner.apply()
     runner.wait_ready(timeout=a.timeout)
     for p in runner.pods.values():
-        print(f"{p.namespace}/{p.name}\t{p.owner}\t{p.ip}\t{'started' if p in started else 'unchanged'}")
+        print(f"pod {p.namespace}/{p.name}\t{p.owner}\t{p.ip}\t{'started' if p in started else 'unchanged'}")
+    for svc in runner.of_kind("Service"):
+        ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+        ports = ",".join(str(p["port"]) for p in svc["spec"].get("ports") or [])
+        print(f"service {ns}/{name}\t{name}.{ns}.svc.{CLUSTER_DOMAIN}\t"
+              f"{' '.join(runner.service_addresses()[ns][name])}\tports {ports}")
     return 0
 
 

@@ -14,7 +14,7 @@ from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from tests.e2e.deployment import NB_USER
 from tests.e2e.jupyterhub_user import (HUB_PORT, SERVER_PORT, build_notebook_image, chart_values, cmd_list,
                                        hub_objects, job_script, singleuser_pod, singleuser_secret)
-from tests.e2e.kube_runner import wait_until
+from tests.e2e.kube_runner import NotReady, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def server(deployment, hub, values):
 
         def ready():
             if d.runner.status(nb) != "running":
-                raise AssertionError(f"the single-user pod is {d.runner.status(nb)}\n{d.runner.logs(nb)}")
+                raise NotReady(f"the single-user pod is {d.runner.status(nb)}\n{d.runner.logs(nb)}")
             return api("GET", f"/users/{USER}").json()["servers"].get("", {}).get("ready")
         wait_until(ready, 120, f"the hub to see {USER}'s server ready",
                    lambda: d.runner.logs(hub_pod) + "\n" + d.runner.logs(nb))
