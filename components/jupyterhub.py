@@ -104,6 +104,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
             "extraFiles": extra_files,
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
             "networkPolicy": {"egress": list(egress)},
+            # The singleuser NetworkPolicy (enabled, cloudMetadataServer: false by default) already blocks the
+            # metadata server; the chart's iptables way adds a privileged init container to every user pod.
+            "cloudMetadata": {"blockWithIptables": False},
         },
     }
 

@@ -127,3 +127,12 @@ def test_hub_is_not_open(chart):
     merged = helm_merge(defaults, sample_values())
     assert merged["hub"]["config"]["DummyAuthenticator"]["password"] == "p" * 32
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
+
+
+def test_user_pods_get_no_privileged_init_container(chart):
+    """The metadata server is blocked by the singleuser NetworkPolicy, not by a privileged iptables container."""
+    defaults, _ = chart
+    single = helm_merge(defaults, sample_values())["singleuser"]
+    assert single["cloudMetadata"]["blockWithIptables"] is False
+    assert single["networkPolicy"]["enabled"] is True
+    assert single["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
