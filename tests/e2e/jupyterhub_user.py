@@ -21,7 +21,6 @@ The local stack has no JupyterHub release (a Helm release needs a cluster), so t
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import secrets
@@ -35,6 +34,7 @@ from components.jupyterhub import jupyterhub_values, split_image_ref
 from components.slurm_files import version_facts
 from tests.e2e.deployment import Deployment
 from tests.e2e.kube_runner import podman
+from tests.helm import helm_merge
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DEFAULTS = ROOT.parent / "shared" / "reference" / "z2jh" / "values.yaml"
@@ -59,21 +59,6 @@ def build_notebook_image(client_image: str, slurm_version: str, tag: str = "e2e"
         podman("push", "--digestfile", digest_file, name, timeout=600)
         digest = Path(digest_file).read_text().strip()
     return f"{name.rsplit(':', 1)[0]}@{digest}"
-
-
-def helm_merge(base, override):
-    """Helm's coalescing of user values over chart defaults: maps merge, a null deletes, others replace."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:

@@ -7,7 +7,6 @@ on a live cluster. This does the same offline with the chart's reference files i
 
 from __future__ import annotations
 
-import copy
 import json
 
 import jsonschema
@@ -17,6 +16,7 @@ import yaml
 from components import pods
 from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
 from tests.unit.stacks import ROOT, run
+from tests.helm import helm_merge
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "z2jh"
 DIGEST = "sha256:" + "ab" * 32
@@ -36,21 +36,6 @@ def chart():
     defaults, schema = _load("values.yaml"), _load("values.schema.yaml")
     jsonschema.Draft7Validator.check_schema(schema)
     return defaults, jsonschema.Draft7Validator(schema)
-
-
-def helm_merge(base, override):
-    """Helm's coalescing of user values over chart defaults: maps merge, a null deletes, others replace."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def schema_errors(chart, values) -> list[str]:
