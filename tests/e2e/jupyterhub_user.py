@@ -27,17 +27,15 @@ import secrets
 import tempfile
 from pathlib import Path
 
-import yaml
 
 from components.images import extra_ca_certs  # what SlurmImages gives the Jupyter images' pip stage
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from components.slurm_files import version_facts
 from tests.e2e.deployment import Deployment
 from tests.e2e.kube_runner import podman
-from tests.helm import helm_merge
+from tests.helm import chart_reference, helm_merge
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART_DEFAULTS = ROOT.parent / "shared" / "reference" / "z2jh" / "values.yaml"
 NOTEBOOK_REPO = "slurm-cloud-integration-e2e/slurm-jupyter-notebook"  # not the stack's repository: built here
 HUB_PORT = 8081
 SERVER_PORT = 8888
@@ -69,8 +67,7 @@ def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") ->
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=files,
                                munge_key_base64=base64.b64encode(munge_key).decode(),
                                hub_password=secrets.token_hex(16), egress=[])
-    defaults = yaml.safe_load(CHART_DEFAULTS.read_text()) if CHART_DEFAULTS.is_file() else {}
-    return helm_merge(defaults, json.loads(json.dumps(values)))
+    return helm_merge(chart_reference("values.yaml"), json.loads(json.dumps(values)))
 
 
 def singleuser_secret(values: dict, namespace: str) -> dict:

@@ -3,7 +3,7 @@ keys it generated at its first start."""
 
 import pytest
 
-from tests.images.slurm_containers import SingleNode, podman
+from tests.images.slurm_containers import SingleNode
 
 pytestmark = pytest.mark.containers
 

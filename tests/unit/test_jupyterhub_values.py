@@ -11,29 +11,18 @@ import json
 
 import jsonschema
 import pytest
-import yaml
 
 from components import pods
 from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
-from tests.unit.stacks import ROOT, run
-from tests.helm import helm_merge
+from tests.unit.stacks import run
+from tests.helm import chart_reference, helm_merge
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "z2jh"
 DIGEST = "sha256:" + "ab" * 32
-
-
-def _load(name: str):
-    path = REFERENCE / name
-    if not path.is_file():
-        pytest.fail(f"JupyterHub chart reference {path} is missing: these tests need the chart's values.yaml and "
-                    f"values.schema.yaml in ../shared/reference/z2jh/ beside the repository (see SOURCE.md there)",
-                    pytrace=False)
-    return yaml.safe_load(path.read_text())
 
 
 @pytest.fixture(scope="module")
 def chart():
-    defaults, schema = _load("values.yaml"), _load("values.schema.yaml")
+    defaults, schema = chart_reference("values.yaml"), chart_reference("values.schema.yaml")
     jsonschema.Draft7Validator.check_schema(schema)
     return defaults, jsonschema.Draft7Validator(schema)
 
