@@ -32,6 +32,7 @@ class SlurmJupyterArgs:
     munge_secret_name: pulumi.Input[str]
     rotation: str = "1"  # changing it generates a new token
     slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 
 
 class SlurmJupyter(pulumi.ComponentResource):
@@ -64,6 +65,7 @@ class SlurmJupyter(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "notebook")),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
+                        image_pull_secrets=pods.pull_secrets(args.image_pull_secret),
                         enable_service_links=False,
                         security_context=pods.pod_security_context(),
                         containers=[k8s.core.v1.ContainerArgs(

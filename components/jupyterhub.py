@@ -76,7 +76,8 @@ def existing_cluster_ports(slurm_conf: str) -> list[int]:
 
 def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[str],
                       config_files: Mapping[str, str], munge_key_base64: pulumi.Input[str],
-                      hub_password: pulumi.Input[str], egress: Sequence[dict]) -> dict[str, Any]:
+                      hub_password: pulumi.Input[str], egress: Sequence[dict],
+                      image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
     """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults."""
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
@@ -85,7 +86,7 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     }
     extra_files["munge-key"] = {"mountPath": f"{pods.KEYS_MOUNT}/{MUNGE_KEY_FILE}",
                                 "binaryData": munge_key_base64, "mode": pods.KEY_MODE}
-    return {
+    values: dict[str, Any] = {
         "hub": {"config": {
             "JupyterHub": {"authenticator_class": "dummy"},
             # The chart's default dummy authenticator takes any password: require the generated one.
@@ -109,6 +110,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
             "cloudMetadata": {"blockWithIptables": False},
         },
     }
+    if image_pull_secret is not None:  # the chart adds it to every pod it makes, the users' pods included
+        values["imagePullSecrets"] = [image_pull_secret]
+    return values
 
 
 @dataclass
@@ -122,6 +126,7 @@ class JupyterHubArgs:
     munge_key_base64: pulumi.Input[str]  # secret
     egress: Sequence[dict]
     rotation: str = "1"
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -137,7 +142,7 @@ class JupyterHub(pulumi.ComponentResource):
         values = jupyterhub_values(
             image_name=image[0], image_tag=image[1], config_files=args.config_files,
             munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
-            egress=args.egress)
+            egress=args.egress, image_pull_secret=args.image_pull_secret)
         release = k8s.helm.v3.Release(
             f"{name}-release",
             name=RELEASE,

@@ -55,6 +55,11 @@ def _key_source(secret_name: pulumi.Input[str], file: str) -> k8s.core.v1.Volume
         name=secret_name, items=[k8s.core.v1.KeyToPathArgs(key=file, path=file, mode=KEY_MODE)]))
 
 
+def pull_secrets(secret_name: Optional[pulumi.Input[str]]) -> Optional[list[k8s.core.v1.LocalObjectReferenceArgs]]:
+    """A pod's imagePullSecrets: the registry Secret of SlurmImages, if it made one."""
+    return None if secret_name is None else [k8s.core.v1.LocalObjectReferenceArgs(name=secret_name)]
+
+
 def slurm_mounts() -> list[k8s.core.v1.VolumeMountArgs]:
     return [
         k8s.core.v1.VolumeMountArgs(name="slurm-config", mount_path=CONFIG_MOUNT, read_only=True),

@@ -29,6 +29,7 @@ class SlurmRestdArgs:
     munge_secret_name: pulumi.Input[str]
     allowed_clients: Sequence[str]  # app.kubernetes.io/name values admitted to port 6820
     replicas: int = 1
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 
 
 class SlurmRestd(pulumi.ComponentResource):
@@ -49,6 +50,7 @@ class SlurmRestd(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "rest-api")),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
+                        image_pull_secrets=pods.pull_secrets(args.image_pull_secret),
                         enable_service_links=False,
                         security_context=pods.pod_security_context(),
                         containers=[k8s.core.v1.ContainerArgs(

@@ -53,6 +53,7 @@ class SlurmSingleNodeArgs:
     storage_class: Optional[str] = None
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -104,6 +105,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "controller")),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
+                        image_pull_secrets=pods.pull_secrets(args.image_pull_secret),
                         enable_service_links=False,
                         termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
                         security_context=pods.pod_security_context(),

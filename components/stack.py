@@ -42,7 +42,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                       jwt=cfg.existing_cluster is None),
         opts=k8s_opts,
     )
-    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
+    # k8s_opts: the registry pull Secret it makes with credentials is a Kubernetes object.
+    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg, namespace), opts=k8s_opts)
+    pull_secret = images.pull_secret_name
 
     outputs: dict[str, pulumi.Input] = {
         "namespace": namespace,
@@ -74,7 +76,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
                 jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage_size,
                 storage_class=cfg.storage_class,
-                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd_allowed_clients),
+                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd_allowed_clients,
+                image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         restd_url = node.restd_url
@@ -87,7 +90,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "slurmrestd",
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
-                           allowed_clients=cfg.restd_allowed_clients),
+                           allowed_clients=cfg.restd_allowed_clients, image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         restd_url = restd.url
@@ -101,7 +104,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
                              config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
                              rotation=cfg.key_rotation,
-                             slurm_apps=(single_node.APP,) if cfg.components.single_node else ()),
+                             slurm_apps=(single_node.APP,) if cfg.components.single_node else (),
+                             image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         outputs["jupyterLabUrl"] = jupyter.url
@@ -123,7 +127,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
                            chart_version=cfg.jupyterhub.chart_version, notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
-                           munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation),
+                           munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation,
+                           image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url

@@ -42,8 +42,9 @@ def sample_values(**changes):
     return jupyterhub_values(**{**args, **changes})
 
 
-def test_values_pass_the_chart_schema(chart):
-    errors = schema_errors(chart, sample_values())
+@pytest.mark.parametrize("pull_secret", [None, "images-pull-0a1b2c3d"])
+def test_values_pass_the_chart_schema(chart, pull_secret):
+    errors = schema_errors(chart, sample_values(image_pull_secret=pull_secret))
     assert not errors, "the chart's schema rejects our values:\n" + "\n".join(errors)
 
 

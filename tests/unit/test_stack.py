@@ -15,8 +15,8 @@ from collections import Counter
 import pytest
 
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
-from tests.unit.harness import is_secret
-from tests.unit.stacks import ROOT, run
+from tests.unit.harness import is_secret, run_stack
+from tests.unit.stacks import ROOT, run, stack_values
 from tests.unit.test_config import MUNGE
 
 T = "slurm-cloud-integration:index:"
@@ -399,3 +399,28 @@ def test_components_can_be_switched_off():
     types = {r.typ for r in result.resources}
     assert T + "SlurmRestd" not in types and T + "SlurmJupyter" not in types and T + "JupyterHub" not in types
     assert result.outputs["slurmrestdUrl"][0].startswith("http://dev-slurm."), "the single node's own slurmrestd"
+
+
+def test_registry_credentials_become_the_pods_pull_secret():
+    creds = {"registry": "ghcr.io/acme", "username": "robot", "password": "s3cret-pull-token"}
+    result = run_stack(stack_values("dev", images=creds), {"images"}, str(ROOT))
+    secret = result.one(SECRET, "images-pull")
+    assert secret.parent == T + "SlurmImages" and secret.plain["type"] == "kubernetes.io/dockerconfigjson"
+    assert is_secret(secret.inputs["stringData"]), "the registry password must stay a Pulumi secret"
+    auths = json.loads(secret.plain["stringData"][".dockerconfigjson"])["auths"]
+    assert auths == {"ghcr.io": {"username": "robot", "password": "s3cret-pull-token",
+                                 "auth": base64.b64encode(b"robot:s3cret-pull-token").decode()}}
+    name = secret.plain["metadata"]["name"]
+    for w in workloads(result):
+        assert pod_spec(w)["imagePullSecrets"] == [{"name": name}], w.name
+    assert hub_values(result)["imagePullSecrets"] == [name], "the chart's pods (users' included) need it too"
+    for r in result.resources:
+        if r is not secret:
+            leaked = [f for f, v in r.inputs.items() if not is_secret(v) and "s3cret-pull-token" in json.dumps(v)]
+            assert not leaked, f"{r.typ} {r.name}: the registry password in {leaked}"
+
+
+def test_no_pull_secret_without_registry_credentials(stack):
+    _, result = stack
+    assert not [s for s in result.of_type(SECRET) if s.name == "images-pull"]
+    assert all("imagePullSecrets" not in pod_spec(w) for w in workloads(result))
