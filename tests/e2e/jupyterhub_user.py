@@ -27,15 +27,12 @@ import secrets
 import tempfile
 from pathlib import Path
 
-
-from components.images import extra_ca_certs  # what SlurmImages gives the Jupyter images' pip stage
 from components.jupyterhub import jupyterhub_values, split_image_ref
-from components.slurm_files import version_facts
 from tests.e2e.deployment import Deployment
 from tests.e2e.kube_runner import podman
 from tests.helm import chart_reference, helm_merge
+from tests.images.slurm_containers import build_image
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_REPO = "slurm-cloud-integration-e2e/slurm-jupyter-notebook"  # not the stack's repository: built here
 HUB_PORT = 8081
 SERVER_PORT = 8888
@@ -45,13 +42,7 @@ def build_notebook_image(client_image: str, slurm_version: str, tag: str = "e2e"
     """dockerfiles/slurm-jupyter-notebook FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
     registry = os.environ.get("SCI_REGISTRY", "127.0.0.1:5000")
     name = f"{registry}/{NOTEBOOK_REPO}:{tag}"
-    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", name,
-            "--build-arg", f"BASE_IMAGE={client_image}",
-            "--build-arg", f"DEBIAN_SUITE={version_facts(slurm_version).debian_suite}"]
-    ca_certs = extra_ca_certs()
-    if ca_certs:
-        args += ["--build-arg", f"EXTRA_CA_CERTS={ca_certs}"]
-    podman(*args, str(ROOT / "dockerfiles" / "slurm-jupyter-notebook"), timeout=1800)
+    build_image("slurm-jupyter-notebook", slurm_version, base_image=client_image, tag=name)
     with tempfile.TemporaryDirectory() as d:
         digest_file = os.path.join(d, "digest")
         podman("push", "--digestfile", digest_file, name, timeout=600)

@@ -9,9 +9,7 @@ suite of every image.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -19,30 +17,14 @@ from typing import Optional
 import pytest
 import requests
 
-from components.images import extra_ca_certs
-from components.slurm_files import version_facts
-from tests.images.slurm_containers import (DOCKERFILES, SingleNode, image_size, image_tag, make_files, podman,
+from tests.images.slurm_containers import (DOCKERFILES, SingleNode, build_image, image_size, make_files, podman,
                                            wait_until)
 
 NB_UID, NB_GID = 1000, 100  # jovyan:users in the Jupyter images
 JUPYTER_IMAGES = ("slurm-jupyter", "slurm-jupyter-notebook")
 
 __all__ = ["jupyter_images", "slurm_cluster", "start_jupyter", "JupyterContainer", "client_args",
-           "run_entrypoint", "build_jupyter_image", "processes", "NB_UID", "NB_GID", "DOCKERFILES"]
-
-
-def build_jupyter_image(image: str, version: str, base_image: str) -> tuple[str, float]:
-    """podman build dockerfiles/IMAGE FROM base_image (slurm-client); returns (tag, seconds)."""
-    tag = image_tag(image, version)
-    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag,
-            "--build-arg", f"BASE_IMAGE={base_image}",
-            "--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
-    ca = extra_ca_certs()
-    if ca:
-        args += ["--build-arg", f"EXTRA_CA_CERTS={ca}"]
-    t0 = time.monotonic()
-    podman(*args, os.path.join(DOCKERFILES, image), timeout=1800)
-    return tag, time.monotonic() - t0
+           "run_entrypoint", "processes", "NB_UID", "NB_GID", "DOCKERFILES"]
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +32,7 @@ def jupyter_images(images, version) -> dict[str, str]:
     """`images` plus slurm-jupyter and slurm-jupyter-notebook, built FROM that slurm-client."""
     tags = dict(images)
     for image in JUPYTER_IMAGES:
-        tag, seconds = build_jupyter_image(image, version, images["slurm-client"])
+        tag, seconds = build_image(image, version, base_image=images["slurm-client"])
         print(f"built {tag} in {seconds:.1f}s, {image_size(tag) / 1e6:.0f} MB")
         tags[image] = tag
     return tags

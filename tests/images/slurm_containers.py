@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from components.images import extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,11 +89,18 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str,
         time.sleep(interval)
 
 
-def build_image(image: str, version: str, no_cache: bool = False) -> tuple[str, float]:
-    """podman build dockerfiles/IMAGE for a Slurm version; returns (tag, seconds)."""
-    tag = image_tag(image, version)
+def build_image(image: str, version: str, no_cache: bool = False, base_image: Optional[str] = None,
+                tag: Optional[str] = None) -> tuple[str, float]:
+    """podman build dockerfiles/IMAGE for a Slurm version, with the build args SlurmImages gives it (the Jupyter
+    images: BASE_IMAGE, the slurm-client image, and the machine's EXTRA_CA_CERTS); returns (tag, seconds)."""
+    tag = tag or image_tag(image, version)
     args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag,
             "--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
+    if base_image:
+        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+        ca_certs = extra_ca_certs()
+        if ca_certs:
+            args += ["--build-arg", f"EXTRA_CA_CERTS={ca_certs}"]
     if no_cache:
         args.append("--no-cache")
     t0 = time.monotonic()
