@@ -99,6 +99,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
                                                 labels=labels(APP, "controller")),
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 replicas=1,
+                # Parallel: an update replaces the pod even while it is not ready (OrderedReady would wait for a
+                # crash-looping pod of the old revision forever, so a fixed image could never roll out).
+                pod_management_policy="Parallel",
                 service_name=service.metadata.name,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(APP)),
                 template=k8s.core.v1.PodTemplateSpecArgs(
