@@ -74,7 +74,8 @@ class SlurmImages(pulumi.ComponentResource):
             build_args = {"DEBIAN_SUITE": args.debian_suite}
             depends = []
             if image in CLIENT_BASED:
-                build_args["BASE_IMAGE"] = built[CLIENT].image_name
+                # By digest: a changed slurm-client changes this input, so the images built on it are rebuilt.
+                build_args["BASE_IMAGE"] = built[CLIENT].repo_digest
                 build_args["EXTRA_CA_CERTS"] = ca_certs
                 depends = [built[CLIENT]]
             built[image] = docker.Image(
