@@ -269,6 +269,7 @@ def test_single_node_hostname_and_address_match_slurm_conf(stack):
     assert host == sts["metadata"]["name"] + "-0", "SlurmctldHost must be the pod's hostname"
     assert addr == f"{svc['metadata']['name']}.{ns}.svc.cluster.local" == result.outputs["slurmController"][0]
     assert sts["spec"]["serviceName"] == svc["metadata"]["name"] and sts["spec"]["replicas"] == 1
+    assert sts["spec"]["podManagementPolicy"] == "Parallel", "a broken pod must not block the next rollout"
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     assert {"slurmctld": 6817, "slurmdbd": 6819, "slurmrestd": 6820}.items() <= ports.items()
@@ -424,3 +425,14 @@ def test_no_pull_secret_without_registry_credentials(stack):
     _, result = stack
     assert not [s for s in result.of_type(SECRET) if s.name == "images-pull"]
     assert all("imagePullSecrets" not in pod_spec(w) for w in workloads(result))
+
+
+def test_jupyter_images_are_built_on_the_client_image_by_digest(stack):
+    """A changed slurm-client must change the Jupyter images' inputs, so `pulumi up` rebuilds them on it."""
+    name, result = stack
+    client = result.one(IMAGE, "slurm-client")
+    client_digest = f"{client.plain['imageName'].rsplit(':', 1)[0]}@sha256:"
+    built_on_client = [i for i in result.of_type(IMAGE) if i.name in ("slurm-jupyter", "slurm-jupyter-notebook")]
+    assert len(built_on_client) == (1 if name == "local" else 2)
+    for image in built_on_client:
+        assert image.plain["build"]["args"]["BASE_IMAGE"].startswith(client_digest), image.plain["build"]["args"]
