@@ -72,6 +72,7 @@ class ExistingCluster:
 @dataclass(frozen=True)
 class Kubernetes:
     context: Optional[str] = None  # kubeconfig context; None = the current one
+    kubeconfig: Optional[str] = None  # kubeconfig file; None = the default ($KUBECONFIG, ~/.kube/config)
     render_dir: Optional[str] = None  # render manifests here instead of applying them
 
 
@@ -114,7 +115,7 @@ KEYS = {
     "existingCluster": "object: slurmConf, path of an existing cluster's slurm.conf (deploys only clients)",
     "mungeKey": "secret: base64 munge key of an existing cluster (default: generated)",
     "keyRotation": "any string; changing it generates new munge and JWT keys",
-    "kubernetes": "object: context (kubeconfig context), renderDir (render YAML instead of applying)",
+    "kubernetes": "object: context, kubeconfig (file), renderDir (render YAML instead of applying)",
     "jupyterhub": "object: chartVersion (required if components.jupyterhub), chartRepo",
     "restd": "object: allowedClients, app.kubernetes.io/name values admitted to slurmrestd",
     "storage": "object: size (default 10Gi), className",
@@ -312,13 +313,20 @@ def _munge_key(values: dict, secret_keys: set[str]) -> Optional[pulumi.Output[st
 
 
 def _kubernetes(obj: dict) -> Kubernetes:
-    _only(obj, "kubernetes", ("context", "renderDir"))
-    render_dir = obj.get("renderDir") or None
-    if render_dir:
-        render_dir = os.path.expanduser(os.path.expandvars(str(render_dir)))
-        _check("$" not in render_dir, "kubernetes.renderDir", f"'{render_dir}' names an unset environment variable",
-               "export it (scripts/env.sh sets SCI_CACHE) or give a plain path")
-    return Kubernetes(context=obj.get("context") or None, render_dir=render_dir)
+    _only(obj, "kubernetes", ("context", "kubeconfig", "renderDir"))
+    paths = {}
+    for name in ("kubeconfig", "renderDir"):
+        path = obj.get(name) or None
+        if path:
+            path = os.path.expanduser(os.path.expandvars(str(path)))
+            _check("$" not in path, f"kubernetes.{name}", f"'{path}' names an unset environment variable",
+                   "export it (scripts/env.sh sets SCI_CACHE) or give a plain path")
+        paths[name] = path
+    _check(not (paths["kubeconfig"] and paths["renderDir"]), "kubernetes.renderDir",
+           "is set together with kubernetes.kubeconfig, but a rendering stack talks to no cluster",
+           "remove one of them")
+    return Kubernetes(context=obj.get("context") or None, kubeconfig=paths["kubeconfig"],
+                      render_dir=paths["renderDir"])
 
 
 def _jupyterhub(obj: dict, components: Components) -> Optional[JupyterHub]:

@@ -26,6 +26,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     provider = k8s.Provider(
         "kubernetes",
         context=cfg.kubernetes.context,
+        kubeconfig=cfg.kubernetes.kubeconfig,
         render_yaml_to_directory=cfg.kubernetes.render_dir,
     )
     k8s_opts = pulumi.ResourceOptions(provider=provider)

@@ -37,6 +37,8 @@ def run(stack: str, **changes) -> Result:
     if stack == "prod":
         changes.setdefault("mungeKey", MUNGE)
         secret.add("mungeKey")
-    # local's renderDir names $SCI_CACHE (scripts/env.sh); under mocks nothing is written there.
-    with mock.patch.dict(os.environ, {"SCI_CACHE": os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")}):
+    # local's renderDir and cluster's kubeconfig name scripts/env.sh's variables; under mocks nothing is read there.
+    cache = os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")
+    with mock.patch.dict(os.environ, {"SCI_CACHE": cache,
+                                      "SCI_KUBECONFIG": os.environ.get("SCI_KUBECONFIG", f"{cache}/kube/admin.kubeconfig")}):
         return run_stack(stack_values(stack, **changes), secret, str(ROOT))

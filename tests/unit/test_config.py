@@ -63,6 +63,10 @@ def test_existing_cluster(tmp_path):
     ({"restd": {"allowedClients": "jupyter"}}, "restd.allowedClients", "not a list"),
     ({"kubernetes": {"renderDir": "$NO_SUCH_VAR_X/r"}, "components": {"jupyterhub": False}},
      "kubernetes.renderDir", "unset environment variable"),
+    ({"kubernetes": {"kubeconfig": "${NO_SUCH_VAR_X}/admin.kubeconfig"}}, "kubernetes.kubeconfig",
+     "unset environment variable"),
+    ({"kubernetes": {"kubeconfig": "/k/config", "renderDir": "/tmp/x"}, "components": {"jupyterhub": False}},
+     "kubernetes.renderDir", "talks to no cluster"),
 ])
 def test_bad_values_name_key_problem_and_fix(changes, key, words):
     with pytest.raises(ConfigError) as err:
@@ -99,14 +103,18 @@ def test_existing_cluster_needs_a_real_slurm_conf_and_key(tmp_path):
 
 
 def test_committed_stacks_parse(monkeypatch):
-    """Pulumi.local.yaml and Pulumi.dev.yaml are valid as committed (prod needs its munge key secret)."""
+    """Pulumi.local.yaml, Pulumi.cluster.yaml and Pulumi.dev.yaml are valid as committed (prod needs its munge
+    key secret)."""
     import yaml
 
     monkeypatch.setenv("SCI_CACHE", "/var/cache/sci-test")
-    for stack in ("local", "dev"):
+    monkeypatch.setenv("SCI_KUBECONFIG", "/var/cache/sci-test/kube/admin.kubeconfig")
+    for stack in ("local", "cluster", "dev"):
         with open(f"Pulumi.{stack}.yaml") as f:
             raw = yaml.safe_load(f)["config"]
         values = {k.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
         cfg = parse(values)
         assert cfg.cluster_name == stack
+        if stack == "cluster":
+            assert cfg.kubernetes.kubeconfig == "/var/cache/sci-test/kube/admin.kubeconfig"
     assert cfg.jupyterhub is not None

@@ -77,7 +77,8 @@ HUB = {
     (PASSWORD, "jupyterhub-password", T + "JupyterHub"),
     (RELEASE, "jupyterhub-release", T + "JupyterHub"),
 }
-EXPECTED = {"dev": COMMON | SINGLE_NODE | HUB, "prod": COMMON | HUB, "local": COMMON | SINGLE_NODE}
+EXPECTED = {"dev": COMMON | SINGLE_NODE | HUB, "prod": COMMON | HUB, "local": COMMON | SINGLE_NODE,
+            "cluster": COMMON | SINGLE_NODE}
 STACKS = tuple(EXPECTED)
 
 
@@ -114,6 +115,10 @@ def hub_values(result) -> dict:
     return result.one(RELEASE).plain["values"]
 
 
+def has_hub(result) -> bool:
+    return bool(result.of_type(RELEASE))
+
+
 def test_resources_and_their_parents(stack):
     name, result = stack
     found = [(r.typ, r.name, r.parent) for r in result.resources if r.typ != STACK]
@@ -136,7 +141,7 @@ def test_key_secrets_hold_exactly_the_slurm_keys(stack):
             assert is_secret(secret.inputs["data"]), f"Secret {secret.name} data is not a Pulumi secret"
             found[file] = data[file]
     assert found == expected, "the key Secrets must hold the SlurmKeys values (generated or adopted)"
-    if name != "local":
+    if has_hub(result):
         files = hub_values(result)["singleuser"]["extraFiles"]
         assert files["munge-key"]["binaryData"] == expected["munge.key"], "notebooks must get the cluster's munge key"
 
@@ -187,7 +192,7 @@ def test_secret_outputs_and_plain_hints(stack):
     assert result.outputs["slurmrestdUrl"][0].endswith(":6820")
     for out in ("jupyterLabUrl", "slurmrestdUrl", "jupyterLabAccess", "namespace"):
         assert not result.outputs[out][1], f"{out} should be plain text"
-    if name == "local":
+    if not has_hub(result):
         assert "jupyterhubUrl" not in result.outputs
     else:
         assert result.outputs["jupyterhubPassword"][1], "the hub password must be a secret output"
@@ -228,7 +233,7 @@ def test_pods_mount_the_munge_key_read_only_0400(stack):
         assert "fsGroup" not in spec.get("securityContext", {}), f"{w.name}: fsGroup would make keys group-readable"
         checked += 1
     assert checked == (2 if name == "prod" else 3)
-    if name != "local":
+    if has_hub(result):
         files = hub_values(result)["singleuser"]["extraFiles"]
         assert files["munge-key"]["mountPath"] == "/etc/slurm-keys/munge.key"
         assert files["munge-key"]["mode"] == KEY_MODE
@@ -251,7 +256,7 @@ def test_every_consumer_mounts_the_same_slurm_files(stack):
             assert extra == [], f"{w.name} must not get slurmdbd.conf"
         (container,) = spec["containers"]
         assert {"name": "slurm-config", "mountPath": "/etc/slurm-config", "readOnly": True} in container["volumeMounts"]
-    if name != "local":
+    if has_hub(result):
         files = hub_values(result)["singleuser"]["extraFiles"]
         given = {f["mountPath"]: f["stringData"] for f in files.values() if "stringData" in f}
         assert given == {f"/etc/slurm-config/{k}": v for k, v in config_map.plain["data"].items()}
@@ -374,7 +379,7 @@ def pod_labels(result, workload: str) -> dict:
 
 def test_notebooks_may_reach_slurm_through_the_chart_network_policy(stack):
     name, result = stack
-    if name == "local":
+    if not has_hub(result):
         return
     singleuser = hub_values(result)["singleuser"]
     assert singleuser["extraLabels"]["app.kubernetes.io/name"] == "jupyterhub"
@@ -433,6 +438,6 @@ def test_jupyter_images_are_built_on_the_client_image_by_digest(stack):
     client = result.one(IMAGE, "slurm-client")
     client_digest = f"{client.plain['imageName'].rsplit(':', 1)[0]}@sha256:"
     built_on_client = [i for i in result.of_type(IMAGE) if i.name in ("slurm-jupyter", "slurm-jupyter-notebook")]
-    assert len(built_on_client) == (1 if name == "local" else 2)
+    assert len(built_on_client) == (2 if has_hub(result) else 1)
     for image in built_on_client:
         assert image.plain["build"]["args"]["BASE_IMAGE"].startswith(client_digest), image.plain["build"]["args"]
