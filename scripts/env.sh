@@ -16,3 +16,6 @@ export CONTAINERS_CONF="$SCI_CACHE/containers.conf"
 export SCI_PODMAN_SOCKET="$SCI_CACHE/podman.sock"
 export DOCKER_HOST="${DOCKER_HOST:-unix://$SCI_PODMAN_SOCKET}"
 export SCI_REGISTRY="${SCI_REGISTRY:-127.0.0.1:5000}"
+
+# The single-node Kubernetes of scripts/kube (the `cluster` stack and the end-to-end tests).
+export SCI_KUBECONFIG="$SCI_CACHE/kube/admin.kubeconfig"
