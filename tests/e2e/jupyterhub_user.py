@@ -1,8 +1,9 @@
 """A JupyterHub user's server on the deployed stack, built from the chart values the program computes.
 
-The local stack has no JupyterHub release (a Helm release needs a cluster), so this derives what the chart would:
-- the values: `components.jupyterhub.jupyterhub_values()` with the local stack's rendered Slurm files (its
-  ConfigMap) and generated munge key (its Secret), and the notebook image built as `SlurmImages` builds it
+The cluster stack has no JupyterHub release (the chart cannot be fetched here), so this derives what the chart
+would:
+- the values: `components.jupyterhub.jupyterhub_values()` with the stack's Slurm files (its ConfigMap) and
+  generated munge key (its Secret), and the notebook image built as `SlurmImages` builds it
   (dockerfiles/slurm-jupyter-notebook FROM the slurm-client image the stack deployed), pushed to the local
   registry and pinned by digest through `split_image_ref()`; Helm-merged with the chart's default values
   (../shared/reference/z2jh/values.yaml), as `helm install` would;
@@ -29,9 +30,8 @@ from pathlib import Path
 
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from tests.e2e.deployment import Deployment
-from tests.e2e.kube_runner import podman
 from tests.helm import chart_reference, helm_merge
-from tests.images.slurm_containers import build_image
+from tests.images.slurm_containers import build_image, podman
 
 NOTEBOOK_REPO = "slurm-cloud-integration-e2e/slurm-jupyter-notebook"  # not the stack's repository: built here
 HUB_PORT = 8081
@@ -51,7 +51,7 @@ def build_notebook_image(client_image: str, slurm_version: str, tag: str = "e2e"
 
 
 def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:
-    """jupyterhub_values() for the local stack's files and key, merged with the chart defaults."""
+    """jupyterhub_values() for the stack's Slurm files and munge key, merged with the chart defaults."""
     files = {k: v for k, v in deployment.config_files().items()}
     _, munge_key = deployment.secret_with("munge.key")
     name, image_tag = split_image_ref(notebook_ref, tag)

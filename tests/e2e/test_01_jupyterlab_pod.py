@@ -11,7 +11,7 @@ pytestmark = pytest.mark.e2e
 
 
 def sha256_in(deployment, pod, path):
-    return deployment.runner.exec(pod, "sha256sum", path).stdout.split()[0]
+    return deployment.kube.exec(pod, "sha256sum", path).stdout.split()[0]
 
 
 def test_the_pods_run_the_generated_slurm_conf_and_munge_key(deployment):
@@ -24,16 +24,16 @@ def test_the_pods_run_the_generated_slurm_conf_and_munge_key(deployment):
         assert sha256_in(d, pod, "/etc/munge/munge.key") == hashlib.sha256(munge_key).hexdigest(), pod.name
     # The notebook user can read neither the key nor the files with secrets.
     for path in ("/etc/munge/munge.key", "/etc/slurm-keys/munge.key"):
-        assert d.runner.exec(d.jupyter, "cat", path, user=NB_USER, check=False).returncode != 0, path
+        assert d.kube.exec(d.jupyter, "cat", path, user=NB_USER, check=False).returncode != 0, path
 
 
 def test_sinfo_in_the_jupyterlab_pod_shows_the_single_node_cluster(deployment):
     d = deployment
-    out = d.runner.exec(d.jupyter, "sinfo", "-h", "-N", "-o", "%N %P %t", user=NB_USER).stdout
+    out = d.kube.exec(d.jupyter, "sinfo", "-h", "-N", "-o", "%N %P %t", user=NB_USER).stdout
     rows = [line.split() for line in out.splitlines() if line.strip()]
     assert sorted(r[0] for r in rows) == sorted(d.node_names()), out
     assert {r[2] for r in rows} == {"idle"}, f"every node idle:\n{out}"
-    cluster = d.runner.exec(d.jupyter, "scontrol", "show", "config", user=NB_USER).stdout
+    cluster = d.kube.exec(d.jupyter, "scontrol", "show", "config", user=NB_USER).stdout
     assert f"ClusterName             = {d.image_env()['SLURM_CLUSTER_NAME']}" in cluster
 
 
@@ -45,5 +45,5 @@ def test_sbatch_of_the_example_from_the_jupyterlab_pod_completes(deployment):
     assert state.startswith("COMPLETED")
     user, node = d.sacct(job, "User,NodeList").split("|")
     assert user == NB_USER and node in d.node_names(), (user, node)
-    out = d.runner.exec(d.slurm, "cat", f"/tmp/test-{job}.out").stdout
+    out = d.kube.exec(d.slurm, "cat", f"/tmp/test-{job}.out").stdout
     assert f"job {job} on {node} (host {d.slurm.hostname}) as {NB_USER}" in out, out

@@ -1,4 +1,4 @@
-"""Scenario 2: through the slurmrestd pod (its Service, port-forwarded as `kubectl port-forward` would): ping with a
+"""Scenario 2: through the slurmrestd pod (its Service, with `kubectl port-forward`): ping with a
 JWT minted for a user in the single node, a job submitted through the REST API completes, a missing or wrong token
 is rejected. The client is tests/slurm_rest.py."""
 
@@ -23,8 +23,8 @@ def rest_url(deployment):
     d = deployment
     service = d.service_of(d.restd)
     assert service != d.service_of(d.slurm), "slurmrestd must be its own Service, not the single node's"
-    with d.runner.port_forward(service, SLURMRESTD_PORT, d.namespace) as forward:
-        yield f"http://127.0.0.1:{forward.local_port}"
+    with d.kube.port_forward(f"service/{service}", SLURMRESTD_PORT) as local_port:
+        yield f"http://127.0.0.1:{local_port}"
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,6 @@ def test_a_missing_or_wrong_token_is_rejected(deployment, rest_url, api, token):
     assert not client.authenticated(), f"slurmrestd accepted token {token!r}"
     with pytest.raises(SlurmRestError):
         client.submit("#!/bin/bash\ntrue\n", name="e2e-rejected")
-    assert "e2e-rejected" not in deployment.runner.exec(deployment.slurm, "squeue", "-h", "-o", "%j").stdout
+    assert "e2e-rejected" not in deployment.kube.exec(deployment.slurm, "squeue", "-h", "-o", "%j").stdout
     # and the user's real token still works afterwards
     assert SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER)).authenticated()

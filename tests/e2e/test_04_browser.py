@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from components import jupyter
-from tests.e2e.deployment import NB_USER, stack_output, uses_pulumi
-from tests.e2e.kube_runner import wait_until
+from tests.e2e.deployment import NB_USER, stack_output
+from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +30,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def lab(deployment):
     """(base URL through a port-forward of the JupyterLab Service, token)."""
     d = deployment
-    if uses_pulumi():
-        token = stack_output("jupyterToken", secret=True)
-        assert token == d.jupyter_token(), "the stack output jupyterToken is not the token the pod got"
-    else:
-        token = d.jupyter_token()
-    with d.runner.port_forward(d.service_of(d.jupyter), jupyter.PORT, d.namespace) as forward:
-        yield f"http://127.0.0.1:{forward.local_port}", token
+    token = stack_output("jupyterToken", secret=True)
+    assert token == d.jupyter_token(), "the stack output jupyterToken is not the token the pod got"
+    with d.kube.port_forward(f"service/{d.service_of(d.jupyter)}", jupyter.PORT) as local_port:
+        yield f"http://127.0.0.1:{local_port}", token
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
         page.locator(".jp-Terminal").click()
 
         def in_queue():
-            return d.runner.exec(d.slurm, "squeue", "-h", "--name", name, "-o", "%i %T %u %r").stdout.strip()
+            return d.kube.exec(d.slurm, "squeue", "-h", "--name", name, "-o", "%i %T %u %r").stdout.strip()
         # Typed until the job shows up: the first keystrokes can arrive before the terminal's shell is ready.
         for _ in range(3):
             page.keyboard.type(f"sbatch --hold --job-name={name} --output=/tmp/{name}-%j.out "
@@ -142,7 +139,7 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
         expect(page.locator("text=Job History for")).to_contain_text(NB_USER)
         page.screenshot(path=str(shots / "3-job-history-completed.png"))
 
-        out = d.runner.exec(d.slurm, "cat", f"/tmp/{name}-{job_id}.out").stdout
+        out = d.kube.exec(d.slurm, "cat", f"/tmp/{name}-{job_id}.out").stdout
         assert f"{name} on {d.slurm.hostname} as {NB_USER}" in out, out
     finally:
         page.close()

@@ -1,5 +1,5 @@
-"""Scenario 5, faults: the slurm-single-node pod is restarted on the same volume (its StatefulSet makes it again, as
-after `kubectl delete pod`): finished jobs stay in sacct and a held job is not lost. A client pod whose munge key is
+"""Scenario 5, faults: the slurm-single-node pod is deleted (`kubectl delete pod`) and its StatefulSet makes it again
+on the same volume: finished jobs stay in sacct and a held job is not lost. A client pod whose munge key is
 not the cluster's fails with a message that says so."""
 
 import base64
@@ -23,26 +23,24 @@ def test_restarting_the_single_node_pod_keeps_finished_and_queued_jobs(deploymen
     assert d.squeue(held) == "PENDING JobHeldUser"
 
     old = d.slurm
-    old_container_id = d.runner.container_id(old)
-    new = d.runner.restart_pod(old)
-    assert d.runner.container_id(new) != old_container_id, "the pod was not made again"
-    assert (new.name, new.pvc_volumes) == (old.name, old.pvc_volumes), "a StatefulSet pod keeps its name and PVC"
-    d.runner.wait_ready([new], timeout=180)
+    new = d.kube.restart(old)  # kubectl delete pod: its StatefulSet makes it again
+    assert new.uid != old.uid, "the pod was not made again"
+    assert (new.name, new.claims) == (old.name, old.claims) and new.claims, "a StatefulSet pod keeps its name and PVC"
 
     assert d.sacct(done).startswith("COMPLETED"), "a finished job is gone from sacct after the restart"
     assert d.squeue(held) == "PENDING JobHeldUser", "the held job did not survive the restart"
     # The other pods reach the new controller without being restarted themselves.
-    d.runner.exec(d.jupyter, "scontrol", "release", held, user=NB_USER)
+    d.kube.exec(d.jupyter, "scontrol", "release", held, user=NB_USER)
     d.wait_job(held, pod=d.jupyter)
-    out = d.runner.exec(d.slurm, "cat", f"/tmp/e2e-held-{held}.out").stdout
+    out = d.kube.exec(d.slurm, "cat", f"/tmp/e2e-held-{held}.out").stdout
     assert f"held across the restart as {NB_USER}" in out, out
 
 
 def client_pod(deployment, name: str, munge_secret: str) -> dict:
     """A one-shot `sinfo` pod made from the slurmrestd Deployment's pod template (the slurm-client image with the
-    rendered files), its munge key taken from Secret `munge_secret`."""
+    stack's Slurm files), its munge key taken from Secret `munge_secret`."""
     d = deployment
-    template = next(o for o in d.runner.of_kind("Deployment")
+    template = next(o for o in d.kube.of_kind("deployment")
                     if o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == restd.APP)
     spec = copy.deepcopy(template["spec"]["template"]["spec"])
     cluster_secret, _ = d.secret_with("munge.key")
@@ -62,15 +60,13 @@ def client_pod(deployment, name: str, munge_secret: str) -> dict:
 
 def run_client(deployment, name: str, munge_secret: str) -> tuple[int, str]:
     d = deployment
-    d.runner.create(client_pod(deployment, name, munge_secret))
+    d.kube.create(client_pod(deployment, name, munge_secret))
     try:
-        d.runner.apply()
-        pod = d.runner.pod(f"Pod/{name}")
-        code = d.runner.wait_exited(pod, timeout=120)
-        return code, d.runner.logs(pod, 40)
+        pod = d.kube.pod(name)
+        code = d.kube.wait_exited(pod, timeout=120)
+        return code, d.kube.logs(pod, 40)
     finally:
-        d.runner.delete("Pod", d.namespace, name)
-        d.runner.apply()
+        d.kube.delete("pod", name)
 
 
 def test_a_client_pod_with_a_different_munge_key_fails_saying_so(deployment):
@@ -80,12 +76,12 @@ def test_a_client_pod_with_a_different_munge_key_fails_saying_so(deployment):
     code, logs = run_client(d, "e2e-right-key", cluster_secret)
     assert code == 0 and "idle" in logs, logs
 
-    d.runner.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    d.kube.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                      "metadata": {"name": "e2e-other-munge-key", "namespace": d.namespace},
                      "data": {"munge.key": base64.b64encode(os.urandom(1024)).decode()}})
     try:
         code, logs = run_client(d, "e2e-wrong-key", "e2e-other-munge-key")
     finally:
-        d.runner.delete("Secret", d.namespace, "e2e-other-munge-key")
+        d.kube.delete("secret", "e2e-other-munge-key")
     assert code != 0, f"sinfo with another munge key succeeded:\n{logs}"
     assert "munge key mismatch" in logs, f"the failure does not say the munge key differs:\n{logs}"
