@@ -22,7 +22,7 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def version() -> str:
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed: run scripts/setup-containers")
+        pytest.fail("podman is not installed: run scripts/bootstrap (scripts/test does)", pytrace=False)
     return slurm_version()
 
 
