@@ -8,7 +8,6 @@ from the ConfigMap every Slurm pod mounts, keys and the token from the Secrets.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -67,10 +66,6 @@ def pulumi_destroy() -> float:
 def stack_output(name: str, secret: bool = False) -> str:
     args = ["stack", "output", name] + (["--show-secrets"] if secret else [])
     return pulumi(*args).stdout.strip()
-
-
-def stack_outputs() -> dict:
-    return json.loads(pulumi("stack", "output", "--json").stdout)
 
 
 class Deployment:

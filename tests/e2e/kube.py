@@ -7,6 +7,7 @@ does not do: NetworkPolicies are accepted but not enforced (the bridge CNI plugi
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -17,7 +18,8 @@ from typing import Iterator, Optional
 
 from tests.images.slurm_containers import WaitTimeout, wait_until
 
-KUBECTL = os.path.join(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "kube", "bin", "kubectl")
+KUBE_DIR = os.path.join(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "kube")  # scripts/kube's
+KUBECTL = os.path.join(KUBE_DIR, "bin", "kubectl")
 
 
 class KubectlFailed(AssertionError):
@@ -80,7 +82,6 @@ class Kube:
         return json.loads(self.kubectl("get", kind, "-o", "json").stdout)["items"]
 
     def secret_data(self, name: str) -> dict[str, bytes]:
-        import base64
         return {k: base64.b64decode(v) for k, v in (self.get("secret", name).get("data") or {}).items()}
 
     def create(self, obj: dict) -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.deployment import ROOT, TIMINGS, pulumi, pulumi_destroy
+from tests.e2e.kube import KUBE_DIR
 from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
 
-KUBE = Path(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration")) / "kube"
+KUBE = Path(KUBE_DIR)
 CRI = [str(KUBE / "bin" / "crictl"), "--runtime-endpoint", "unix:///run/sci-containerd/containerd.sock"]
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
            "containerd", "containerd-shim-runc-v2")
