@@ -1,12 +1,16 @@
-"""The stack configuration: every key, its type, default, meaning and check, in one place.
+"""The stack configuration as one declarative table: every key's name, type, default, meaning and check.
 
-`parse()` is pure (a dict of raw config values in, a `StackConfig` out) so it is tested directly;
-`load()` reads the running Pulumi stack's configuration and calls it. A bad value raises
-`ConfigError`, whose message names the key, what is wrong and how to fix it; `pulumi preview`
-prints it without a stack trace.
+The table is the dataclasses below. Each field declared with `key(default, meaning, check)` is a config key:
+its camelCase name is the key (`cluster_name` -> `clusterName`), its annotation the type (`TYPES`), and a
+field whose type is another of these dataclasses is an object key with fields declared the same way. From
+this table come `parse()` (raw config values in, a `StackConfig` out; pure, so tested directly), `KEYS` (keys
+not listed are rejected as typos) and the README's configuration section (`python -m components.config
+--readme` rewrites it; a unit test holds the README to it). Adding a key is adding one field.
+
+`load()` reads the running Pulumi stack's configuration and calls `parse()`. A bad value raises
+`ConfigError`, whose message names the key, what is wrong and how to fix it; `pulumi preview` prints it
+without a stack trace.
 """
-
-from __future__ import annotations
 
 import base64
 import binascii
@@ -14,8 +18,11 @@ import difflib
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import sys
+import typing
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, NewType, Optional
 
 import pulumi
 import pulumi.runtime.config as runtime_config
@@ -23,16 +30,12 @@ import pulumi.runtime.config as runtime_config
 from components.slurm_files import DEFAULT_SLURM_VERSION, VERSIONS
 
 PROJECT = "slurm-cloud-integration"
-COMPONENT_NAMES = ("singleNode", "restd", "jupyter", "jupyterhub")
+README = Path(__file__).resolve().parents[1] / "README.md"
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
+REQUIRED = MISSING  # the default of a key that must be set
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
-_REPOSITORY = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
-_SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
+LocalPath = NewType("LocalPath", str)  # a path on this machine, ~ and $VARS expanded
+FileText = NewType("FileText", str)  # set as a path relative to the project; the value is the file's text
 
 
 class ConfigError(pulumi.RunError):
@@ -43,84 +46,323 @@ class ConfigError(pulumi.RunError):
         super().__init__(f"config key '{PROJECT}:{key}': {problem}. Fix: {fix}")
 
 
-@dataclass(frozen=True)
+class Invalid(Exception):
+    """Raised by a check or a type's conversion: what is wrong and the fix (`parse()` adds the key)."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+Check = Callable[[Any], None]  # takes a key's converted value; raises Invalid if it is wrong
+
+
+def key(default: Any, meaning: str, check: Optional[Check] = None, example: str = "VALUE") -> Any:
+    """One row of the table, as a dataclass field. `default`: REQUIRED, a value, or (for an object key) the
+    object's dataclass, meaning "every field at its default". `example` is the value fix hints suggest."""
+    meta = {"meaning": meaning, "check": check, "example": example}
+    if isinstance(default, type):  # an object key: its dataclass
+        return field(default_factory=default, metadata=meta)
+    if isinstance(default, dict):  # a free-form object: a fresh copy for each StackConfig
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# Checks used by the table.
+
+def matches(pattern: str, what: str, fix: str) -> Check:
+    regex = re.compile(pattern)
+
+    def check(value: Any) -> None:
+        if not (isinstance(value, str) and regex.match(value)):
+            raise Invalid(f"'{value}' is not {what}", fix)
+    return check
+
+
+def one_of(choices: typing.Iterable[str], what: str) -> Check:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise Invalid(f"'{value}' is not {what}", f"use one of {', '.join(choices)}")
+    return check
+
+
+def between(low: int, high: int) -> Check:
+    def check(value: int) -> None:
+        if not low <= value <= high:
+            raise Invalid(f"{value} is out of range", f"use a number from {low} to {high}")
+    return check
+
+
+def each(check: Check) -> Check:
+    def check_all(values: tuple) -> None:
+        for value in values:
+            check(value)
+    return check_all
+
+
+def check_munge_key(text: str) -> None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("is not base64 text", "set it from base64 -w0 /etc/munge/munge.key") from None
+    if len(raw) < MUNGE_KEY_MIN_BYTES:
+        raise Invalid(f"decodes to {len(raw)} bytes, munged needs at least {MUNGE_KEY_MIN_BYTES}",
+                      "use the cluster's real /etc/munge/munge.key")
+
+
+def check_slurm_conf(text: str) -> None:
+    if not re.search(r"^\s*(SlurmctldHost|ControlMachine)\s*=", text, re.M | re.I):
+        raise Invalid("has no SlurmctldHost line, so it is not a usable slurm.conf",
+                      "copy the cluster's real /etc/slurm/slurm.conf")
+
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_LABEL_FIX = "use lowercase letters, digits and '-', at most 63 characters"
+
+
+# The table.
+
+@dataclass(frozen=True, kw_only=True)
 class Images:
-    registry: str  # host[:port][/path], e.g. ghcr.io/acme or 127.0.0.1:5000
-    repository: str = "slurm-cloud-integration"
-    tag: str = "latest"
-    username: Optional[str] = None
-    password: Optional[pulumi.Output[str]] = None  # secret
+    registry: str = key(REQUIRED, "host[:port][/path] to push the images to and pull them from, no scheme",
+                        matches(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$", "a registry host",
+                                "give host[:port][/path] without a scheme, e.g. ghcr.io/acme"),
+                        example="127.0.0.1:5000")
+    repository: str = key("slurm-cloud-integration", "path under the registry: REGISTRY/REPOSITORY/IMAGE:TAG",
+                          matches(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", "a valid repository",
+                                  "use lowercase letters, digits and . _ - / separators"))
+    tag: str = key("latest", "tag the images are pushed with (pods pull them by digest)",
+                   matches(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", "a valid image tag",
+                           "use letters, digits, '_', '.', '-' (at most 128)"))
+    username: Optional[str] = key(None, "registry user, with `images.password`", example="USER")
+    password: Optional[pulumi.Output[str]] = key(
+        None, "registry password or token; with `images.username` also the pods' pull Secret", example="TOKEN")
 
     def name(self, image: str) -> str:
         return f"{self.registry}/{self.repository}/{image}:{self.tag}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Components:
-    single_node: bool = True
-    restd: bool = True
-    jupyter: bool = True
-    jupyterhub: bool = True
+    single_node: bool = key(True, "deploy slurm-single-node (slurmctld, slurmdbd, slurmd nodes, slurmrestd)")
+    restd: bool = key(True, "deploy slurmrestd, the Slurm REST API")
+    jupyter: bool = key(True, "deploy JupyterLab with the Slurm extension")
+    jupyterhub: bool = key(True, "deploy JupyterHub (the official chart) with the notebook image")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExistingCluster:
-    slurm_conf: str  # contents of the cluster's slurm.conf
-    slurm_conf_path: str
+    slurm_conf: FileText = key(REQUIRED, "path, relative to the project, of the cluster's slurm.conf", check_slurm_conf,
+                               example="configs/existing/slurm.conf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Kubernetes:
-    context: Optional[str] = None  # kubeconfig context; None = the current one
-    kubeconfig: Optional[str] = None  # kubeconfig file; None = the default ($KUBECONFIG, ~/.kube/config)
-    render_dir: Optional[str] = None  # render manifests here instead of applying them
+    context: Optional[str] = key(None, "kubeconfig context (default: the current one)")
+    kubeconfig: Optional[LocalPath] = key(None, "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    render_dir: Optional[LocalPath] = key(None, "render the objects as YAML into this directory, instead of applying")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JupyterHub:
-    chart_version: str
-    chart_repo: str = "https://hub.jupyter.org/helm-chart/"
+    chart_version: Optional[str] = key(
+        None, "exact chart version (required with `components.jupyterhub`)",
+        matches(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$", "a chart version",
+                "use an exact version such as 4.3.3 (ranges would make deployments drift)"),
+        example="4.3.3")
+    chart_repo: str = key("https://hub.jupyter.org/helm-chart/", "Helm repository of the chart")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Restd:
+    allowed_clients: tuple[str, ...] = key(
+        ("slurm-jupyter", "jupyterhub"), "app.kubernetes.io/name values admitted to slurmrestd by its NetworkPolicy",
+        each(matches(DNS_LABEL, "an app.kubernetes.io/name value", DNS_LABEL_FIX)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Storage:
+    size: str = key("10Gi", "its size",
+                    matches(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", "a Kubernetes quantity",
+                            "use a size such as 10Gi"))
+    class_name: Optional[str] = key(None, "its StorageClass (default: the cluster's default class)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
-    cluster_name: str
-    images: Images
-    slurm_version: str = DEFAULT_SLURM_VERSION
-    namespace: str = "slurm"
-    nodes: int = 2
-    components: Components = field(default_factory=Components)
-    existing_cluster: Optional[ExistingCluster] = None
-    munge_key: Optional[pulumi.Output[str]] = None  # base64, secret; None = generate one
-    key_rotation: str = "1"
-    kubernetes: Kubernetes = field(default_factory=Kubernetes)
-    jupyterhub: Optional[JupyterHub] = None
-    restd_allowed_clients: tuple[str, ...] = ("slurm-jupyter", "jupyterhub")
-    storage_size: str = "10Gi"
-    storage_class: Optional[str] = None
+    cluster_name: str = key(REQUIRED, "Slurm ClusterName and prefix of Kubernetes names",
+                            matches(r"^[a-z][a-z0-9]{0,19}$", "a valid name", "use 1-20 lowercase letters and "
+                                    "digits starting with a letter (Slurm and Kubernetes both accept it)"),
+                            example="mycluster")
+    slurm_version: str = key(DEFAULT_SLURM_VERSION, "Slurm version of the images: " + ", ".join(
+        f"`{v}` ({f.debian_suite})" for v, f in VERSIONS.items()) + "; see `components/slurm_files.py`",
+        one_of(VERSIONS, "a supported Slurm version"))
+    namespace: str = key("slurm", "Kubernetes namespace to deploy into",
+                         matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
+    nodes: int = key(2, "slurmd nodes in slurm-single-node", between(1, 64))
+    images: Images = key(REQUIRED, "where the images are pushed and pulled from")
+    components: Components = key(Components, "which parts to deploy")
+    existing_cluster: Optional[ExistingCluster] = key(
+        None, "an existing Slurm cluster to connect to: only the clients are deployed (needs `mungeKey` and "
+              "`components.singleNode` false)")
+    munge_key: Optional[pulumi.Output[str]] = key(
+        None, "base64 munge key of an existing cluster, instead of a generated one", check_munge_key,
+        example='"$(base64 -w0 /etc/munge/munge.key)"')
+    key_rotation: str = key("1", "any string; changing it generates new munge and JWT keys, JupyterLab token and "
+                                 "hub password (new Secrets, so pods roll)")
+    kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
+    jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")
+    restd: Restd = key(Restd, "slurmrestd")
+    storage: Storage = key(Storage, "the single node's state volume")
 
     @property
     def debian_suite(self) -> str:
         return VERSIONS[self.slurm_version].debian_suite
 
 
-# key -> one-line meaning; `pulumi config` keys not listed here are rejected as typos.
-KEYS = {
-    "clusterName": "Slurm ClusterName and prefix of Kubernetes names (required)",
-    "slurmVersion": f"Slurm version of the images: one of {', '.join(VERSIONS)} (default {DEFAULT_SLURM_VERSION})",
-    "namespace": "Kubernetes namespace to deploy into (default slurm)",
-    "nodes": "number of slurmd nodes in slurm-single-node (default 2)",
-    "images": "object: registry (required), repository, tag, username, password (secret)",
-    "components": f"object of booleans, which parts to deploy: {', '.join(COMPONENT_NAMES)}",
-    "existingCluster": "object: slurmConf, path of an existing cluster's slurm.conf (deploys only clients)",
-    "mungeKey": "secret: base64 munge key of an existing cluster (default: generated)",
-    "keyRotation": "any string; changing it generates new munge and JWT keys",
-    "kubernetes": "object: context, kubeconfig (file), renderDir (render YAML instead of applying)",
-    "jupyterhub": "object: chartVersion (required if components.jupyterhub), chartRepo",
-    "restd": "object: allowedClients, app.kubernetes.io/name values admitted to slurmrestd",
-    "storage": "object: size (default 10Gi), className",
+def _rules(cfg: StackConfig) -> None:
+    """Rules between keys (each key's own check is in the table)."""
+    if cfg.images.password is not None:
+        _check(cfg.images.username, "images.username", "is missing while images.password is set",
+               how_to_set("images.username"))
+    _check(not (cfg.kubernetes.kubeconfig and cfg.kubernetes.render_dir), "kubernetes.renderDir",
+           "is set together with kubernetes.kubeconfig, but a rendering stack talks to no cluster",
+           "remove one of them")
+    components = cfg.components
+    if components.jupyterhub:
+        _check(cfg.jupyterhub.chart_version, "jupyterhub.chartVersion", "is missing while components.jupyterhub "
+               "is true", f"pin the chart: {how_to_set('jupyterhub.chartVersion')}")
+    if cfg.existing_cluster:
+        _check(not components.single_node, "components.singleNode",
+               "is true but existingCluster is set: the stack would deploy a second Slurm",
+               "set components.singleNode to false, or remove existingCluster")
+        _check(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
+               how_to_set("mungeKey"))
+    elif not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
+        raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have no "
+                          "Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
+    if cfg.kubernetes.render_dir:
+        _check(not components.jupyterhub, "components.jupyterhub",
+               "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
+               "set components.jupyterhub to false for a render-only stack")
+
+
+# Types: what each annotation accepts and how the README names it.
+
+def _json(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return raw
+
+
+def _string(raw: Any, _project_dir: str) -> str:
+    if isinstance(raw, (dict, list)):
+        raise Invalid(f"{json.dumps(raw)} is not a single value", "give a string")
+    return str(raw)
+
+
+def _integer(raw: Any, _project_dir: str) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise Invalid(f"'{raw}' is not a whole number", "use a whole number") from None
+
+
+def _boolean(raw: Any, _project_dir: str) -> bool:
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if not isinstance(raw, bool):
+        raise Invalid(f"'{raw}' is not true or false", "use true or false")
+    return raw
+
+
+def _list(raw: Any, _project_dir: str) -> tuple:
+    value = _json(raw)
+    if not isinstance(value, list):
+        raise Invalid(f"{raw!r} is not a list", "give a list: pulumi config set --path KEY[0] VALUE")
+    return tuple(value)
+
+
+def _object(raw: Any, _project_dir: str) -> dict:
+    value = _json(raw)
+    if not isinstance(value, dict):
+        raise Invalid("must be an object", "set its fields with pulumi config set --path KEY.FIELD VALUE")
+    return value
+
+
+def _local_path(raw: Any, project_dir: str) -> str:
+    path = os.path.expanduser(os.path.expandvars(_string(raw, project_dir)))
+    if "$" in path:
+        raise Invalid(f"'{path}' names an unset environment variable",
+                      "export it (scripts/env.sh sets SCI_CACHE) or give a plain path")
+    return path
+
+
+def _file_text(raw: Any, project_dir: str) -> str:
+    path = _string(raw, project_dir)
+    try:
+        with open(os.path.join(project_dir, path), encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise Invalid(f"cannot read '{path}': {e.strerror}", "give the file's path relative to the project") from None
+
+
+# annotation -> (name in the README, conversion of the raw value, what the README says of it if not obvious);
+# an object key's dataclass is "object".
+TYPES: dict[Any, tuple[str, Callable[[Any, str], Any], str]] = {
+    str: ("string", _string, ""),
+    int: ("integer", _integer, ""),
+    bool: ("boolean", _boolean, ""),
+    tuple: ("list", _list, ""),
+    dict: ("object", _object, ""),  # free-form: passed through as given
+    LocalPath: ("path", _local_path, "`~` and `$VARS` are expanded"),
+    FileText: ("file", _file_text, "a path relative to the project, read when the stack runs"),
+    pulumi.Output: ("secret string", _string, "set it with `pulumi config set --secret`"),
 }
 
+
+def _type(f: Field) -> Any:
+    """The type a field's annotation names: Optional[X] -> X, tuple[str, ...] -> tuple, a dataclass as is."""
+    hint = f.type
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+
+
+def _fields(cls: type) -> dict[str, Field]:
+    """An object's fields by config name."""
+    return {_camel(f.name): f for f in fields(cls)}
+
+
+def _required(f: Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+KEYS = {name: f.metadata["meaning"] for name, f in _fields(StackConfig).items()}
+
+
+def how_to_set(dotted: str) -> str:
+    """The `pulumi config set` command for a key such as `images.registry` (for an object key: for its first
+    required field), with the table's example value."""
+    cls, f = StackConfig, None
+    for name in dotted.split("."):
+        f = _fields(cls)[name]
+        cls = _type(f)
+    if is_dataclass(cls):
+        first = next((name for name, sub in _fields(cls).items() if _required(sub)), None)
+        return how_to_set(f"{dotted}.{first}") if first else f"pulumi config set --path {dotted}.FIELD VALUE"
+    flags = "--secret " * (cls is pulumi.Output) + "--path " * ("." in dotted)
+    return f"pulumi config set {flags}{dotted} {f.metadata['example']}"
+
+
+# Parsing.
 
 def load(project_dir: str = ".") -> StackConfig:
     """Read and check the running stack's configuration."""
@@ -135,207 +377,96 @@ def _all_config() -> dict[str, Any]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
-def parse(values: dict[str, Any], secret_keys: set[str] = frozenset(), project_dir: str = ".") -> StackConfig:
-    """Check raw config values (strings, or JSON strings for objects) and build a StackConfig."""
-    for key in values:
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            fix = f"did you mean '{close[0]}'?" if close else f"remove it; known keys: {', '.join(KEYS)}"
-            raise ConfigError(key, "unknown key", fix)
+def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozenset(),
+          project_dir: str = ".") -> StackConfig:
+    """Check raw config values (strings, or JSON strings for objects) and build a StackConfig.
 
-    cluster_name = _required(values, "clusterName", "pulumi config set clusterName mycluster")
-    _check(_CLUSTER_NAME.match(cluster_name), "clusterName", f"'{cluster_name}' is not a valid name",
-           "use 1-20 lowercase letters and digits starting with a letter (Slurm and Kubernetes both accept it)")
-
-    slurm_version = str(values.get("slurmVersion", DEFAULT_SLURM_VERSION))
-    _check(slurm_version in VERSIONS, "slurmVersion", f"'{slurm_version}' is not a supported Slurm version",
-           f"use one of {', '.join(VERSIONS)}")
-
-    namespace = str(values.get("namespace", "slurm"))
-    _check(_DNS_LABEL.match(namespace), "namespace", f"'{namespace}' is not a valid Kubernetes namespace",
-           "use lowercase letters, digits and '-', at most 63 characters")
-
-    nodes = _int(values, "nodes", 2, 1, 64)
-    images = _images(_object(values, "images", required=True), secret_keys)
-    components = _components(_object(values, "components"))
-    existing = _existing_cluster(_object(values, "existingCluster"), project_dir)
-    munge_key = _munge_key(values, secret_keys)
-    kubernetes = _kubernetes(_object(values, "kubernetes"))
-    jupyterhub = _jupyterhub(_object(values, "jupyterhub"), components)
-    restd = _object(values, "restd")
-    _only(restd, "restd", ("allowedClients",))
-    allowed = restd.get("allowedClients", list(StackConfig.restd_allowed_clients))
-    _check(isinstance(allowed, list) and all(isinstance(a, str) and _DNS_LABEL.match(a) for a in allowed),
-           "restd.allowedClients", f"{allowed!r} is not a list of app names",
-           'give a list of app.kubernetes.io/name values, e.g. ["slurm-jupyter"]')
-    storage = _object(values, "storage")
-    _only(storage, "storage", ("size", "className"))
-    storage_size = str(storage.get("size", "10Gi"))
-    _check(_QUANTITY.match(storage_size), "storage.size", f"'{storage_size}' is not a Kubernetes quantity",
-           "use a size such as 10Gi")
-
-    if existing:
-        _check(not components.single_node, "components.singleNode",
-               "is true but existingCluster is set: the stack would deploy a second Slurm",
-               "set components.singleNode to false, or remove existingCluster")
-        _check(munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
-               "pulumi config set --secret mungeKey \"$(base64 -w0 /etc/munge/munge.key)\"")
-    elif not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
-        raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients "
-                          "have no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
-    if kubernetes.render_dir:
-        _check(not components.jupyterhub, "components.jupyterhub",
-               "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
-               "set components.jupyterhub to false for a render-only stack")
-
-    return StackConfig(
-        cluster_name=cluster_name, images=images, slurm_version=slurm_version, namespace=namespace,
-        nodes=nodes, components=components, existing_cluster=existing, munge_key=munge_key,
-        key_rotation=str(values.get("keyRotation", "1")), kubernetes=kubernetes, jupyterhub=jupyterhub,
-        restd_allowed_clients=tuple(allowed), storage_size=storage_size,
-        storage_class=storage.get("className"),
-    )
+    `secret_keys`: the keys set with --secret; `project_dir`: what file paths are relative to."""
+    cfg = _parse_object(StackConfig, values, "", secret_keys, project_dir)
+    _rules(cfg)
+    return cfg
 
 
-def _check(ok: Any, key: str, problem: str, fix: str) -> None:
-    if not ok:
-        raise ConfigError(key, problem, fix)
-
-
-def _required(values: dict, key: str, fix: str) -> str:
-    value = values.get(key)
-    _check(value not in (None, ""), key, "is missing", fix)
-    return str(value)
-
-
-def _int(values: dict, key: str, default: int, low: int, high: int) -> int:
-    raw = values.get(key, default)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(key, f"'{raw}' is not a whole number", f"use a number from {low} to {high}") from None
-    _check(low <= value <= high, key, f"{value} is out of range", f"use a number from {low} to {high}")
-    return value
-
-
-def _object(values: dict, key: str, required: bool = False) -> dict:
-    raw = values.get(key)
-    if raw is None:
-        _check(not required, key, "is missing", f"set it, e.g. pulumi config set --path {key}.registry 127.0.0.1:5000")
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raw = None
-    _check(isinstance(raw, dict), key, "must be an object", f"set its fields with pulumi config set --path {key}.FIELD VALUE")
-    return raw
-
-
-def _only(obj: dict, key: str, fields: tuple[str, ...]) -> None:
+def _parse_object(cls: type, obj: dict, prefix: str, secret_keys: typing.AbstractSet[str], project_dir: str) -> Any:
+    known = _fields(cls)
     for name in obj:
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"did you mean '{key}.{close[0]}'?" if close else f"known fields: {', '.join(fields)}"
-            raise ConfigError(f"{key}.{name}", "unknown field", hint)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            what = "field" if prefix else "key"
+            fix = f"did you mean '{prefix}{close[0]}'?" if close else f"remove it; known {what}s: {', '.join(known)}"
+            raise ConfigError(f"{prefix}{name}", f"unknown {what}", fix)
+    return cls(**{f.name: _parse_value(f, obj.get(name), prefix + name, secret_keys, project_dir)
+                  for name, f in known.items()})
 
 
-def _bool(obj: dict, key: str, name: str, default: bool) -> bool:
-    value = obj.get(name, default)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        value = value.lower() == "true"
-    _check(isinstance(value, bool), f"{key}.{name}", f"'{value}' is not true or false", "use true or false")
-    return value
-
-
-def _images(obj: dict, secret_keys: set[str]) -> Images:
-    _only(obj, "images", ("registry", "repository", "tag", "username", "password"))
-    registry = str(obj.get("registry") or "")
-    _check(registry, "images.registry", "is missing", "pulumi config set --path images.registry 127.0.0.1:5000")
-    _check(_REGISTRY.match(registry) and "://" not in registry, "images.registry",
-           f"'{registry}' is not a registry host", "give host[:port][/path] without a scheme, e.g. ghcr.io/acme")
-    repository = str(obj.get("repository", Images.repository))
-    _check(_REPOSITORY.match(repository), "images.repository", f"'{repository}' is not a valid repository",
-           "use lowercase letters, digits and . _ - / separators")
-    tag = str(obj.get("tag", Images.tag))
-    _check(_TAG.match(tag), "images.tag", f"'{tag}' is not a valid image tag",
-           "use letters, digits, '_', '.', '-' (at most 128)")
-    password = obj.get("password")
-    if password is not None:
-        _check("images" in secret_keys, "images.password", "is stored in plain text",
-               "pulumi config set --secret --path images.password VALUE")
-        _check(obj.get("username"), "images.username", "is missing while images.password is set",
-               "pulumi config set --path images.username USER")
-    return Images(registry=registry, repository=repository, tag=tag, username=obj.get("username"),
-                  password=pulumi.Output.secret(str(password)) if password is not None else None)
-
-
-def _components(obj: dict) -> Components:
-    _only(obj, "components", COMPONENT_NAMES)
-    flags = {name: _bool(obj, "components", name, True) for name in COMPONENT_NAMES}
-    return Components(single_node=flags["singleNode"], restd=flags["restd"], jupyter=flags["jupyter"],
-                      jupyterhub=flags["jupyterhub"])
-
-
-def _existing_cluster(obj: dict, project_dir: str) -> Optional[ExistingCluster]:
-    if not obj:
-        return None
-    _only(obj, "existingCluster", ("slurmConf",))
-    path = str(obj.get("slurmConf") or "")
-    _check(path, "existingCluster.slurmConf", "is missing",
-           "pulumi config set --path existingCluster.slurmConf configs/existing/slurm.conf")
-    full = os.path.join(project_dir, path)
+def _parse_value(f: Field, raw: Any, dotted: str, secret_keys: typing.AbstractSet[str], project_dir: str) -> Any:
+    kind = _type(f)
+    if raw is None or raw == "":
+        _check(not _required(f), dotted, "is missing", how_to_set(dotted))
+        if not is_dataclass(kind) or f.default_factory is MISSING:
+            return f.default if f.default_factory is MISSING else f.default_factory()
+        raw = {}  # an object key left out: every field at its default
     try:
-        with open(full, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError("existingCluster.slurmConf", f"cannot read '{path}': {e.strerror}",
-                          "give the path, relative to the project, of the cluster's slurm.conf") from None
-    _check(re.search(r"^\s*(SlurmctldHost|ControlMachine)\s*=", text, re.M | re.I), "existingCluster.slurmConf",
-           f"'{path}' has no SlurmctldHost line, so it is not a usable slurm.conf",
-           "copy the cluster's real /etc/slurm/slurm.conf")
-    return ExistingCluster(slurm_conf=text, slurm_conf_path=path)
+        if is_dataclass(kind):
+            return _parse_object(kind, _object(raw, project_dir), dotted + ".", secret_keys, project_dir)
+        if kind is pulumi.Output and dotted.split(".")[0] not in secret_keys:
+            raise Invalid("is stored in plain text in the stack file", how_to_set(dotted))
+        value = TYPES[kind][1](raw, project_dir)
+        if f.metadata["check"]:
+            f.metadata["check"](value)
+    except Invalid as e:
+        raise ConfigError(dotted, e.problem, e.fix.replace("KEY", dotted)) from None
+    return pulumi.Output.secret(value) if kind is pulumi.Output else value
 
 
-def _munge_key(values: dict, secret_keys: set[str]) -> Optional[pulumi.Output[str]]:
-    raw = values.get("mungeKey")
-    if raw is None:
-        return None
-    _check("mungeKey" in secret_keys, "mungeKey", "is stored in plain text in the stack file (it is a cluster root secret)",
-           "pulumi config rm mungeKey; pulumi config set --secret mungeKey \"$(base64 -w0 munge.key)\"")
-    try:
-        key = base64.b64decode(str(raw), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("mungeKey", "is not base64 text", "set it from base64 -w0 /etc/munge/munge.key") from None
-    _check(len(key) >= MUNGE_KEY_MIN_BYTES, "mungeKey", f"decodes to {len(key)} bytes, munged needs at least {MUNGE_KEY_MIN_BYTES}",
-           "use the cluster's real /etc/munge/munge.key")
-    return pulumi.Output.secret(str(raw))
+def _check(ok: Any, dotted: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(dotted, problem, fix)
 
 
-def _kubernetes(obj: dict) -> Kubernetes:
-    _only(obj, "kubernetes", ("context", "kubeconfig", "renderDir"))
-    paths = {}
-    for name in ("kubeconfig", "renderDir"):
-        path = obj.get(name) or None
-        if path:
-            path = os.path.expanduser(os.path.expandvars(str(path)))
-            _check("$" not in path, f"kubernetes.{name}", f"'{path}' names an unset environment variable",
-                   "export it (scripts/env.sh sets SCI_CACHE) or give a plain path")
-        paths[name] = path
-    _check(not (paths["kubeconfig"] and paths["renderDir"]), "kubernetes.renderDir",
-           "is set together with kubernetes.kubeconfig, but a rendering stack talks to no cluster",
-           "remove one of them")
-    return Kubernetes(context=obj.get("context") or None, kubeconfig=paths["kubeconfig"],
-                      render_dir=paths["renderDir"])
+# The README's configuration section.
+
+README_BEGIN = "<!-- BEGIN config table: made from components/config.py by `python -m components.config --readme` -->"
+README_END = "<!-- END config table -->"
 
 
-def _jupyterhub(obj: dict, components: Components) -> Optional[JupyterHub]:
-    _only(obj, "jupyterhub", ("chartVersion", "chartRepo"))
-    if not components.jupyterhub:
-        return None
-    version = str(obj.get("chartVersion") or "")
-    _check(version, "jupyterhub.chartVersion", "is missing while components.jupyterhub is true",
-           "pin the chart: pulumi config set --path jupyterhub.chartVersion 4.2.0")
-    _check(_SEMVER.match(version), "jupyterhub.chartVersion", f"'{version}' is not a chart version",
-           "use an exact version such as 4.2.0 (ranges would make deployments drift)")
-    return JupyterHub(chart_version=version, chart_repo=str(obj.get("chartRepo", JupyterHub.chart_repo)))
+def rows(cls: Optional[type] = None, prefix: str = "") -> typing.Iterator[tuple[str, Field]]:
+    """Every key and field of the table as (dotted name, dataclass field), in the table's order."""
+    for name, f in _fields(cls or StackConfig).items():
+        yield prefix + name, f
+        if is_dataclass(_type(f)):
+            yield from rows(_type(f), f"{prefix}{name}.")
+
+
+def type_name(f: Field) -> str:
+    kind = _type(f)
+    return "object" if is_dataclass(kind) else TYPES[kind][0]
+
+
+def readme_table() -> str:
+    """The Markdown table of every key and field."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {type_name(f)} | {_show_default(f)} | {f.metadata['meaning']} |" for name, f in rows()]
+    lines += ["", "Types: " + " ".join(f"`{name}`: {doc}." for name, _, doc in TYPES.values() if doc)]
+    return "\n".join(lines)
+
+
+def _show_default(f: Field) -> str:
+    if _required(f):
+        return "required"
+    if f.default is None or is_dataclass(f.default_factory):
+        return ""
+    value = f.default if f.default_factory is MISSING else f.default_factory()
+    return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
+
+
+def readme_with_table(text: str) -> str:
+    """`text` (the README) with the part between README_BEGIN and README_END replaced by readme_table()."""
+    begin, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    return f"{text[:begin]}\n{readme_table()}\n{text[end:]}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--readme"]:
+        sys.exit("usage: python -m components.config --readme   (rewrites README.md's configuration table)")
+    README.write_text(readme_with_table(README.read_text()))

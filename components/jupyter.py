@@ -30,7 +30,7 @@ class SlurmJupyterArgs:
     image: pulumi.Input[str]  # slurm-jupyter by digest
     config_map_name: pulumi.Input[str]
     munge_secret_name: pulumi.Input[str]
-    rotation: str = "1"  # changing it generates a new token
+    rotation: str  # changing it generates a new token
     slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 

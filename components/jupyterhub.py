@@ -125,7 +125,7 @@ class JupyterHubArgs:
     config_files: Mapping[str, str]  # non-secret Slurm files (SlurmConfig.files)
     munge_key_base64: pulumi.Input[str]  # secret
     egress: Sequence[dict]
-    rotation: str = "1"
+    rotation: str
     image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
 
 

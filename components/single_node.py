@@ -49,8 +49,8 @@ class SlurmSingleNodeArgs:
     config_secret_files: tuple[str, ...]
     munge_secret_name: pulumi.Input[str]
     jwt_secret_name: pulumi.Input[str]
-    storage_size: str = "10Gi"
-    storage_class: Optional[str] = None
+    storage_size: str  # Kubernetes quantity
+    storage_class: Optional[str]  # None: the cluster's default class
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
     image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name

@@ -30,7 +30,7 @@ class SlurmConfigArgs:
     namespace: pulumi.Input[str]
     cluster_name: str
     slurm_version: str
-    nodes: int = 2
+    nodes: int
     controller_host: Optional[str] = None  # the single node pod's hostname (SlurmctldHost)
     controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)

@@ -75,9 +75,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 namespace=namespace, name=node_name, image=images.refs[SINGLE_NODE], nodes=cfg.nodes,
                 config_map_name=config.config_map_name, config_secret_name=config.secret_name,
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
-                jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage_size,
-                storage_class=cfg.storage_class,
-                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd_allowed_clients,
+                jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage.size,
+                storage_class=cfg.storage.class_name,
+                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd.allowed_clients,
                 image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
@@ -91,7 +91,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "slurmrestd",
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
-                           allowed_clients=cfg.restd_allowed_clients, image_pull_secret=pull_secret),
+                           allowed_clients=cfg.restd.allowed_clients, image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         restd_url = restd.url
@@ -121,7 +121,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         else:
             egress = slurm_egress(single_node_app=single_node.APP,
                                   single_node_ports=list(single_node.ports(cfg.nodes).values()))
-        if cfg.components.restd and HUB_APP in cfg.restd_allowed_clients:
+        if cfg.components.restd and HUB_APP in cfg.restd.allowed_clients:
             egress += slurm_egress(restd_app=RESTD_APP, restd_port=SLURMRESTD_PORT)
         hub = JupyterHub(
             "jupyterhub",

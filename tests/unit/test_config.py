@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components.config import ConfigError, parse
+from components.config import README, REQUIRED, ConfigError, parse, readme_with_table, rows, type_name
 from components.slurm_files import DEFAULT_SLURM_VERSION
 
 MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:5000"}),
@@ -60,7 +60,10 @@ def test_existing_cluster(tmp_path):
     ({"components": {"singleNode": False}}, "components.singleNode", "no existingCluster"),
     ({"kubernetes": {"renderDir": "/tmp/x"}}, "components.jupyterhub", "needs a live cluster"),
     ({"storage": {"size": "ten"}}, "storage.size", "not a Kubernetes quantity"),
+    ({"storage": "10Gi"}, "storage", "must be an object"),
     ({"restd": {"allowedClients": "jupyter"}}, "restd.allowedClients", "not a list"),
+    ({"restd": {"allowedClients": ["Jupyter_Lab"]}}, "restd.allowedClients", "not an app.kubernetes.io/name"),
+    ({"images": {"registry": "ghcr.io", "password": "pw"}}, "images.password", "plain text"),
     ({"kubernetes": {"renderDir": "$NO_SUCH_VAR_X/r"}, "components": {"jupyterhub": False}},
      "kubernetes.renderDir", "unset environment variable"),
     ({"kubernetes": {"kubeconfig": "${NO_SUCH_VAR_X}/admin.kubeconfig"}}, "kubernetes.kubeconfig",
@@ -117,4 +120,26 @@ def test_committed_stacks_parse(monkeypatch):
         assert cfg.cluster_name == stack
         if stack == "cluster":
             assert cfg.kubernetes.kubeconfig == "/var/cache/sci-test/kube/admin.kubeconfig"
-    assert cfg.jupyterhub is not None
+    assert cfg.jupyterhub.chart_version == "4.3.3"
+
+
+def test_registry_password_needs_a_user():
+    with pytest.raises(ConfigError, match="images.username.*is missing.*--path images.username USER"):
+        parse(with_(images={"registry": "ghcr.io", "password": "pw"}), {"images"})
+    cfg = parse(with_(images={"registry": "ghcr.io", "username": "me", "password": "pw"}), {"images"})
+    assert cfg.images.username == "me" and cfg.images.password is not None
+
+
+def test_every_key_has_a_type_a_meaning_and_a_default_its_check_accepts():
+    for name, f in rows():
+        assert type_name(f) and f.metadata["meaning"], name
+        check, default = f.metadata["check"], f.default
+        if check and default not in (REQUIRED, None):
+            check(default)
+
+
+def test_readme_configuration_table_is_the_generated_one():
+    text = README.read_text()
+    assert readme_with_table(text) == text, "README.md's table is stale: run python -m components.config --readme"
+    stale = text.replace("| `nodes` | integer | `2` |", "| `nodes` | integer | `3` |")
+    assert stale != text and readme_with_table(stale) == text  # control: an edited row is caught
