@@ -26,6 +26,8 @@ CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
 NOTEBOOK_CMD = "jupyterhub-singleuser"
+ROOT_UID = 0  # the notebook entrypoint starts as root, then runs the server as jovyan (uid 1000, gid 100)
+FS_GID = 0  # user pods' fsGroup: not a group of jovyan, so the munge key stays root-only (jupyterhub_values)
 PASSWORD_LENGTH = 32
 
 
@@ -78,7 +80,23 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                       config_files: Mapping[str, str], munge_key_base64: pulumi.Input[str],
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
                       image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
-    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults."""
+    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults.
+
+    How the chart and KubeSpawner use them (z2jh 4.3.3 files/hub/jupyterhub_config.py, kubespawner 7.0.0
+    spawner.py and objects.py make_pod):
+    - `singleuser.uid` and `fsGid` become KubeSpawner's `uid` (container runAsUser) and `fs_gid` (pod fsGroup)
+      unless None; the chart's values.yaml defaults them to 1000 and 100. A null here never reaches Helm
+      (Pulumi's Python SDK drops nulls in a Release's values, pulumi/pulumi-kubernetes#3234), so the chart's
+      fsGid 100 would stay: the value must be explicit.
+    - The kubelet chowns every volume of the pod to the fsGroup and adds group read (Secret volumes) or
+      group read-write with setgid on directories (writable volumes such as the home PVC). fsGid 0 keeps the
+      munge key root:root (0440): the entrypoint runs the server as jovyan with jovyan's own groups only
+      (setpriv --init-groups), so neither the 100 (users) group nor group 0 reaches the key. The home PVC
+      gets group 0, and the entrypoint (as root) gives its top directory to jovyan, who then writes it as owner.
+    - `extraFiles` become items of one Secret volume `files` (item mode = `mode`, decimal) mounted by subPath.
+    - `cmd` becomes the container's args (KubeSpawner `cmd` + the spawner's args), so the image's ENTRYPOINT
+      (jupyter-entrypoint, which must start as root) always runs.
+    """
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
             "mountPath": f"{pods.CONFIG_MOUNT}/{name}", "stringData": text, "mode": pods.CONFIG_MODE}
@@ -89,19 +107,17 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     values: dict[str, Any] = {
         "hub": {"config": {
             "JupyterHub": {"authenticator_class": "dummy"},
-            # The chart's default dummy authenticator takes any password: require the generated one.
-            "DummyAuthenticator": {"password": hub_password},
-            "Authenticator": {"allow_all": True},
+            # The chart's default dummy authenticator takes any password: require the generated one. allow_all
+            # is set for this authenticator only: choosing another one does not let in everyone it can identify.
+            "DummyAuthenticator": {"password": hub_password, "allow_all": True},
         }},
         # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
         "proxy": {"service": {"type": "ClusterIP"}},
         "singleuser": {
             "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
             "cmd": NOTEBOOK_CMD,
-            # The image's entrypoint starts as root (munged as munge), then runs the notebook as jovyan
-            # (uid 1000); a fsGroup would make the munge key group-readable, which it refuses.
-            "uid": 0,
-            "fsGid": None,
+            "uid": ROOT_UID,
+            "fsGid": FS_GID,
             "extraFiles": extra_files,
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
             "networkPolicy": {"egress": list(egress)},
