@@ -80,6 +80,8 @@ class Kubernetes:
 class JupyterHub:
     chart_version: str
     chart_repo: str = "https://hub.jupyter.org/helm-chart/"
+    values: dict = field(default_factory=dict)  # the user's chart values (chart_values.read_user_values)
+    values_secret: bool = False  # the `jupyterhub` key is a Pulumi secret: so are the chart values
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ KEYS = {
     "mungeKey": "secret: base64 munge key of an existing cluster (default: generated)",
     "keyRotation": "any string; changing it generates new munge and JWT keys",
     "kubernetes": "object: context, kubeconfig (file), renderDir (render YAML instead of applying)",
-    "jupyterhub": "object: chartVersion (required if components.jupyterhub), chartRepo",
+    "jupyterhub": "object: chartVersion (required if components.jupyterhub), chartRepo, values (chart values), "
+                  "valuesFile (YAML file of chart values; values merge over it)",
     "restd": "object: allowedClients, app.kubernetes.io/name values admitted to slurmrestd",
     "storage": "object: size (default 10Gi), className",
 }
@@ -161,7 +164,7 @@ def parse(values: dict[str, Any], secret_keys: set[str] = frozenset(), project_d
     existing = _existing_cluster(_object(values, "existingCluster"), project_dir)
     munge_key = _munge_key(values, secret_keys)
     kubernetes = _kubernetes(_object(values, "kubernetes"))
-    jupyterhub = _jupyterhub(_object(values, "jupyterhub"), components)
+    jupyterhub = _jupyterhub(_object(values, "jupyterhub"), components, "jupyterhub" in secret_keys, project_dir)
     restd = _object(values, "restd")
     _only(restd, "restd", ("allowedClients",))
     allowed = restd.get("allowedClients", list(StackConfig.restd_allowed_clients))
@@ -329,8 +332,10 @@ def _kubernetes(obj: dict) -> Kubernetes:
                       render_dir=paths["renderDir"])
 
 
-def _jupyterhub(obj: dict, components: Components) -> Optional[JupyterHub]:
-    _only(obj, "jupyterhub", ("chartVersion", "chartRepo"))
+def _jupyterhub(obj: dict, components: Components, secret: bool, project_dir: str) -> Optional[JupyterHub]:
+    from components.chart_values import read_user_values  # it imports ConfigError from here
+
+    _only(obj, "jupyterhub", ("chartVersion", "chartRepo", "values", "valuesFile"))
     if not components.jupyterhub:
         return None
     version = str(obj.get("chartVersion") or "")
@@ -338,4 +343,6 @@ def _jupyterhub(obj: dict, components: Components) -> Optional[JupyterHub]:
            "pin the chart: pulumi config set --path jupyterhub.chartVersion 4.2.0")
     _check(_SEMVER.match(version), "jupyterhub.chartVersion", f"'{version}' is not a chart version",
            "use an exact version such as 4.2.0 (ranges would make deployments drift)")
-    return JupyterHub(chart_version=version, chart_repo=str(obj.get("chartRepo", JupyterHub.chart_repo)))
+    return JupyterHub(chart_version=version, chart_repo=str(obj.get("chartRepo", JupyterHub.chart_repo)),
+                      values=read_user_values(obj.get("values"), obj.get("valuesFile"), project_dir),
+                      values_secret=secret)

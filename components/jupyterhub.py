@@ -9,14 +9,14 @@ paths of the image contract (dockerfiles/README.md).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import pods
+from components import chart_values, pods
 from components.keys import MUNGE_KEY_FILE
 from components.labels import PART_OF
 from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
@@ -88,11 +88,12 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
       unless None; the chart's values.yaml defaults them to 1000 and 100. A null here never reaches Helm
       (Pulumi's Python SDK drops nulls in a Release's values, pulumi/pulumi-kubernetes#3234), so the chart's
       fsGid 100 would stay: the value must be explicit.
-    - The kubelet chowns every volume of the pod to the fsGroup and adds group read (Secret volumes) or
-      group read-write with setgid on directories (writable volumes such as the home PVC). fsGid 0 keeps the
-      munge key root:root (0440): the entrypoint runs the server as jovyan with jovyan's own groups only
-      (setpriv --init-groups), so neither the 100 (users) group nor group 0 reaches the key. The home PVC
-      gets group 0, and the entrypoint (as root) gives its top directory to jovyan, who then writes it as owner.
+    - The kubelet gives every file of the pod's volumes the fsGroup as group (owner kept) and ORs the mode
+      with 0440 (read-only volumes: Secrets) or 0660, directories also setgid (kubernetes pkg/volume/
+      volume_linux.go SetVolumeOwnership). fsGid 0 keeps the munge key root:root 0440: the entrypoint runs
+      the server as jovyan with jovyan's own groups only (setpriv --init-groups), so group 0 does not reach
+      it. The home PVC gets group 0 too, and the entrypoint (as root) gives its top directory to jovyan, who
+      then writes it as owner.
     - `extraFiles` become items of one Secret volume `files` (item mode = `mode`, decimal) mounted by subPath.
     - `cmd` becomes the container's args (KubeSpawner `cmd` + the spawner's args), so the image's ENTRYPOINT
       (jupyter-entrypoint, which must start as root) always runs.
@@ -143,6 +144,8 @@ class JupyterHubArgs:
     egress: Sequence[dict]
     rotation: str = "1"
     image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)
+    values_secret: bool = False  # the user's values came from a secret config key
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -155,10 +158,14 @@ class JupyterHub(pulumi.ComponentResource):
                                          keepers={"rotation": args.rotation}, opts=child)
         self.password = pulumi.Output.secret(password.result)
         image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
-        values = jupyterhub_values(
+        program = jupyterhub_values(
             image_name=image[0], image_tag=image[1], config_files=args.config_files,
             munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
             egress=args.egress, image_pull_secret=args.image_pull_secret)
+        defaults, schema = chart_values.load_chart(args.chart_version, args.chart_repo)
+        values = chart_values.with_user_values(program, args.user_values, defaults, schema)
+        if args.values_secret:
+            values = pulumi.Output.secret(values)
         release = k8s.helm.v3.Release(
             f"{name}-release",
             name=RELEASE,

@@ -13,9 +13,10 @@ import jsonschema
 import pytest
 
 from components import pods
+from components.chart_values import helm_merge
 from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
+from tests.helm import chart_reference
 from tests.unit.stacks import run
-from tests.helm import chart_reference, helm_merge
 
 DIGEST = "sha256:" + "ab" * 32
 
