@@ -32,13 +32,15 @@ CHART = "jupyterhub"
 _PULL_TIMEOUT = 120  # seconds for `helm pull`
 
 # Chart value paths the program sets and the user may not change (nor any key below them), and why.
-# The hub.config ones would override the same KubeSpawner traits (the chart loads hub.config last,
-# z2jh 4.3.3 files/hub/jupyterhub_config.py).
 _IMAGE = "the notebook image is slurm-jupyter-notebook, built by this program and pinned by digest"
 _UID = "the notebook entrypoint must start as root (uid 0) to set up munge; it runs the server as jovyan itself"
 _FSGID = ("the fsGroup is gid 0 so that the kubelet, which makes Secret files group-readable by the fsGroup, "
           "leaves the munge key readable by root only")
 _CMD = "the image's entrypoint starts jupyterhub-singleuser only after its munge and authentication checks"
+# KubeSpawner traits that would override those settings when given in hub.config.KubeSpawner (the chart
+# loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
+SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "fs_gid": _FSGID, "pod_security_context": _FSGID,
+                 "container_security_context": _UID, "extra_pod_config": _FSGID, "cmd": _CMD}
 OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "image", "name"): _IMAGE,
     ("singleuser", "image", "tag"): _IMAGE,
@@ -46,11 +48,7 @@ OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "fsGid"): _FSGID,
     ("singleuser", "cmd"): _CMD,
     ("singleuser", "extraPodConfig", "securityContext"): _FSGID,
-    ("hub", "config", "KubeSpawner", "image"): _IMAGE,
-    ("hub", "config", "KubeSpawner", "uid"): _UID,
-    ("hub", "config", "KubeSpawner", "fs_gid"): _FSGID,
-    ("hub", "config", "KubeSpawner", "pod_security_context"): _FSGID,
-    ("hub", "config", "KubeSpawner", "cmd"): _CMD,
+    **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
     ("hub", "config", "Spawner", "cmd"): _CMD,
 }
 _EXTRA_FILE = "it is one of the stack's Slurm files or the munge key, at the paths of the image contract"
@@ -120,6 +118,14 @@ def _walk(tree: Mapping, path: tuple = ()):
             yield from _walk(value, path + (key,))
 
 
+def _walk_all(tree: Any, path: tuple = ()):
+    """Like _walk, through lists too (an index is a path element)."""
+    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        yield path + (key,), value
+        yield from _walk_all(value, path + (key,))
+
+
 def _get(tree: Any, path: tuple) -> Any:
     for key in path:
         if not isinstance(tree, Mapping):
@@ -153,6 +159,10 @@ def with_user_values(program: Mapping, user: Mapping, defaults: Mapping, schema:
             if below_or_at or replaces_parent:
                 raise ConfigError(_name(path), f"is set by this program: {why}",
                                   f"remove it from {KEY} (and jupyterhub.valuesFile)")
+    for path, _ in _walk_all(user):
+        if len(path) > 1 and path[-2] == "kubespawner_override" and path[-1] in SPAWNER_OWNED:
+            raise ConfigError(_name(path), f"is set by this program: {SPAWNER_OWNED[path[-1]]}",
+                              f"remove it from the profile in {KEY} (and jupyterhub.valuesFile)")
     for path, value in _walk(user):
         if value is None and _get(defaults, path) is not None:
             raise ConfigError(_name(path), "is null, which in Helm deletes the chart's default, but Pulumi drops "

@@ -75,6 +75,9 @@ def test_the_usual_settings_pass_and_take_effect(chart):
         "prePuller": {"continuous": {"enabled": False}},
         "cull": {"timeout": 7200},
     }
+    user["singleuser"]["profileList"] = [
+        {"display_name": "small", "default": True},
+        {"display_name": "large", "kubespawner_override": {"cpu_limit": 8, "mem_limit": "32G"}}]
     merged = apply(chart, user)
     assert merged["hub"]["config"]["JupyterHub"]["authenticator_class"] == "github"
     assert "DummyAuthenticator" not in merged["hub"]["config"]  # a null deletes what the program set
@@ -101,6 +104,12 @@ def test_the_usual_settings_pass_and_take_effect(chart):
      "singleuser.extraPodConfig.securityContext"),
     ({"hub": {"config": {"KubeSpawner": {"fs_gid": 100}}}}, "hub.config.KubeSpawner.fs_gid"),
     ({"hub": {"config": {"Spawner": {"cmd": ["bash"]}}}}, "hub.config.Spawner.cmd"),
+    ({"singleuser": {"profileList": [{"display_name": "small"}, {"display_name": "other image",
+                                                                 "kubespawner_override": {"image": "x"}}]}},
+     "singleuser.profileList.1.kubespawner_override.image"),
+    ({"singleuser": {"profileList": [{"display_name": "p", "profile_options": {"gid": {"choices": {
+        "a": {"display_name": "a", "kubespawner_override": {"fs_gid": 100}}}}}}]}},
+     "singleuser.profileList.0.profile_options.gid.choices.a.kubespawner_override.fs_gid"),
 ])
 def test_owned_settings_are_refused_with_the_reason(chart, user, key):
     error = refused(chart, user)
