@@ -107,10 +107,11 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                                 "binaryData": munge_key_base64, "mode": pods.KEY_MODE}
     values: dict[str, Any] = {
         "hub": {"config": {
-            "JupyterHub": {"authenticator_class": "dummy"},
-            # The chart's default dummy authenticator takes any password: require the generated one. allow_all
-            # is set for this authenticator only: choosing another one does not let in everyone it can identify.
-            "DummyAuthenticator": {"password": hub_password, "allow_all": True},
+            # Any user name with the generated password (not the chart's default "dummy" authenticator, whose
+            # password is deprecated since JupyterHub 5.3, jupyterhub/auth.py). allow_all is set for this
+            # authenticator only: choosing another one does not let in everyone it can identify.
+            "JupyterHub": {"authenticator_class": "shared-password"},
+            "SharedPasswordAuthenticator": {"user_password": hub_password, "allow_all": True},
         }},
         # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
         "proxy": {"service": {"type": "ClusterIP"}},

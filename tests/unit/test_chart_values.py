@@ -67,7 +67,7 @@ def test_the_usual_settings_pass_and_take_effect(chart):
                            "GitHubOAuthenticator": {"client_id": "id", "client_secret": SECRET,
                                                     "oauth_callback_url": "https://hub.example.org/hub/oauth_callback",
                                                     "allowed_organizations": ["acme"]},
-                           "DummyAuthenticator": None},
+                           "SharedPasswordAuthenticator": None},
                 "image": {"name": "mirror.example.org/jupyterhub/k8s-hub"}},
         "ingress": {"enabled": True, "hosts": ["hub.example.org"]},
         "singleuser": {"cpu": {"limit": 2}, "memory": {"limit": "4G"}, "image": {"pullPolicy": "Always"},
@@ -80,7 +80,7 @@ def test_the_usual_settings_pass_and_take_effect(chart):
         {"display_name": "large", "kubespawner_override": {"cpu_limit": 8, "mem_limit": "32G"}}]
     merged = apply(chart, user)
     assert merged["hub"]["config"]["JupyterHub"]["authenticator_class"] == "github"
-    assert "DummyAuthenticator" not in merged["hub"]["config"]  # a null deletes what the program set
+    assert "SharedPasswordAuthenticator" not in merged["hub"]["config"]  # a null deletes what the program set
     assert merged["singleuser"]["cpu"]["limit"] == 2 and merged["ingress"]["enabled"] is True
     assert merged["singleuser"]["image"]["pullPolicy"] == "Always"
     program = sample_values()["singleuser"]
@@ -140,7 +140,7 @@ def test_a_typo_gets_a_suggestion(chart):
 def test_a_null_for_a_chart_default_is_refused_as_pulumi_would_drop_it(chart):
     error = refused(chart, {"cull": {"timeout": None}})
     assert error.key == "jupyterhub.values.cull.timeout" and "Pulumi drops nulls" in str(error)
-    apply(chart, {"cull": {"noSuchDefault": None}, "hub": {"config": {"DummyAuthenticator": None}}})  # control
+    apply(chart, {"cull": {"noSuchDefault": None}, "hub": {"config": {"SharedPasswordAuthenticator": None}}})  # control
 
 
 def test_errors_never_show_the_value(chart):

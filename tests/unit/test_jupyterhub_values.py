@@ -111,9 +111,11 @@ def test_values_hold_no_null_because_pulumi_drops_them():
 def test_hub_is_not_open(chart):
     defaults, _ = chart
     merged = helm_merge(defaults, sample_values())
-    assert merged["hub"]["config"]["DummyAuthenticator"] == {"password": "p" * 32, "allow_all": True}
+    config = merged["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "shared-password"
+    assert config["SharedPasswordAuthenticator"] == {"user_password": "p" * 32, "allow_all": True}
     # allow_all for the dummy authenticator only: another one chosen in jupyterhub.values does not inherit it.
-    assert "Authenticator" not in merged["hub"]["config"]
+    assert "Authenticator" not in config
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
 
 
