@@ -6,10 +6,10 @@ user's values over the program's with Helm's semantics and checks the result aga
 `load_chart()` finds the chart's `values.yaml` and values schema. Every error is a ConfigError naming the
 key path (`jupyterhub.values.singleuser.cpu.limit`) and never the value, which may be a secret.
 
-Nulls: Helm deletes a key whose value is null, but Pulumi's Python SDK drops nulls from a Release's
-values before the provider sees them (pulumi/pulumi-kubernetes#3234, #3178; the provider also unmarshals with
-SkipNulls, provider/pkg/provider/helm_release.go). So a user's null can delete what the program sets, but not
-a chart default: that is refused rather than silently ignored.
+Nulls: Helm deletes a key whose value is null, but a null in a Pulumi Release's values never reaches Helm:
+the Kubernetes provider reads a Release's inputs with SkipNulls (pulumi-kubernetes provider/pkg/provider/
+helm_release.go, Check/Create; pulumi/pulumi-kubernetes#3234, #3178 for Python and C#). So a user's null can
+delete what the program sets, but not a chart default: that is refused rather than silently ignored.
 """
 
 from __future__ import annotations

@@ -86,8 +86,7 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     spawner.py and objects.py make_pod):
     - `singleuser.uid` and `fsGid` become KubeSpawner's `uid` (container runAsUser) and `fs_gid` (pod fsGroup)
       unless None; the chart's values.yaml defaults them to 1000 and 100. A null here never reaches Helm
-      (Pulumi's Python SDK drops nulls in a Release's values, pulumi/pulumi-kubernetes#3234), so the chart's
-      fsGid 100 would stay: the value must be explicit.
+      (see components/chart_values.py), so the chart's fsGid 100 stays (what issue 9 saw): be explicit.
     - The kubelet gives every file of the pod's volumes the fsGroup as group (owner kept) and ORs the mode
       with 0440 (read-only volumes: Secrets) or 0660, directories also setgid (kubernetes pkg/volume/
       volume_linux.go SetVolumeOwnership). fsGid 0 keeps the munge key root:root 0440: the entrypoint runs
