@@ -189,7 +189,8 @@ def check_schema(values: Mapping, schema: Mapping) -> None:
     """
     import jsonschema  # only needed when JupyterHub is deployed
 
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(values),
+                    key=lambda e: list(map(str, e.absolute_path)))
     if not errors:
         return
     error = errors[0]
@@ -232,7 +233,8 @@ def load_chart(version: str, repo: str) -> tuple[dict, dict]:
     reference = os.environ.get("SCI_Z2JH_REFERENCE")
     candidates = [p for p in (pulled and pulled / CHART, reference and Path(reference)) if p]
     found = next((f for f in map(_chart_files, candidates) if f), None)
-    why = f"no values.yaml and values schema in {', '.join(map(str, candidates)) or '(SCI_CACHE and SCI_Z2JH_REFERENCE unset)'}"
+    looked = ", ".join(map(str, candidates)) or "(SCI_CACHE and SCI_Z2JH_REFERENCE unset)"
+    why = f"no values.yaml and values schema in {looked}"
     if found is None and pulled is not None and shutil.which("helm"):
         why = _helm_pull(version, repo, pulled) or why
         found = _chart_files(pulled / CHART)
