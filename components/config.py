@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import typing
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NewType, Optional
 
@@ -171,6 +171,14 @@ class JupyterHub:
                 "use an exact version such as 4.3.3 (ranges would make deployments drift)"),
         example="4.3.3")
     chart_repo: str = key("https://hub.jupyter.org/helm-chart/", "Helm repository of the chart")
+    values_file: Optional[str] = key(
+        None, "YAML file of chart values (what z2jh users put in a config.yaml), relative to the project",
+        example="jupyterhub-values.yaml")
+    values: dict = key({}, "chart values over `valuesFile` and the program's, merged as Helm does; checked against "
+                           "the chart's schema at preview; settings the program owns are refused (see below)",
+                       example="{}")
+    # Not keys: filled in by parse() (`values` then holds the file and the object combined).
+    values_secret: bool = field(default=False)  # `jupyterhub` is a Pulumi secret, so are the chart values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -338,7 +346,7 @@ def _camel(name: str) -> str:
 
 def _fields(cls: type) -> dict[str, Field]:
     """An object's fields by config name."""
-    return {_camel(f.name): f for f in fields(cls)}
+    return {_camel(f.name): f for f in fields(cls) if "meaning" in f.metadata}
 
 
 def _required(f: Field) -> bool:
@@ -382,7 +390,13 @@ def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozens
     """Check raw config values (strings, or JSON strings for objects) and build a StackConfig.
 
     `secret_keys`: the keys set with --secret; `project_dir`: what file paths are relative to."""
+    from components.chart_values import read_user_values  # it imports ConfigError from here
+
     cfg = _parse_object(StackConfig, values, "", secret_keys, project_dir)
+    hub = cfg.jupyterhub
+    cfg = replace(cfg, jupyterhub=replace(
+        hub, values=read_user_values(hub.values, hub.values_file, project_dir),
+        values_secret="jupyterhub" in secret_keys))
     _rules(cfg)
     return cfg
 

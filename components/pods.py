@@ -15,7 +15,7 @@ from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
 
 CONFIG_MOUNT = "/etc/slurm-config"  # rendered Slurm files (dockerfiles/README.md)
 KEYS_MOUNT = "/etc/slurm-keys"  # munge.key (+ jwt_hs256.key on the single node)
-KEY_MODE = 0o400  # what munged and the notebook entrypoint demand of a key file (root-owned, no fsGroup)
+KEY_MODE = 0o400  # root-owned key files; the notebooks' fsGroup 0 makes theirs 0440 root:root (jupyterhub.py)
 CONFIG_MODE = 0o644
 
 # The images start as root on purpose (munged runs as `munge`, MariaDB as `mysql`, slurmctld as `slurm`,

@@ -129,7 +129,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                            chart_version=cfg.jupyterhub.chart_version, notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
                            munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation,
-                           image_pull_secret=pull_secret),
+                           image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
+                           values_secret=cfg.jupyterhub.values_secret),
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url
