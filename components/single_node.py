@@ -51,6 +51,8 @@ class SlurmSingleNodeArgs:
     jwt_secret_name: pulumi.Input[str]
     storage_size: str  # Kubernetes quantity
     storage_class: Optional[str]  # None: the cluster's default class
+    cpu_milli: tuple[int, int]  # the pod's CPU (request, limit), millicores: StackConfig.single_node_cpu_milli
+    memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
     image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
@@ -90,7 +92,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
             startup_probe=pods.tcp_probe(SLURMCTLD_PORT, period=5, failures=60),
             readiness_probe=pods.exec_probe([HEALTHCHECK], period=15, timeout=20),
             liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
-            resources=pods.resources("500m", "1Gi", "2", "3Gi"),
+            # Memory request = limit: the nodes' RealMemory is promised to jobs, so the scheduler must reserve it.
+            resources=pods.resources(f"{args.cpu_milli[0]}m", f"{args.memory_mib}Mi",
+                                     f"{args.cpu_milli[1]}m", f"{args.memory_mib}Mi"),
             security_context=pods.root_start_security_context(),
         )
         statefulset = k8s.apps.v1.StatefulSet(

@@ -31,6 +31,8 @@ class SlurmConfigArgs:
     cluster_name: str
     slurm_version: str
     nodes: int
+    cpus_per_node: int
+    memory_mb_per_node: int  # MiB, Slurm's MB
     controller_host: Optional[str] = None  # the single node pod's hostname (SlurmctldHost)
     controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
@@ -56,7 +58,9 @@ class SlurmConfig(pulumi.ComponentResource):
 
             def render(db_password: str) -> dict[str, str]:
                 return render_slurm_files(args.cluster_name, args.slurm_version, args.nodes,
-                                          args.controller_host, args.controller_addr, db_password=db_password)
+                                          args.controller_host, args.controller_addr, db_password=db_password,
+                                          cpus_per_node=args.cpus_per_node,
+                                          memory_mb_per_node=args.memory_mb_per_node)
 
             plain = render(_NO_PASSWORD)
             self.files = {f: plain[f] for f in CONFIG_FILES}

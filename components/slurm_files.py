@@ -100,6 +100,10 @@ VERSIONS: dict[str, SlurmVersion] = {
 
 DEFAULT_SLURM_VERSION = "24.11"
 DEFAULT_NODES = 2
+# Each node runs the seed's examples/test.slurm (--mem=2300, one task) with room for its batch shell.
+DEFAULT_CPUS_PER_NODE = 2
+DEFAULT_MEMORY_MB_PER_NODE = 2560
+MIN_MEMORY_MB_PER_NODE = 256  # a node must hold a job's shell, srun and slurmstepd with some room
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # ClusterName; also a MariaDB table-name prefix
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -141,8 +145,8 @@ def render_slurm_files(
     controller_addr: Optional[str] = None,
     *,
     db_password: str,
-    cpus_per_node: int = 1,
-    memory_mb_per_node: int = 1000,
+    cpus_per_node: int = DEFAULT_CPUS_PER_NODE,
+    memory_mb_per_node: int = DEFAULT_MEMORY_MB_PER_NODE,
     partition: str = "debug",
     node_prefix: str = "c",
 ) -> dict[str, str]:
@@ -157,6 +161,8 @@ def render_slurm_files(
       controller (a Kubernetes Service name, a podman network alias); default `controller_host`. It is
       SlurmctldHost's address, every node's NodeAddr and AccountingStorageHost, so the same slurm.conf works
       inside the single node and in every client container or pod.
+    - `cpus_per_node`, `memory_mb_per_node`: each node's CPUs= and RealMemory= (MB as Slurm counts them,
+      i.e. MiB; >= MIN_MEMORY_MB_PER_NODE); jobs without --mem get memory_mb_per_node // cpus_per_node per CPU.
     - `db_password`: the MariaDB password of slurmdbd (8-128 of `A-Za-z0-9_.,:+=@%^~/-`). It appears only
       in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
 
@@ -178,7 +184,8 @@ def render_slurm_files(
     if not isinstance(db_password, str) or not _DB_PASSWORD.match(db_password):
         raise ValueError("bad db_password: use 8-128 characters of A-Z a-z 0-9 _ . , : + = @ % ^ ~ / - "
                          "(slurmdbd.conf cannot quote others)")
-    for name, value, low in (("cpus_per_node", cpus_per_node, 1), ("memory_mb_per_node", memory_mb_per_node, 100)):
+    for name, value, low in (("cpus_per_node", cpus_per_node, 1),
+                             ("memory_mb_per_node", memory_mb_per_node, MIN_MEMORY_MB_PER_NODE)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"bad {name} {value!r}: give a whole number >= {low}")
     if not isinstance(partition, str) or not _NAME.match(partition):
@@ -191,7 +198,7 @@ def render_slurm_files(
     context = dict(
         facts=facts, cluster_name=cluster_name, controller_host=controller_host,
         controller_addr=controller_addr, db_password=db_password, partition=partition,
-        cpus=cpus_per_node, memory_mb=memory_mb_per_node,
+        cpus=cpus_per_node, memory_mb=memory_mb_per_node, def_mem_per_cpu=memory_mb_per_node // cpus_per_node,
         nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes))),
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,

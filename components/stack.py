@@ -60,6 +60,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "slurm-config",
         SlurmConfigArgs(
             namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
+            cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
             controller_host=None if existing else single_node.controller_host(node_name),
             controller_addr=None if existing else single_node.controller_addr(node_name, ns),
             existing_slurm_conf=existing.slurm_conf if existing else None,
@@ -76,7 +77,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 config_map_name=config.config_map_name, config_secret_name=config.secret_name,
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
                 jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage.size,
-                storage_class=cfg.storage.class_name,
+                storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
+                memory_mib=cfg.single_node_memory_mib,
                 slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd.allowed_clients,
                 image_pull_secret=pull_secret),
             opts=k8s_opts,

@@ -302,6 +302,26 @@ def test_storage_size_and_class_come_from_config():
     assert claim["spec"]["storageClassName"] == "fast"
 
 
+def test_single_node_resources_follow_the_nodes():
+    def resources(**changes):
+        (container,) = run("dev", **changes).one(STATEFULSET).plain["spec"]["template"]["spec"]["containers"]
+        return container["resources"]
+    assert resources() == {"requests": {"cpu": "500m", "memory": "6144Mi"},
+                           "limits": {"cpu": "4500m", "memory": "6144Mi"}}
+    assert resources(nodes="4", node={"cpus": "1", "memoryMb": "1000"}) == {
+        "requests": {"cpu": "500m", "memory": "5024Mi"}, "limits": {"cpu": "4500m", "memory": "5024Mi"}}
+    assert resources(singleNode={"cpu": "8", "memory": "16Gi"}) == {
+        "requests": {"cpu": "500m", "memory": "16384Mi"}, "limits": {"cpu": "8000m", "memory": "16384Mi"}}
+
+
+def test_slurm_conf_nodes_come_from_config():
+    result = run("dev", nodes="3", node={"cpus": "4", "memoryMb": "8000"})
+    conf = next(r.plain["data"]["slurm.conf"] for r in result.resources if r.typ == CONFIG_MAP
+                and "slurm.conf" in r.plain.get("data", {}))
+    assert re.findall(r"^NodeName=(c\d+) .* CPUs=4 RealMemory=8000 ", conf, re.M) == ["c1", "c2", "c3"]
+    assert re.search(r"^DefMemPerCPU=2000$", conf, re.M) and re.search(r"^SelectTypeParameters=CR_Core_Memory$", conf, re.M)
+
+
 def test_workloads_have_probes_labels_digests_and_limits(stack):
     _, result = stack
     for w in workloads(result):
