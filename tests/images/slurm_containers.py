@@ -32,7 +32,8 @@ def slurm_version() -> str:
 
 
 def image_tag(image: str, version: str) -> str:
-    return f"localhost/{image}:{version}"
+    """localhost/IMAGE:VERSION, plus $SCI_IMAGE_TAG_SUFFIX (so concurrent checkouts do not overwrite each other's)."""
+    return f"localhost/{image}:{version}{os.environ.get('SCI_IMAGE_TAG_SUFFIX', '')}"
 
 
 # --- podman -------------------------------------------------------------------------------------------------
