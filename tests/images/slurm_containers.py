@@ -185,6 +185,7 @@ class SingleNode:
     network: str
     volume: str
     mount_keys: bool = True
+    run_args: tuple[str, ...] = ()  # more podman run arguments (--memory, -v)
     started_at: float = 0.0
     ip: str = ""
     timings: dict = field(default_factory=dict)
@@ -195,6 +196,7 @@ class SingleNode:
                 "-v", f"{self.volume}:/var/lib/slurm-state"]
         if self.mount_keys:
             args += ["-v", f"{self.files.keys}:/etc/slurm-keys:ro"]
+        args += self.run_args
         self.started_at = time.monotonic()
         podman(*args, self.image)
         self.ip = podman("inspect", "--format",
