@@ -35,9 +35,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
 REQUIRED = MISSING  # the default of a key that must be set
 
-# What the single node's daemons (munged, MariaDB, slurmdbd, slurmctld, N x slurmd, slurmrestd) and the memory
-# a job may overshoot its allocation by before Slurm's 1 s accounting sample kills it need beside the nodes'
-# own CPUs and memory (measured: README "Node resources").
+# What the single node needs beside its nodes' CPUs and memory: its daemons (measured RSS: MariaDB about 130 MB,
+# slurmctld, slurmdbd, each slurmd, slurmrestd and munged 5-20 MB), page cache, and what a job allocates beyond
+# its share before Slurm's once-a-second sample kills it (README "Node resources").
 DAEMONS_CPU_MILLI = 500
 DAEMONS_MEMORY_MIB = 1024
 
