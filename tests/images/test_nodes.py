@@ -162,10 +162,8 @@ def test_jobs_run_the_jupyter_images_python_and_a_venv_made_there(jupyter_images
         jupyter = ["run", "--rm", "--no-healthcheck", "--entrypoint", "sh", "-v", f"{shared}:/shared",
                    jupyter_images["slurm-jupyter"], "-c"]
         # As a user in JupyterLab's terminal would: python3 there is the Jupyter venv's, based on /usr/bin/python3.
-        # The wheel is unpacked into the venv as pip would (the image's pip cannot start: it has no CA bundle).
-        made = podman(*jupyter, "python3 -m venv --without-pip /shared/env && /shared/env/bin/python -c 'import "
-                                f"sysconfig, zipfile; zipfile.ZipFile(\"/shared/{wheel}\").extractall("
-                                "sysconfig.get_path(\"purelib\"))' && /usr/bin/python3 -V", timeout=120)
+        made = podman(*jupyter, f"python3 -m venv /shared/env && /shared/env/bin/pip install --no-index "
+                                f"--disable-pip-version-check /shared/{wheel} && /usr/bin/python3 -V", timeout=180)
         jupyter_python = made.stdout.strip().splitlines()[-1]
 
         node = fresh_single_node(nodes=1, run_args=["-v", f"{shared}:/shared"]).start().wait_ready()
