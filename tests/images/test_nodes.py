@@ -9,7 +9,6 @@ import base64
 import hashlib
 import io
 import os
-import re
 import shutil
 import tempfile
 import time
