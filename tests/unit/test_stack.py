@@ -319,7 +319,8 @@ def test_slurm_conf_nodes_come_from_config():
     conf = next(r.plain["data"]["slurm.conf"] for r in result.resources if r.typ == CONFIG_MAP
                 and "slurm.conf" in r.plain.get("data", {}))
     assert re.findall(r"^NodeName=(c\d+) .* CPUs=4 RealMemory=8000 ", conf, re.M) == ["c1", "c2", "c3"]
-    assert re.search(r"^DefMemPerCPU=2000$", conf, re.M) and re.search(r"^SelectTypeParameters=CR_Core_Memory$", conf, re.M)
+    assert re.search(r"^DefMemPerCPU=2000$", conf, re.M)
+    assert re.search(r"^SelectTypeParameters=CR_Core_Memory$", conf, re.M)
 
 
 def test_workloads_have_probes_labels_digests_and_limits(stack):
