@@ -29,7 +29,7 @@ def controller_host(name: str) -> str:
 
 def controller_addr(name: str, namespace: str) -> str:
     """The headless Service's DNS name, which resolves to the pod."""
-    return f"{name}.{namespace}.svc.cluster.local"
+    return pods.service_host(name, namespace)
 
 
 def ports(nodes: int) -> dict[str, int]:
@@ -146,7 +146,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
         )
 
         self.service_name = service.metadata.name
-        self.controller_addr = pulumi.Output.concat(self.service_name, ".", args.namespace, ".svc.cluster.local")
+        self.controller_addr = pods.service_host(self.service_name, args.namespace)
         self.restd_url = pods.service_url(self.service_name, args.namespace, SLURMRESTD_PORT)
         self.statefulset_name = statefulset.metadata.name
         self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr,
