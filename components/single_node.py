@@ -53,7 +53,7 @@ class SlurmSingleNodeArgs:
     storage_class: Optional[str]  # None: the cluster's default class
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
-    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
 class SlurmSingleNode(pulumi.ComponentResource):

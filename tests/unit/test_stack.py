@@ -411,7 +411,9 @@ def test_registry_credentials_become_the_pods_pull_secret():
     creds = {"registry": "ghcr.io/acme", "username": "robot", "password": "s3cret-pull-token"}
     result = run_stack(stack_values("dev", images=creds), {"images"}, str(ROOT))
     secret = result.one(SECRET, "images-pull")
-    assert secret.parent == T + "SlurmImages" and secret.plain["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret.parent == STACK and secret.plain["type"] == "kubernetes.io/dockerconfigjson"
+    was = secret.urn.replace(f"::{STACK}${SECRET}::", f"::{T}SlurmImages${SECRET}::")  # its URN until 2026-11
+    assert secret.aliases == [was], "stacks made when it was SlurmImages' child must keep their Secret"
     assert is_secret(secret.inputs["stringData"]), "the registry password must stay a Pulumi secret"
     auths = json.loads(secret.plain["stringData"][".dockerconfigjson"])["auths"]
     assert auths == {"ghcr.io": {"username": "robot", "password": "s3cret-pull-token",
