@@ -133,6 +133,21 @@ def slurmd_ports(nodes: int) -> list[int]:
     return ports
 
 
+def parse_slurm_conf(text: str) -> dict[str, str]:
+    """The parameters of a slurm.conf as {key in lowercase: value} (slurm.conf(5): keys are case-insensitive).
+
+    Each line's first `Key=Value` counts, its value up to the first white space; `#` starts a comment. A line
+    such as `NodeName=c1 CPUs=2` gives `nodename` (its further pairs describe that node). A key given twice
+    keeps its first value (for SlurmctldHost, the primary controller). `Include` lines are not followed.
+    """
+    params: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.split("#", 1)[0].partition("=")
+        if eq and key.strip():
+            params.setdefault(key.strip().lower(), (value.split() or [""])[0])
+    return params
+
+
 def render_slurm_files(
     cluster_name: str,
     slurm_version: str = DEFAULT_SLURM_VERSION,
