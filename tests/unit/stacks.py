@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from unittest import mock
 
 import yaml
 
+from tests.project_env import PREFIX, ROOT
 from tests.unit.harness import Result, run_stack
 from tests.unit.test_config import MUNGE
-
-ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "slurm-cloud-integration:"
 
 
 def stack_values(stack: str, **changes) -> dict:
