@@ -16,8 +16,10 @@ import pytest
 
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
 from tests.unit.harness import is_secret, run_stack
-from tests.unit.stacks import ROOT, run, stack_values
+from tests.project_env import ROOT
+from tests.unit.stacks import run, stack_values
 from tests.unit.test_config import MUNGE
+from tests.workload_rules import APP_LABELS, KEY_MODE, check_workload
 
 T = "slurm-cloud-integration:index:"
 STACK = "pulumi:pulumi:Stack"
@@ -32,10 +34,6 @@ NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 IMAGE = "docker:index/image:Image"
 WORKLOADS = (DEPLOYMENT, STATEFULSET)
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-KEY_MODE = 0o400
-APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
-              "app.kubernetes.io/managed-by")
 
 # (type, name, parent type) of every resource each stack registers.
 COMMON = {
@@ -305,22 +303,7 @@ def test_storage_size_and_class_come_from_config():
 def test_workloads_have_probes_labels_digests_and_limits(stack):
     _, result = stack
     for w in workloads(result):
-        meta = w.plain["metadata"]
-        template = w.plain["spec"]["template"]
-        for labels in (meta["labels"], template["metadata"]["labels"]):
-            assert all(k in labels for k in APP_LABELS), f"{w.name}: labels {labels}"
-        selector = w.plain["spec"]["selector"]["matchLabels"]
-        assert selector.items() <= template["metadata"]["labels"].items(), f"{w.name}: selector misses its pods"
-        spec = template["spec"]
-        assert spec["automountServiceAccountToken"] is False
-        for c in spec["containers"]:
-            assert DIGEST.search(c["image"]), f"{w.name}: image {c['image']} is not pinned by digest"
-            assert c.get("readinessProbe") and c.get("livenessProbe"), f"{w.name}/{c['name']}: probes"
-            assert c["resources"]["requests"] and c["resources"]["limits"], f"{w.name}: resources"
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
-            assert sc["capabilities"]["drop"] == ["ALL"]
-            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        check_workload(w.plain)
 
 
 def test_services_select_their_workloads(stack):
