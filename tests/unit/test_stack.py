@@ -8,6 +8,7 @@ the keys and the Slurm files; images by digest; probes and labels on every workl
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import json
 import re
@@ -317,6 +318,15 @@ def test_workloads_have_probes_labels_digests_and_limits(stack):
     _, result = stack
     for w in workloads(result):
         check_workload(w.plain)
+
+
+def test_the_workload_rules_can_fail():
+    workload = copy.deepcopy(committed("local").one(DEPLOYMENT, "jupyter-deployment").plain)
+    check_workload(workload)
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    container["image"] = container["image"].split("@")[0]
+    with pytest.raises(AssertionError, match="not pinned by digest"):
+        check_workload(workload)
 
 
 def test_services_select_their_workloads(stack):
