@@ -28,7 +28,7 @@ import pulumi
 import pulumi.runtime.config as runtime_config
 
 from components.slurm_files import (DEFAULT_CPUS_PER_NODE, DEFAULT_MEMORY_MB_PER_NODE, DEFAULT_NODES,
-                                    DEFAULT_SLURM_VERSION, MIN_MEMORY_MB_PER_NODE, VERSIONS)
+                                    DEFAULT_SLURM_VERSION, MIN_MEMORY_MB_PER_NODE, VERSIONS, parse_slurm_conf)
 
 PROJECT = "slurm-cloud-integration"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -120,7 +120,7 @@ def check_munge_key(text: str) -> None:
 
 
 def check_slurm_conf(text: str) -> None:
-    if not re.search(r"^\s*(SlurmctldHost|ControlMachine)\s*=", text, re.M | re.I):
+    if not {"slurmctldhost", "controlmachine"} & parse_slurm_conf(text).keys():
         raise Invalid("has no SlurmctldHost line, so it is not a usable slurm.conf",
                       "copy the cluster's real /etc/slurm/slurm.conf")
 

@@ -19,7 +19,7 @@ import pulumi_random as random
 from components import chart_values, pods
 from components.keys import MUNGE_KEY_FILE
 from components.labels import PART_OF
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
 CHART = "jupyterhub"
@@ -64,15 +64,11 @@ def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str 
 
 def existing_cluster_ports(slurm_conf: str) -> list[int]:
     """slurmctld's and slurmdbd's ports of an existing cluster's slurm.conf (Slurm's defaults if unset)."""
-    def value(key: str) -> Optional[str]:
-        m = re.search(rf"^\s*{key}\s*=\s*(\S+)", slurm_conf, re.M | re.I)
-        return m.group(1) if m else None
-
-    ctld = value("SlurmctldPort") or str(SLURMCTLD_PORT)
-    low, _, high = ctld.partition("-")
+    conf = parse_slurm_conf(slurm_conf)
+    low, _, high = (conf.get("slurmctldport") or str(SLURMCTLD_PORT)).partition("-")
     ports = list(range(int(low), int(high or low) + 1))
-    if "slurmdbd" in (value("AccountingStorageType") or ""):
-        ports.append(int(value("AccountingStoragePort") or SLURMDBD_PORT))
+    if "slurmdbd" in conf.get("accountingstoragetype", ""):
+        ports.append(int(conf.get("accountingstorageport") or SLURMDBD_PORT))
     return ports
 
 

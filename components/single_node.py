@@ -29,7 +29,7 @@ def controller_host(name: str) -> str:
 
 def controller_addr(name: str, namespace: str) -> str:
     """The headless Service's DNS name, which resolves to the pod."""
-    return f"{name}.{namespace}.svc.cluster.local"
+    return pods.service_host(name, namespace)
 
 
 def ports(nodes: int) -> dict[str, int]:
@@ -55,7 +55,7 @@ class SlurmSingleNodeArgs:
     memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
-    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -150,7 +150,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
         )
 
         self.service_name = service.metadata.name
-        self.controller_addr = pulumi.Output.concat(self.service_name, ".", args.namespace, ".svc.cluster.local")
+        self.controller_addr = pods.service_host(self.service_name, args.namespace)
         self.restd_url = pods.service_url(self.service_name, args.namespace, SLURMRESTD_PORT)
         self.statefulset_name = statefulset.metadata.name
         self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr,

@@ -50,51 +50,36 @@ class SlurmVersion:
 
     version: str  # "24.11": the Slurm release series
     debian_suite: str  # the Debian suite whose packages provide it (build arg DEBIAN_SUITE)
-    package_version: str  # the upstream version those packages had when last checked
     rest_api_version: str  # the slurmrestd URL version clients use: /slurm/<this>/ping
-    rest_api_versions: tuple[str, ...]  # every URL version this slurmrestd serves
     restd_plugins: str  # slurmrestd -s (OpenAPI plugins); names became unversioned in 23.11
-    restd_data_parser: Optional[str]  # slurmrestd -d (23.02+); None = no -d: every URL version it has
     cgroup_plugin: Optional[str]  # CgroupPlugin= in cgroup.conf; None = leave the line out
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
-    supported_by_schedmd: bool
-    notes: str = ""
 
 
+# What else was seen of each version, for whoever debugs one:
+# - 22.05.8 (bookworm; no longer supported by SchedMD): serves REST v0.0.36-38 and dbv0.0.36-38. REST answers
+#   HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload has 'script' beside 'job' and
+#   'environment' as an object. A client with another munge key gets 'Zero Bytes were transmitted or received'
+#   (24.11+: 'Protocol authentication error'). sacct shows JobName 'allocation' for batch jobs although slurmdbd
+#   stored the name.
+# - 24.11.5 (trixie): serves REST v0.0.40-42. slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4
+#   (error 5027): the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with
+#   "pinged": "DOWN" from /ping; job_state is a list; submit answers a top-level job_id.
+# - 26.05.5 (sid, Debian unstable): serves REST v0.0.42-45. MariaDB's socket moved to /run/mariadbd/. REST
+#   behaves as 24.11's.
 VERSIONS: dict[str, SlurmVersion] = {
     v.version: v
     for v in (
-        SlurmVersion(
-            version="22.05", debian_suite="bookworm", package_version="22.05.8",
-            rest_api_version="v0.0.38",
-            rest_api_versions=("v0.0.36", "v0.0.37", "v0.0.38", "dbv0.0.36", "dbv0.0.37", "dbv0.0.38"),
-            restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", restd_data_parser=None,
-            cgroup_plugin=None, mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
-            supported_by_schedmd=False,
-            notes="REST answers HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload "
-                  "has 'script' beside 'job' and 'environment' as an object. A client with another munge key gets "
-                  "'Zero Bytes were transmitted or received' (24.11+: 'Protocol authentication error'). sacct "
-                  "shows JobName 'allocation' for batch jobs although slurmdbd stored the name.",
-        ),
-        SlurmVersion(
-            version="24.11", debian_suite="trixie", package_version="24.11.5",
-            rest_api_version="v0.0.42", rest_api_versions=("v0.0.40", "v0.0.41", "v0.0.42"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
-            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
-            supported_by_schedmd=True,
-            notes="slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4 (error 5027): "
-                  "the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with "
-                  "\"pinged\": \"DOWN\" from /ping; job_state is a list; submit answers a top-level job_id.",
-        ),
-        SlurmVersion(
-            version="26.05", debian_suite="sid", package_version="26.05.5",
-            rest_api_version="v0.0.44", rest_api_versions=("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
-            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mariadbd/mysqld.sock",
-            supported_by_schedmd=True,
-            notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/. REST behaves as 24.11's.",
-        ),
+        SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
+                     restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
+                     mariadb_socket="/run/mysqld/mysqld.sock"),
+        SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
+                     restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
+                     mariadb_socket="/run/mysqld/mysqld.sock"),
+        SlurmVersion(version="26.05", debian_suite="sid", rest_api_version="v0.0.44",
+                     restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
+                     mariadb_socket="/run/mariadbd/mysqld.sock"),
     )
 }
 
@@ -135,6 +120,21 @@ def slurmd_ports(nodes: int) -> list[int]:
             ports.append(port)
         port += 1
     return ports
+
+
+def parse_slurm_conf(text: str) -> dict[str, str]:
+    """The parameters of a slurm.conf as {key in lowercase: value} (slurm.conf(5): keys are case-insensitive).
+
+    Each line's first `Key=Value` counts, its value up to the first white space; `#` starts a comment. A line
+    such as `NodeName=c1 CPUs=2` gives `nodename` (its further pairs describe that node). A key given twice
+    keeps its first value (for SlurmctldHost, the primary controller). `Include` lines are not followed.
+    """
+    params: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.split("#", 1)[0].partition("=")
+        if eq and key.strip():
+            params.setdefault(key.strip().lower(), (value.split() or [""])[0])
+    return params
 
 
 def render_slurm_files(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import single_node
+from components import registry, single_node
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import APP as JUPYTER_APP
@@ -43,9 +43,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                       jwt=cfg.existing_cluster is None),
         opts=k8s_opts,
     )
-    # k8s_opts: the registry pull Secret it makes with credentials is a Kubernetes object.
-    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg, namespace), opts=k8s_opts)
-    pull_secret = images.pull_secret_name
+    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
+    # It was SlurmImages' child: the alias keeps it (and its auto-name) in stacks made before.
+    pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=images)])))
 
     outputs: dict[str, pulumi.Input] = {
         "namespace": namespace,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.deployment import ROOT, TIMINGS, pulumi, pulumi_destroy
+from tests.e2e.deployment import TIMINGS, pulumi, pulumi_destroy
 from tests.e2e.kube import KUBE_DIR
 from tests.images.slurm_containers import wait_until
+from tests.project_env import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 from components.images import extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
+from tests.project_env import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILES = os.path.join(ROOT, "dockerfiles")
 EXAMPLES = os.path.join(ROOT, "examples")
 

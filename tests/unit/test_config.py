@@ -14,14 +14,24 @@ MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:50
 MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
 
 
-def with_(**changes):
-    values = dict(MINIMAL)
+def raw(value):
+    """A config value as Pulumi gives it to the program: objects and lists as JSON text."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def changed(values: dict, **changes) -> dict:
+    """A copy of raw config `values` with `changes` made (None removes a key)."""
+    values = dict(values)
     for key, value in changes.items():
         if value is None:
             values.pop(key, None)
         else:
-            values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            values[key] = raw(value)
     return values
+
+
+def with_(**changes):
+    return changed(MINIMAL, **changes)
 
 
 def test_minimal_config_gets_defaults():
