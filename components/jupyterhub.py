@@ -139,7 +139,7 @@ class JupyterHubArgs:
     munge_key_base64: pulumi.Input[str]  # secret
     egress: Sequence[dict]
     rotation: str
-    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)
     values_secret: bool = False  # the user's values came from a secret config key
 
@@ -174,5 +174,5 @@ class JupyterHub(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["values"])),
         )
         self.release_name = release.name
-        self.url = pulumi.Output.concat("http://", PROXY_SERVICE, ".", args.namespace, ".svc.cluster.local")
+        self.url = pods.service_url(PROXY_SERVICE, args.namespace)
         self.register_outputs({"url": self.url, "password": self.password, "release_name": self.release_name})
