@@ -20,22 +20,31 @@ import os
 import re
 import sys
 import typing
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NewType, Optional
 
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from components.slurm_files import DEFAULT_SLURM_VERSION, VERSIONS
+from components.slurm_files import (DEFAULT_CPUS_PER_NODE, DEFAULT_MEMORY_MB_PER_NODE, DEFAULT_NODES,
+                                    DEFAULT_SLURM_VERSION, MIN_MEMORY_MB_PER_NODE, VERSIONS, parse_slurm_conf)
 
 PROJECT = "slurm-cloud-integration"
 README = Path(__file__).resolve().parents[1] / "README.md"
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
 REQUIRED = MISSING  # the default of a key that must be set
 
+# What the single node needs beside its nodes' CPUs and memory: its daemons (measured RSS: MariaDB about 130 MB,
+# slurmctld, slurmdbd, each slurmd, slurmrestd and munged 5-20 MB), page cache, and what a job allocates beyond
+# its share before Slurm's once-a-second sample kills it (README "Node resources").
+DAEMONS_CPU_MILLI = 500
+DAEMONS_MEMORY_MIB = 1024
+
 LocalPath = NewType("LocalPath", str)  # a path on this machine, ~ and $VARS expanded
 FileText = NewType("FileText", str)  # set as a path relative to the project; the value is the file's text
+MemoryMiB = NewType("MemoryMiB", int)  # set as a Kubernetes quantity (8Gi, 6000Mi); the value is in MiB
+CpuMilli = NewType("CpuMilli", int)  # set as a Kubernetes quantity (4, 1500m); the value is in millicores
 
 
 class ConfigError(pulumi.RunError):
@@ -111,7 +120,7 @@ def check_munge_key(text: str) -> None:
 
 
 def check_slurm_conf(text: str) -> None:
-    if not re.search(r"^\s*(SlurmctldHost|ControlMachine)\s*=", text, re.M | re.I):
+    if not {"slurmctldhost", "controlmachine"} & parse_slurm_conf(text).keys():
         raise Invalid("has no SlurmctldHost line, so it is not a usable slurm.conf",
                       "copy the cluster's real /etc/slurm/slurm.conf")
 
@@ -171,6 +180,14 @@ class JupyterHub:
                 "use an exact version such as 4.3.3 (ranges would make deployments drift)"),
         example="4.3.3")
     chart_repo: str = key("https://hub.jupyter.org/helm-chart/", "Helm repository of the chart")
+    values_file: Optional[str] = key(
+        None, "YAML file of chart values (what z2jh users put in a config.yaml), relative to the project",
+        example="jupyterhub-values.yaml")
+    values: dict = key({}, "chart values over `valuesFile` and the program's, merged as Helm does; checked against "
+                           "the chart's schema at preview; settings the program owns are refused (see below)",
+                       example="{}")
+    # Not keys: filled in by parse() (`values` then holds the file and the object combined).
+    values_secret: bool = field(default=False)  # `jupyterhub` is a Pulumi secret, so are the chart values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +206,25 @@ class Storage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Node:
+    cpus: int = key(DEFAULT_CPUS_PER_NODE, "CPUs of each slurmd node (slurm.conf `CPUs=`)", between(1, 256))
+    memory_mb: int = key(DEFAULT_MEMORY_MB_PER_NODE,
+                         "memory of each slurmd node in MB as Slurm counts them (MiB; `RealMemory=`); a job "
+                         "without `--mem` gets memoryMb / cpus per CPU (`DefMemPerCPU=`)",
+                         between(MIN_MEMORY_MB_PER_NODE, 4 * 1024 * 1024))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SingleNodePod:
+    cpu: Optional[CpuMilli] = key(
+        None, f"its CPU limit (default: nodes x node.cpus + {DAEMONS_CPU_MILLI}m for the daemons; it requests only "
+              f"the daemons' {DAEMONS_CPU_MILLI}m)", example="4")
+    memory: Optional[MemoryMiB] = key(
+        None, f"its memory request and limit (default: nodes x node.memoryMb MiB + {DAEMONS_MEMORY_MIB}Mi for the "
+              "daemons)", example="8Gi")
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
     cluster_name: str = key(REQUIRED, "Slurm ClusterName and prefix of Kubernetes names",
                             matches(r"^[a-z][a-z0-9]{0,19}$", "a valid name", "use 1-20 lowercase letters and "
@@ -199,7 +235,8 @@ class StackConfig:
         one_of(VERSIONS, "a supported Slurm version"))
     namespace: str = key("slurm", "Kubernetes namespace to deploy into",
                          matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
-    nodes: int = key(2, "slurmd nodes in slurm-single-node", between(1, 64))
+    nodes: int = key(DEFAULT_NODES, "slurmd nodes in slurm-single-node", between(1, 64))
+    node: Node = key(Node, "each slurmd node of slurm-single-node")
     images: Images = key(REQUIRED, "where the images are pushed and pulled from")
     components: Components = key(Components, "which parts to deploy")
     existing_cluster: Optional[ExistingCluster] = key(
@@ -214,10 +251,23 @@ class StackConfig:
     jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")
     restd: Restd = key(Restd, "slurmrestd")
     storage: Storage = key(Storage, "the single node's state volume")
+    single_node: SingleNodePod = key(SingleNodePod, "the slurm-single-node pod's resources")
 
     @property
     def debian_suite(self) -> str:
         return VERSIONS[self.slurm_version].debian_suite
+
+    @property
+    def single_node_memory_mib(self) -> int:
+        """The single node pod's memory request and limit, MiB."""
+        return self.single_node.memory or self.nodes * self.node.memory_mb + DAEMONS_MEMORY_MIB
+
+    @property
+    def single_node_cpu_milli(self) -> tuple[int, int]:
+        """The single node pod's CPU (request, limit), millicores. CPU is compressible, so the request is only
+        what the daemons need: the pod schedules where the nodes' CPUs are shared, and jobs are throttled, never
+        killed, when they are."""
+        return DAEMONS_CPU_MILLI, self.single_node.cpu or self.nodes * self.node.cpus * 1000 + DAEMONS_CPU_MILLI
 
 
 def _rules(cfg: StackConfig) -> None:
@@ -241,10 +291,26 @@ def _rules(cfg: StackConfig) -> None:
     elif not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
         raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have no "
                           "Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
+    _check_nodes_fit(cfg)
     if cfg.kubernetes.render_dir:
         _check(not components.jupyterhub, "components.jupyterhub",
                "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
                "set components.jupyterhub to false for a render-only stack")
+
+
+def _check_nodes_fit(cfg: StackConfig) -> None:
+    """singleNode.memory and singleNode.cpu, when set, must hold every node plus the daemons."""
+    pod = cfg.single_node
+    need_mib = cfg.nodes * cfg.node.memory_mb + DAEMONS_MEMORY_MIB
+    if pod.memory is not None and pod.memory < need_mib:
+        raise ConfigError("singleNode.memory", f"{pod.memory}Mi cannot hold nodes x node.memoryMb = {cfg.nodes} x "
+                          f"{cfg.node.memory_mb} MiB plus the daemons' {DAEMONS_MEMORY_MIB} MiB ({need_mib} MiB)",
+                          f"raise singleNode.memory to at least {need_mib}Mi, or lower node.memoryMb or nodes")
+    need_milli = cfg.nodes * cfg.node.cpus * 1000 + DAEMONS_CPU_MILLI
+    if pod.cpu is not None and pod.cpu < need_milli:
+        raise ConfigError("singleNode.cpu", f"{pod.cpu}m cannot hold nodes x node.cpus = {cfg.nodes} x "
+                          f"{cfg.node.cpus} CPUs plus the daemons' {DAEMONS_CPU_MILLI}m ({need_milli}m)",
+                          f"raise singleNode.cpu to at least {need_milli}m, or lower node.cpus or nodes")
 
 
 # Types: what each annotation accepts and how the README names it.
@@ -310,6 +376,30 @@ def _file_text(raw: Any, project_dir: str) -> str:
         raise Invalid(f"cannot read '{path}': {e.strerror}", "give the file's path relative to the project") from None
 
 
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+            "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
+
+
+def _quantity(raw: Any, fix: str) -> float:
+    """A Kubernetes quantity (a number with an optional suffix) as a plain number."""
+    match = _QUANTITY.match(str(raw).strip())
+    if not match or float(match.group(1)) <= 0:
+        raise Invalid(f"'{raw}' is not a positive Kubernetes quantity", fix)
+    return float(match.group(1)) * _FACTORS[match.group(2) or ""]
+
+
+def _memory(raw: Any, _project_dir: str) -> int:
+    fix = "give a memory size such as 8Gi or 6000Mi"
+    if str(raw).strip().endswith("m"):
+        raise Invalid(f"'{raw}' is in thousandths of a byte", fix)
+    return int(_quantity(raw, fix) // 2 ** 20)
+
+
+def _cpu(raw: Any, _project_dir: str) -> int:
+    return round(_quantity(raw, "give CPUs such as 4 or 1500m") * 1000)
+
+
 # annotation -> (name in the README, conversion of the raw value, what the README says of it if not obvious);
 # an object key's dataclass is "object".
 TYPES: dict[Any, tuple[str, Callable[[Any, str], Any], str]] = {
@@ -320,6 +410,8 @@ TYPES: dict[Any, tuple[str, Callable[[Any, str], Any], str]] = {
     dict: ("object", _object, ""),  # free-form: passed through as given
     LocalPath: ("path", _local_path, "`~` and `$VARS` are expanded"),
     FileText: ("file", _file_text, "a path relative to the project, read when the stack runs"),
+    MemoryMiB: ("memory", _memory, "a Kubernetes quantity such as `8Gi`"),
+    CpuMilli: ("cpu", _cpu, "a Kubernetes quantity such as `4` or `1500m`"),
     pulumi.Output: ("secret string", _string, "set it with `pulumi config set --secret`"),
 }
 
@@ -338,7 +430,7 @@ def _camel(name: str) -> str:
 
 def _fields(cls: type) -> dict[str, Field]:
     """An object's fields by config name."""
-    return {_camel(f.name): f for f in fields(cls)}
+    return {_camel(f.name): f for f in fields(cls) if "meaning" in f.metadata}
 
 
 def _required(f: Field) -> bool:
@@ -382,7 +474,13 @@ def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozens
     """Check raw config values (strings, or JSON strings for objects) and build a StackConfig.
 
     `secret_keys`: the keys set with --secret; `project_dir`: what file paths are relative to."""
+    from components.chart_values import read_user_values  # it imports ConfigError from here
+
     cfg = _parse_object(StackConfig, values, "", secret_keys, project_dir)
+    hub = cfg.jupyterhub
+    cfg = replace(cfg, jupyterhub=replace(
+        hub, values=read_user_values(hub.values, hub.values_file, project_dir),
+        values_secret="jupyterhub" in secret_keys))
     _rules(cfg)
     return cfg
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import glob
-import json
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_kubernetes as k8s
 
 from components.config import Images, StackConfig
-from components.labels import labels
 
 DOCKERFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dockerfiles")
 CLIENT = "slurm-client"
@@ -22,13 +18,6 @@ SINGLE_NODE = "slurm-single-node"
 JUPYTER = "slurm-jupyter"
 NOTEBOOK = "slurm-jupyter-notebook"
 CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
-
-
-def docker_config_json(registry: str, username: str, password: str) -> str:
-    """The `.dockerconfigjson` of a kubernetes.io/dockerconfigjson Secret for `registry` (host[:port][/path])."""
-    host = registry.split("/", 1)[0]
-    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return json.dumps({"auths": {host: {"username": username, "password": password, "auth": auth}}})
 
 
 def extra_ca_certs() -> str:
@@ -44,23 +33,18 @@ class SlurmImagesArgs:
     images: Images
     debian_suite: str  # selects the Slurm version (components/slurm_files.py)
     names: tuple[str, ...]  # which images to build; slurm-client is always built
-    namespace: Optional[pulumi.Input[str]] = None  # where pods pull them: gets the pull Secret, if credentials
 
     @staticmethod
-    def from_config(cfg: StackConfig, namespace: Optional[pulumi.Input[str]] = None) -> "SlurmImagesArgs":
+    def from_config(cfg: StackConfig) -> "SlurmImagesArgs":
         wanted = {SINGLE_NODE: cfg.components.single_node, JUPYTER: cfg.components.jupyter,
                   NOTEBOOK: cfg.components.jupyterhub}
         return SlurmImagesArgs(images=cfg.images, debian_suite=cfg.debian_suite,
-                               names=(CLIENT, *[n for n, on in wanted.items() if on]), namespace=namespace)
+                               names=(CLIENT, *[n for n, on in wanted.items() if on]))
 
 
 class SlurmImages(pulumi.ComponentResource):
-    """`refs[name]` is each built image's `registry/repository/name@sha256:...` reference.
-
-    With registry credentials (images.username and images.password) and a namespace, the same credentials also
-    become a kubernetes.io/dockerconfigjson Secret there, `pull_secret_name`, for the pods' imagePullSecrets;
-    otherwise `pull_secret_name` is None (a public registry, or nodes that already have access).
-    """
+    """`refs[name]` is each built image's `registry/repository/name@sha256:...` reference. The pods' pull
+    Secret is components/registry.py's."""
 
     def __init__(self, name: str, args: SlurmImagesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:SlurmImages", name, None, opts)
@@ -94,17 +78,4 @@ class SlurmImages(pulumi.ComponentResource):
             )
         self.refs: dict[str, pulumi.Output[str]] = {n: img.repo_digest for n, img in built.items()}
 
-        self.pull_secret_name: Optional[pulumi.Output[str]] = None
-        if args.images.password is not None and args.namespace is not None:
-            images = args.images
-            config = pulumi.Output.secret(images.password).apply(
-                lambda password: docker_config_json(images.registry, images.username, password))
-            secret = k8s.core.v1.Secret(
-                f"{name}-pull",
-                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=labels("slurm-images", "registry")),
-                type="kubernetes.io/dockerconfigjson",
-                string_data={".dockerconfigjson": config},
-                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
-            )
-            self.pull_secret_name = secret.metadata.name
-        self.register_outputs({"refs": self.refs, "pull_secret_name": self.pull_secret_name})
+        self.register_outputs({"refs": self.refs})

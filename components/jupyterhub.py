@@ -9,23 +9,25 @@ paths of the image contract (dockerfiles/README.md).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import pods
+from components import chart_values, pods
 from components.keys import MUNGE_KEY_FILE
 from components.labels import PART_OF
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
 CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
 NOTEBOOK_CMD = "jupyterhub-singleuser"
+ROOT_UID = 0  # the notebook entrypoint starts as root, then runs the server as jovyan (uid 1000, gid 100)
+FS_GID = 0  # user pods' fsGroup: not a group of jovyan, so the munge key stays root-only (jupyterhub_values)
 PASSWORD_LENGTH = 32
 
 
@@ -62,15 +64,11 @@ def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str 
 
 def existing_cluster_ports(slurm_conf: str) -> list[int]:
     """slurmctld's and slurmdbd's ports of an existing cluster's slurm.conf (Slurm's defaults if unset)."""
-    def value(key: str) -> Optional[str]:
-        m = re.search(rf"^\s*{key}\s*=\s*(\S+)", slurm_conf, re.M | re.I)
-        return m.group(1) if m else None
-
-    ctld = value("SlurmctldPort") or str(SLURMCTLD_PORT)
-    low, _, high = ctld.partition("-")
+    conf = parse_slurm_conf(slurm_conf)
+    low, _, high = (conf.get("slurmctldport") or str(SLURMCTLD_PORT)).partition("-")
     ports = list(range(int(low), int(high or low) + 1))
-    if "slurmdbd" in (value("AccountingStorageType") or ""):
-        ports.append(int(value("AccountingStoragePort") or SLURMDBD_PORT))
+    if "slurmdbd" in conf.get("accountingstoragetype", ""):
+        ports.append(int(conf.get("accountingstorageport") or SLURMDBD_PORT))
     return ports
 
 
@@ -78,7 +76,23 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                       config_files: Mapping[str, str], munge_key_base64: pulumi.Input[str],
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
                       image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
-    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults."""
+    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults.
+
+    How the chart and KubeSpawner use them (z2jh 4.3.3 files/hub/jupyterhub_config.py, kubespawner 7.0.0
+    spawner.py and objects.py make_pod):
+    - `singleuser.uid` and `fsGid` become KubeSpawner's `uid` (container runAsUser) and `fs_gid` (pod fsGroup)
+      unless None; the chart's values.yaml defaults them to 1000 and 100. A null here never reaches Helm
+      (see components/chart_values.py), so the chart's fsGid 100 stays (what issue 9 saw): be explicit.
+    - The kubelet gives every file of the pod's volumes the fsGroup as group (owner kept) and ORs the mode
+      with 0440 (read-only volumes: Secrets) or 0660, directories also setgid (kubernetes pkg/volume/
+      volume_linux.go SetVolumeOwnership). fsGid 0 keeps the munge key root:root 0440: the entrypoint runs
+      the server as jovyan with jovyan's own groups only (setpriv --init-groups), so group 0 does not reach
+      it. The home PVC gets group 0 too, and the entrypoint (as root) gives its top directory to jovyan, who
+      then writes it as owner.
+    - `extraFiles` become items of one Secret volume `files` (item mode = `mode`, decimal) mounted by subPath.
+    - `cmd` becomes the container's args (KubeSpawner `cmd` + the spawner's args), so the image's ENTRYPOINT
+      (jupyter-entrypoint, which must start as root) always runs.
+    """
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
             "mountPath": f"{pods.CONFIG_MOUNT}/{name}", "stringData": text, "mode": pods.CONFIG_MODE}
@@ -88,20 +102,19 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                                 "binaryData": munge_key_base64, "mode": pods.KEY_MODE}
     values: dict[str, Any] = {
         "hub": {"config": {
-            "JupyterHub": {"authenticator_class": "dummy"},
-            # The chart's default dummy authenticator takes any password: require the generated one.
-            "DummyAuthenticator": {"password": hub_password},
-            "Authenticator": {"allow_all": True},
+            # Any user name with the generated password (not the chart's default "dummy" authenticator, whose
+            # password is deprecated since JupyterHub 5.3, jupyterhub/auth.py). allow_all is set for this
+            # authenticator only: choosing another one does not let in everyone it can identify.
+            "JupyterHub": {"authenticator_class": "shared-password"},
+            "SharedPasswordAuthenticator": {"user_password": hub_password, "allow_all": True},
         }},
         # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
         "proxy": {"service": {"type": "ClusterIP"}},
         "singleuser": {
             "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
             "cmd": NOTEBOOK_CMD,
-            # The image's entrypoint starts as root (munged as munge), then runs the notebook as jovyan
-            # (uid 1000); a fsGroup would make the munge key group-readable, which it refuses.
-            "uid": 0,
-            "fsGid": None,
+            "uid": ROOT_UID,
+            "fsGid": FS_GID,
             "extraFiles": extra_files,
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
             "networkPolicy": {"egress": list(egress)},
@@ -126,7 +139,9 @@ class JupyterHubArgs:
     munge_key_base64: pulumi.Input[str]  # secret
     egress: Sequence[dict]
     rotation: str
-    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+    user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)
+    values_secret: bool = False  # the user's values came from a secret config key
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -139,10 +154,14 @@ class JupyterHub(pulumi.ComponentResource):
                                          keepers={"rotation": args.rotation}, opts=child)
         self.password = pulumi.Output.secret(password.result)
         image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
-        values = jupyterhub_values(
+        program = jupyterhub_values(
             image_name=image[0], image_tag=image[1], config_files=args.config_files,
             munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
             egress=args.egress, image_pull_secret=args.image_pull_secret)
+        defaults, schema = chart_values.load_chart(args.chart_version, args.chart_repo)
+        values = chart_values.with_user_values(program, args.user_values, defaults, schema)
+        if args.values_secret:
+            values = pulumi.Output.secret(values)
         release = k8s.helm.v3.Release(
             f"{name}-release",
             name=RELEASE,
@@ -155,5 +174,5 @@ class JupyterHub(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["values"])),
         )
         self.release_name = release.name
-        self.url = pulumi.Output.concat("http://", PROXY_SERVICE, ".", args.namespace, ".svc.cluster.local")
+        self.url = pods.service_url(PROXY_SERVICE, args.namespace)
         self.register_outputs({"url": self.url, "password": self.password, "release_name": self.release_name})

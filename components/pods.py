@@ -15,8 +15,9 @@ from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
 
 CONFIG_MOUNT = "/etc/slurm-config"  # rendered Slurm files (dockerfiles/README.md)
 KEYS_MOUNT = "/etc/slurm-keys"  # munge.key (+ jwt_hs256.key on the single node)
-KEY_MODE = 0o400  # what munged and the notebook entrypoint demand of a key file (root-owned, no fsGroup)
+KEY_MODE = 0o400  # root-owned key files; the notebooks' fsGroup 0 makes theirs 0440 root:root (jupyterhub.py)
 CONFIG_MODE = 0o644
+CLUSTER_DOMAIN = "cluster.local"  # the kubelet's default --cluster-domain
 
 # The images start as root on purpose (munged runs as `munge`, MariaDB as `mysql`, slurmctld as `slurm`,
 # slurmrestd and JupyterLab as unprivileged users: the entrypoints switch users themselves). Everything else
@@ -133,6 +134,14 @@ def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = ()) -> k8s.net
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)
 
 
-def service_url(name: pulumi.Input[str], namespace: pulumi.Input[str], port: int, path: str = "") -> pulumi.Output[str]:
-    """The in-cluster URL of a Service."""
-    return pulumi.Output.concat("http://", name, ".", namespace, ".svc.cluster.local:", str(port), path)
+def service_host(name: pulumi.Input[str], namespace: pulumi.Input[str]) -> pulumi.Input[str]:
+    """A Service's in-cluster DNS name, `NAME.NAMESPACE.svc.cluster.local`: plain text if both are, else an Output."""
+    if isinstance(name, str) and isinstance(namespace, str):
+        return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return pulumi.Output.concat(name, ".", namespace, ".svc.", CLUSTER_DOMAIN)
+
+
+def service_url(name: pulumi.Input[str], namespace: pulumi.Input[str], port: Optional[int] = None,
+                path: str = "") -> pulumi.Output[str]:
+    """The in-cluster URL of a Service: `http://HOST[:PORT]PATH` (no port: 80)."""
+    return pulumi.Output.concat("http://", service_host(name, namespace), "" if port is None else f":{port}", path)

@@ -29,7 +29,7 @@ def controller_host(name: str) -> str:
 
 def controller_addr(name: str, namespace: str) -> str:
     """The headless Service's DNS name, which resolves to the pod."""
-    return f"{name}.{namespace}.svc.cluster.local"
+    return pods.service_host(name, namespace)
 
 
 def ports(nodes: int) -> dict[str, int]:
@@ -51,9 +51,11 @@ class SlurmSingleNodeArgs:
     jwt_secret_name: pulumi.Input[str]
     storage_size: str  # Kubernetes quantity
     storage_class: Optional[str]  # None: the cluster's default class
+    cpu_milli: tuple[int, int]  # the pod's CPU (request, limit), millicores: StackConfig.single_node_cpu_milli
+    memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
     rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
-    image_pull_secret: Optional[pulumi.Input[str]] = None  # SlurmImages.pull_secret_name
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -90,7 +92,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
             startup_probe=pods.tcp_probe(SLURMCTLD_PORT, period=5, failures=60),
             readiness_probe=pods.exec_probe([HEALTHCHECK], period=15, timeout=20),
             liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
-            resources=pods.resources("500m", "1Gi", "2", "3Gi"),
+            # Memory request = limit: the nodes' RealMemory is promised to jobs, so the scheduler must reserve it.
+            resources=pods.resources(f"{args.cpu_milli[0]}m", f"{args.memory_mib}Mi",
+                                     f"{args.cpu_milli[1]}m", f"{args.memory_mib}Mi"),
             security_context=pods.root_start_security_context(),
         )
         statefulset = k8s.apps.v1.StatefulSet(
@@ -146,7 +150,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
         )
 
         self.service_name = service.metadata.name
-        self.controller_addr = pulumi.Output.concat(self.service_name, ".", args.namespace, ".svc.cluster.local")
+        self.controller_addr = pods.service_host(self.service_name, args.namespace)
         self.restd_url = pods.service_url(self.service_name, args.namespace, SLURMRESTD_PORT)
         self.statefulset_name = statefulset.metadata.name
         self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr,

@@ -7,7 +7,6 @@ existing cluster the ConfigMap holds that cluster's slurm.conf instead.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,7 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.labels import labels
-from components.slurm_files import CONFIG_FILES, SECRET_FILES, render_slurm_files
+from components.slurm_files import CONFIG_FILES, SECRET_FILES, parse_slurm_conf, render_slurm_files
 
 DB_PASSWORD_LENGTH = 32
 # The non-secret files do not depend on the database password, so they are rendered with this stand-in
@@ -31,6 +30,8 @@ class SlurmConfigArgs:
     cluster_name: str
     slurm_version: str
     nodes: int
+    cpus_per_node: int
+    memory_mb_per_node: int  # MiB, Slurm's MB
     controller_host: Optional[str] = None  # the single node pod's hostname (SlurmctldHost)
     controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
@@ -56,7 +57,9 @@ class SlurmConfig(pulumi.ComponentResource):
 
             def render(db_password: str) -> dict[str, str]:
                 return render_slurm_files(args.cluster_name, args.slurm_version, args.nodes,
-                                          args.controller_host, args.controller_addr, db_password=db_password)
+                                          args.controller_host, args.controller_addr, db_password=db_password,
+                                          cpus_per_node=args.cpus_per_node,
+                                          memory_mb_per_node=args.memory_mb_per_node)
 
             plain = render(_NO_PASSWORD)
             self.files = {f: plain[f] for f in CONFIG_FILES}
@@ -94,9 +97,8 @@ def existing_cluster_image_env(slurm_conf: str, cluster_name: str, slurm_version
     render_slurm_files() renders it with the other files; here only it is kept, filled with the cluster's
     own ClusterName and SlurmctldHost where the renderer accepts them.
     """
-    found = dict(re.findall(r"^\s*(ClusterName|SlurmctldHost|ControlMachine)\s*=\s*([^\s#(]+)", slurm_conf, re.M | re.I))
-    found = {k.lower(): v for k, v in found.items()}
-    host = found.get("slurmctldhost") or found.get("controlmachine") or "slurmctld"
+    found = parse_slurm_conf(slurm_conf)
+    host = (found.get("slurmctldhost") or found.get("controlmachine") or "slurmctld").split("(")[0]
     errors = []
     for name in dict.fromkeys((found.get("clustername", cluster_name), cluster_name)):
         try:

@@ -50,56 +50,45 @@ class SlurmVersion:
 
     version: str  # "24.11": the Slurm release series
     debian_suite: str  # the Debian suite whose packages provide it (build arg DEBIAN_SUITE)
-    package_version: str  # the upstream version those packages had when last checked
     rest_api_version: str  # the slurmrestd URL version clients use: /slurm/<this>/ping
-    rest_api_versions: tuple[str, ...]  # every URL version this slurmrestd serves
     restd_plugins: str  # slurmrestd -s (OpenAPI plugins); names became unversioned in 23.11
-    restd_data_parser: Optional[str]  # slurmrestd -d (23.02+); None = no -d: every URL version it has
     cgroup_plugin: Optional[str]  # CgroupPlugin= in cgroup.conf; None = leave the line out
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
-    supported_by_schedmd: bool
-    notes: str = ""
 
 
+# What else was seen of each version, for whoever debugs one:
+# - 22.05.8 (bookworm; no longer supported by SchedMD): serves REST v0.0.36-38 and dbv0.0.36-38. REST answers
+#   HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload has 'script' beside 'job' and
+#   'environment' as an object. A client with another munge key gets 'Zero Bytes were transmitted or received'
+#   (24.11+: 'Protocol authentication error'). sacct shows JobName 'allocation' for batch jobs although slurmdbd
+#   stored the name.
+# - 24.11.5 (trixie): serves REST v0.0.40-42. slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4
+#   (error 5027): the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with
+#   "pinged": "DOWN" from /ping; job_state is a list; submit answers a top-level job_id.
+# - 26.05.5 (sid, Debian unstable): serves REST v0.0.42-45. MariaDB's socket moved to /run/mariadbd/. REST
+#   behaves as 24.11's.
 VERSIONS: dict[str, SlurmVersion] = {
     v.version: v
     for v in (
-        SlurmVersion(
-            version="22.05", debian_suite="bookworm", package_version="22.05.8",
-            rest_api_version="v0.0.38",
-            rest_api_versions=("v0.0.36", "v0.0.37", "v0.0.38", "dbv0.0.36", "dbv0.0.37", "dbv0.0.38"),
-            restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", restd_data_parser=None,
-            cgroup_plugin=None, mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
-            supported_by_schedmd=False,
-            notes="REST answers HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload "
-                  "has 'script' beside 'job' and 'environment' as an object. A client with another munge key gets "
-                  "'Zero Bytes were transmitted or received' (24.11+: 'Protocol authentication error'). sacct "
-                  "shows JobName 'allocation' for batch jobs although slurmdbd stored the name.",
-        ),
-        SlurmVersion(
-            version="24.11", debian_suite="trixie", package_version="24.11.5",
-            rest_api_version="v0.0.42", rest_api_versions=("v0.0.40", "v0.0.41", "v0.0.42"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
-            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mysqld/mysqld.sock",
-            supported_by_schedmd=True,
-            notes="slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4 (error 5027): "
-                  "the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with "
-                  "\"pinged\": \"DOWN\" from /ping; job_state is a list; submit answers a top-level job_id.",
-        ),
-        SlurmVersion(
-            version="26.05", debian_suite="sid", package_version="26.05.5",
-            rest_api_version="v0.0.44", rest_api_versions=("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"),
-            restd_plugins="slurmctld,slurmdbd", restd_data_parser=None,
-            cgroup_plugin="disabled", mail_prog="/bin/true", mariadb_socket="/run/mariadbd/mysqld.sock",
-            supported_by_schedmd=True,
-            notes="From Debian unstable. MariaDB's socket moved to /run/mariadbd/. REST behaves as 24.11's.",
-        ),
+        SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
+                     restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
+                     mariadb_socket="/run/mysqld/mysqld.sock"),
+        SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
+                     restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
+                     mariadb_socket="/run/mysqld/mysqld.sock"),
+        SlurmVersion(version="26.05", debian_suite="sid", rest_api_version="v0.0.44",
+                     restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
+                     mariadb_socket="/run/mariadbd/mysqld.sock"),
     )
 }
 
 DEFAULT_SLURM_VERSION = "24.11"
 DEFAULT_NODES = 2
+# Each node runs the seed's examples/test.slurm (--mem=2300, one task) with room for its batch shell.
+DEFAULT_CPUS_PER_NODE = 2
+DEFAULT_MEMORY_MB_PER_NODE = 2560
+MIN_MEMORY_MB_PER_NODE = 256  # a node must hold a job's shell, srun and slurmstepd with some room
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # ClusterName; also a MariaDB table-name prefix
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -133,6 +122,21 @@ def slurmd_ports(nodes: int) -> list[int]:
     return ports
 
 
+def parse_slurm_conf(text: str) -> dict[str, str]:
+    """The parameters of a slurm.conf as {key in lowercase: value} (slurm.conf(5): keys are case-insensitive).
+
+    Each line's first `Key=Value` counts, its value up to the first white space; `#` starts a comment. A line
+    such as `NodeName=c1 CPUs=2` gives `nodename` (its further pairs describe that node). A key given twice
+    keeps its first value (for SlurmctldHost, the primary controller). `Include` lines are not followed.
+    """
+    params: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.split("#", 1)[0].partition("=")
+        if eq and key.strip():
+            params.setdefault(key.strip().lower(), (value.split() or [""])[0])
+    return params
+
+
 def render_slurm_files(
     cluster_name: str,
     slurm_version: str = DEFAULT_SLURM_VERSION,
@@ -141,8 +145,8 @@ def render_slurm_files(
     controller_addr: Optional[str] = None,
     *,
     db_password: str,
-    cpus_per_node: int = 1,
-    memory_mb_per_node: int = 1000,
+    cpus_per_node: int = DEFAULT_CPUS_PER_NODE,
+    memory_mb_per_node: int = DEFAULT_MEMORY_MB_PER_NODE,
     partition: str = "debug",
     node_prefix: str = "c",
 ) -> dict[str, str]:
@@ -157,6 +161,8 @@ def render_slurm_files(
       controller (a Kubernetes Service name, a podman network alias); default `controller_host`. It is
       SlurmctldHost's address, every node's NodeAddr and AccountingStorageHost, so the same slurm.conf works
       inside the single node and in every client container or pod.
+    - `cpus_per_node`, `memory_mb_per_node`: each node's CPUs= and RealMemory= (MB as Slurm counts them,
+      i.e. MiB; >= MIN_MEMORY_MB_PER_NODE); jobs without --mem get memory_mb_per_node // cpus_per_node per CPU.
     - `db_password`: the MariaDB password of slurmdbd (8-128 of `A-Za-z0-9_.,:+=@%^~/-`). It appears only
       in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
 
@@ -178,7 +184,8 @@ def render_slurm_files(
     if not isinstance(db_password, str) or not _DB_PASSWORD.match(db_password):
         raise ValueError("bad db_password: use 8-128 characters of A-Z a-z 0-9 _ . , : + = @ % ^ ~ / - "
                          "(slurmdbd.conf cannot quote others)")
-    for name, value, low in (("cpus_per_node", cpus_per_node, 1), ("memory_mb_per_node", memory_mb_per_node, 100)):
+    for name, value, low in (("cpus_per_node", cpus_per_node, 1),
+                             ("memory_mb_per_node", memory_mb_per_node, MIN_MEMORY_MB_PER_NODE)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"bad {name} {value!r}: give a whole number >= {low}")
     if not isinstance(partition, str) or not _NAME.match(partition):
@@ -191,7 +198,7 @@ def render_slurm_files(
     context = dict(
         facts=facts, cluster_name=cluster_name, controller_host=controller_host,
         controller_addr=controller_addr, db_password=db_password, partition=partition,
-        cpus=cpus_per_node, memory_mb=memory_mb_per_node,
+        cpus=cpus_per_node, memory_mb=memory_mb_per_node, def_mem_per_cpu=memory_mb_per_node // cpus_per_node,
         nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes))),
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import single_node
+from components import registry, single_node
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import APP as JUPYTER_APP
@@ -43,9 +43,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                       jwt=cfg.existing_cluster is None),
         opts=k8s_opts,
     )
-    # k8s_opts: the registry pull Secret it makes with credentials is a Kubernetes object.
-    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg, namespace), opts=k8s_opts)
-    pull_secret = images.pull_secret_name
+    images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
+    # It was SlurmImages' child: the alias keeps it (and its auto-name) in stacks made before.
+    pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=images)])))
 
     outputs: dict[str, pulumi.Input] = {
         "namespace": namespace,
@@ -60,6 +61,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         "slurm-config",
         SlurmConfigArgs(
             namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
+            cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
             controller_host=None if existing else single_node.controller_host(node_name),
             controller_addr=None if existing else single_node.controller_addr(node_name, ns),
             existing_slurm_conf=existing.slurm_conf if existing else None,
@@ -76,7 +78,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 config_map_name=config.config_map_name, config_secret_name=config.secret_name,
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
                 jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage.size,
-                storage_class=cfg.storage.class_name,
+                storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
+                memory_mib=cfg.single_node_memory_mib,
                 slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd.allowed_clients,
                 image_pull_secret=pull_secret),
             opts=k8s_opts,
@@ -129,7 +132,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                            chart_version=cfg.jupyterhub.chart_version, notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
                            munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation,
-                           image_pull_secret=pull_secret),
+                           image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
+                           values_secret=cfg.jupyterhub.values_secret),
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url

@@ -1,14 +1,14 @@
-"""The JupyterHub chart's reference values and Helm's coalescing of user values over them, for tests that
-check chart values offline."""
+"""The JupyterHub chart's reference values, for tests that check chart values offline."""
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
 import pytest
 import yaml
+
+from components.chart_values import helm_merge  # noqa: F401  (the program's merge, for the tests' use)
 
 # The official chart's values.yaml and values.schema.yaml (reference data beside the repository, not part of it).
 Z2JH = Path(os.environ.get("SCI_Z2JH_REFERENCE")
@@ -23,18 +23,3 @@ def chart_reference(name: str):
                     "values.yaml and values.schema.yaml in ../shared/reference/z2jh/ beside the repository "
                     "(or a directory named by SCI_Z2JH_REFERENCE)", pytrace=False)
     return yaml.safe_load(path.read_text())
-
-
-def helm_merge(base, override):
-    """Maps merge, a null deletes the key, anything else replaces."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

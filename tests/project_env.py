@@ -1,13 +1,32 @@
-"""For the scripts that use the test helpers (scripts/bench-*): run them as scripts/test runs pytest, with
-scripts/env.sh's environment and the project's virtualenv, however they were started."""
+"""What every suite and the scripts/bench-* helpers share: the checkout (`ROOT`), the Pulumi config prefix,
+`pulumi()` (the project's CLI wrapper), and `enter()`, which runs a script as scripts/test runs pytest.
+
+Standard library only: scripts import this before `enter()` has switched to the project's virtualenv."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Optional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "slurm-cloud-integration:"  # of every config key in Pulumi.<stack>.yaml (Pulumi.yaml's name)
+
+
+def pulumi(*args: str, stack: str, config_file: Optional[Path] = None, check: bool = True,
+           timeout: float = 3600) -> subprocess.CompletedProcess:
+    """`scripts/pulumi ARGS --stack STACK --non-interactive [--config-file FILE]` in ROOT, output captured;
+    with `check`, a non-zero exit raises AssertionError with the command and the output's tail."""
+    cmd = [str(ROOT / "scripts" / "pulumi"), *args, "--stack", stack, "--non-interactive"]
+    if config_file:
+        cmd += ["--config-file", str(config_file)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(['scripts/pulumi', *cmd[1:]])} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
 
 
 def enter(script: str) -> None:
@@ -16,6 +35,6 @@ def enter(script: str) -> None:
         env = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/env.sh && env -0"], capture_output=True,
                              check=True)
         os.environ.update(kv.split("=", 1) for kv in env.stdout.decode().split("\0") if "=" in kv)
-    if os.path.abspath(sys.prefix) != os.path.join(ROOT, ".venv"):
-        python = os.path.join(ROOT, ".venv", "bin", "python")
+    if os.path.abspath(sys.prefix) != str(ROOT / ".venv"):
+        python = str(ROOT / ".venv" / "bin" / "python")
         os.execv(python, [python, script, *sys.argv[1:]])

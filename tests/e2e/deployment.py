@@ -12,15 +12,14 @@ import re
 import shlex
 import subprocess
 import time
-from pathlib import Path
 from typing import Optional
 
 from components import jupyter, restd, single_node
 from components.labels import PART_OF
+from tests import project_env
 from tests.e2e.kube import Kube, Pod
 from tests.images.slurm_containers import WaitTimeout, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 STACK = "cluster"
 NB_USER = "jovyan"  # the notebook user of the Jupyter images (dockerfiles/README.md)
 TIMINGS: dict[str, float] = {}  # phase -> seconds, printed at the end of the e2e session (conftest)
@@ -30,24 +29,15 @@ FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT
 def kube_up() -> float:
     """`scripts/kube up` (starts the cluster, or finds it running); returns its seconds."""
     t0 = time.monotonic()
-    proc = subprocess.run([str(ROOT / "scripts" / "kube"), "up"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([str(project_env.ROOT / "scripts" / "kube"), "up"], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise AssertionError(f"scripts/kube up exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return time.monotonic() - t0
 
 
-class PulumiFailed(AssertionError):
-    pass
-
-
 def pulumi(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
-    """scripts/pulumi ARGS --stack cluster --non-interactive (the project's wrapper around the real CLI)."""
-    cmd = [str(ROOT / "scripts" / "pulumi"), *args, "--stack", STACK, "--non-interactive"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise PulumiFailed(f"{' '.join(['scripts/pulumi', *cmd[1:]])} exited {proc.returncode}:\n"
-                           f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+    """tests/project_env.pulumi() on the cluster stack."""
+    return project_env.pulumi(*args, stack=STACK, check=check, timeout=timeout)
 
 
 def pulumi_up() -> float:

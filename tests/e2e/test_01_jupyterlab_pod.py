@@ -5,7 +5,8 @@ import hashlib
 
 import pytest
 
-from tests.e2e.deployment import NB_USER, ROOT
+from tests.e2e.deployment import NB_USER
+from tests.project_env import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -105,12 +105,13 @@ def test_the_users_pod_has_the_chart_values_files_modes_uid_and_image(deployment
         assert d.kube.exec(nb, "stat", "-L", "-c", "%a %U", path).stdout.split() == ["644", "root"], path
         assert d.kube.exec(nb, "cat", path).stdout == text, path
     key = f"{KEYS_MOUNT}/{MUNGE_KEY_FILE}"
-    assert d.kube.exec(nb, "stat", "-L", "-c", "%a %U", key).stdout.split() == ["400", "root"]
+    # fsGroup 0 (singleuser.fsGid): the kubelet adds group read for group root only.
+    assert d.kube.exec(nb, "stat", "-L", "-c", "%a %U %G", key).stdout.split() == ["440", "root", "root"]
     assert d.kube.exec(nb, "sha256sum", "/etc/munge/munge.key").stdout.split()[0] == \
         hashlib.sha256(munge_key).hexdigest(), "the server's munged does not use the stack's munge key"
     assert d.kube.exec(nb, "cat", key, user=NB_USER, check=False).returncode != 0, "jovyan can read the munge key"
     # uid 0 starts it (singleuser.uid), the server itself runs as jovyan; the image is the one pinned by digest.
-    assert su["uid"] == 0 and "fsGid" not in su
+    assert su["uid"] == 0 and su["fsGid"] == 0
     procs = d.kube.exec(nb, "ps", "-eo", "user:20,args").stdout
     assert any(line.split()[0] == NB_USER and "jupyterhub-singleuser" in line for line in procs.splitlines()), procs
     image = nb.spec["containers"][0]["image"]

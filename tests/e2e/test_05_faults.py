@@ -1,5 +1,6 @@
 """Scenario 5, faults: the slurm-single-node pod is deleted (`kubectl delete pod`) and its StatefulSet makes it again
-on the same volume: finished jobs stay in sacct and a held job is not lost. A client pod whose munge key is
+on the same volume: finished jobs stay in sacct, a held job is not lost, and a job that was running ends
+NODE_FAIL instead of running again. A client pod whose munge key is
 not the cluster's fails with a message that says so."""
 
 import base64
@@ -21,6 +22,8 @@ def test_restarting_the_single_node_pod_keeps_finished_and_queued_jobs(deploymen
     held = d.sbatch(d.jupyter, "#!/bin/bash\necho held across the restart as $(id -un)\n", "--hold",
                     "--job-name=e2e-held", "--output=/tmp/e2e-held-%j.out")
     assert d.squeue(held) == "PENDING JobHeldUser"
+    running = d.sbatch(d.jupyter, "#!/bin/bash\nsleep 600\n", "--job-name=e2e-running")
+    d.wait_job(running, "RUNNING")
 
     old = d.slurm
     new = d.kube.restart(old)  # kubectl delete pod: its StatefulSet makes it again
@@ -29,6 +32,9 @@ def test_restarting_the_single_node_pod_keeps_finished_and_queued_jobs(deploymen
 
     assert d.sacct(done).startswith("COMPLETED"), "a finished job is gone from sacct after the restart"
     assert d.squeue(held) == "PENDING JobHeldUser", "the held job did not survive the restart"
+    # The job that ran in the deleted pod ends with its node; it is not run again by itself (JobRequeue=0).
+    d.wait_job(running, "NODE_FAIL")
+    assert d.squeue(running, "%T") in ("", "NODE_FAIL"), "the job that ran when the pod was deleted is queued again"
     # The other pods reach the new controller without being restarted themselves.
     d.kube.exec(d.jupyter, "scontrol", "release", held, user=NB_USER)
     d.wait_job(held, pod=d.jupyter)

@@ -44,11 +44,11 @@ def network():
     podman("network", "rm", "-f", name, check=False)
 
 
-def _single_node(images, version, network, mount_keys=True, nodes=2):
+def _single_node(images, version, network, mount_keys=True, nodes=2, run_args=()):
     suffix = uuid.uuid4().hex[:6]
     files = make_files(version, f"sn-{suffix}", nodes=nodes)
     node = SingleNode(f"sci-sn-{suffix}", images["slurm-single-node"], files, network, f"sci-state-{suffix}",
-                      mount_keys=mount_keys)
+                      mount_keys=mount_keys, run_args=tuple(run_args))
     return node
 
 
@@ -71,8 +71,8 @@ def fresh_single_node(images, version, network):
     """A factory for private single-node containers (tests that stop or break them); all removed after."""
     made: list[SingleNode] = []
 
-    def make(mount_keys=True, nodes=2) -> SingleNode:
-        node = _single_node(images, version, network, mount_keys, nodes)
+    def make(mount_keys=True, nodes=2, run_args=()) -> SingleNode:
+        node = _single_node(images, version, network, mount_keys, nodes, run_args)
         made.append(node)
         return node
 

@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 from components.images import extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
+from tests.project_env import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILES = os.path.join(ROOT, "dockerfiles")
 EXAMPLES = os.path.join(ROOT, "examples")
 
@@ -32,7 +32,8 @@ def slurm_version() -> str:
 
 
 def image_tag(image: str, version: str) -> str:
-    return f"localhost/{image}:{version}"
+    """localhost/IMAGE:VERSION, plus $SCI_IMAGE_TAG_SUFFIX (so concurrent checkouts do not overwrite each other's)."""
+    return f"localhost/{image}:{version}{os.environ.get('SCI_IMAGE_TAG_SUFFIX', '')}"
 
 
 # --- podman -------------------------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ class SingleNode:
     network: str
     volume: str
     mount_keys: bool = True
+    run_args: tuple[str, ...] = ()  # more podman run arguments (--memory, -v)
     started_at: float = 0.0
     ip: str = ""
     timings: dict = field(default_factory=dict)
@@ -194,6 +196,7 @@ class SingleNode:
                 "-v", f"{self.volume}:/var/lib/slurm-state"]
         if self.mount_keys:
             args += ["-v", f"{self.files.keys}:/etc/slurm-keys:ro"]
+        args += self.run_args
         self.started_at = time.monotonic()
         podman(*args, self.image)
         self.ip = podman("inspect", "--format",

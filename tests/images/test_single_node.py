@@ -1,4 +1,4 @@
-"""slurm-single-node: all daemons come up, run jobs (one node and two), and report a dying daemon."""
+"""slurm-single-node: all daemons come up, run the examples (the seed's job, two nodes), and report a dying daemon."""
 
 import os
 import re
@@ -22,9 +22,13 @@ def test_nodes_idle_and_healthy(single_node):
 def test_example_job_completes_and_is_in_sacct(single_node, version):
     with open(os.path.join(EXAMPLES, "test.slurm")) as f:
         job = single_node.sbatch(script=f.read())
-    single_node.wait_job(job, "COMPLETED", timeout=60)
+    single_node.wait_job(job, "COMPLETED", timeout=90)
     out = single_node.exec("cat", f"/tmp/test-{job}.out").stdout
-    assert re.search(rf"job {job} on c\d+ .* as root", out), out
+    assert re.search(rf"^job {job} on c\d+ .* as root with 2300 MB$", out, re.M), out
+    # The Python step, with the Debian suite's /usr/bin/python3 (the Jupyter images' Python).
+    assert re.search(r"^python 3\.\d+\.\d+ \(/usr/bin/python3\) on c\d+: held 1024 MiB$", out, re.M), out
+    steps = single_node.exec("sacct", "-n", "-P", "-j", job, "-o", "JobName,State").stdout.split()[1:]
+    assert steps == ["batch|COMPLETED", "python3|COMPLETED", "sleep|COMPLETED"], steps
     assert single_node.sacct(job, "ExitCode") == "0:0"
     if version != "22.05":  # 22.05.8's sacct shows "allocation" although slurmdbd stored the name
         assert single_node.sacct(job, "JobName") == "test"

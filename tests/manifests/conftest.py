@@ -9,12 +9,12 @@ are those the current code renders. `SCI_RENDERED_DIR=DIR` checks an already ren
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.manifests.rendered import ROOT, load_objects, local_render_dir
+from tests.manifests.rendered import load_objects, local_render_dir
+from tests.project_env import ROOT, pulumi
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +23,12 @@ def rendered_dir() -> Path:
     if given:
         path = Path(given)
     else:
-        pulumi = ROOT / "scripts" / "pulumi"
-        if not os.access(pulumi, os.X_OK):
-            pytest.fail(f"{pulumi} is missing: these checks need the real Pulumi CLI (scripts/bootstrap builds it) "
+        cli = ROOT / "scripts" / "pulumi"
+        if not os.access(cli, os.X_OK):
+            pytest.fail(f"{cli} is missing: these checks need the real Pulumi CLI (scripts/bootstrap builds it) "
                         "to render the local stack, or SCI_RENDERED_DIR=DIR naming an already rendered directory",
                         pytrace=False)
-        proc = subprocess.run([str(pulumi), "up", "--stack", "local", "--yes", "--non-interactive"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=3600)
+        proc = pulumi("up", "--yes", stack="local", check=False)
         if proc.returncode != 0:
             pytest.fail(f"scripts/pulumi up --stack local failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                         f"{proc.stderr[-3000:]}", pytrace=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "slurm-cloud-integration:"
+from tests.project_env import PREFIX, ROOT
+
 DEFAULT_CACHE = "/var/cache/slurm-cloud-integration"  # scripts/env.sh
 
 

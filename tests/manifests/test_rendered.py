@@ -23,14 +23,12 @@ import pytest
 import yaml
 
 from tests.manifests.rendered import DEFAULT_CACHE, load_objects
+from tests.workload_rules import check_workload
 
 pytestmark = pytest.mark.pulumi
 HERE = Path(__file__).resolve().parent
 ACCEPTED = HERE / "accepted-findings.yaml"
 KUBERNETES_VERSIONS = ("1.32.0", "1.33.0", "1.34.0", "1.35.0")  # the versions the README claims
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
-              "app.kubernetes.io/managed-by")
 # What the local stack (single node, slurmrestd, JupyterLab; no JupyterHub) renders.
 EXPECTED_KINDS = {"Namespace": 1, "ConfigMap": 1, "Secret": 4, "StatefulSet": 1, "Deployment": 2, "Service": 3,
                   "NetworkPolicy": 3}
@@ -141,20 +139,10 @@ def test_rendered_workloads_follow_the_rules(objects):
     assert not [n[:4] for n in needles if n in config_text], "a secret value is in a ConfigMap"
 
     for w in by_kind["StatefulSet"] + by_kind["Deployment"]:
-        name = w["metadata"]["name"]
-        template = w["spec"]["template"]
-        assert all(k in w["metadata"]["labels"] and k in template["metadata"]["labels"] for k in APP_LABELS), name
-        spec = template["spec"]
-        keys = next(v for v in spec["volumes"] if v["name"] == "slurm-keys")["projected"]
-        assert keys["defaultMode"] == 0o400 and all(
-            i["mode"] == 0o400 for s in keys["sources"] for i in s["secret"]["items"]), f"{name}: key modes"
-        for c in spec["containers"]:
-            assert DIGEST.search(c["image"]), f"{name}: {c['image']} is not pinned by digest"
-            assert c.get("readinessProbe") and c.get("livenessProbe"), f"{name}: probes"
-            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-            assert mounts["/etc/slurm-keys"].get("readOnly") is True, f"{name}: keys must be mounted read-only"
+        check_workload(w)
+        for c in w["spec"]["template"]["spec"]["containers"]:
             literals = json.dumps([e.get("value") for e in c.get("env", [])])
-            assert not [n[:4] for n in needles if n in literals], f"{name}: a secret in an env literal"
+            assert not [n[:4] for n in needles if n in literals], f"{w['metadata']['name']}: a secret in an env literal"
 
 
 def test_loader_reads_every_document(rendered_dir):

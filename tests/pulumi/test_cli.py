@@ -16,21 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "slurm-cloud-integration:"
+from tests import project_env
+from tests.project_env import PREFIX, ROOT
+
 pytestmark = pytest.mark.pulumi
 
 
-def pulumi(*args: str, config_file: Path | None = None, check: bool = True,
-           timeout: int = 3600) -> subprocess.CompletedProcess:
-    cmd = [str(ROOT / "scripts" / "pulumi"), *args, "--stack", "local", "--non-interactive"]
-    if config_file:
-        cmd += ["--config-file", str(config_file)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd[1:])} exited {proc.returncode}:\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+def pulumi(*args: str, config_file: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return project_env.pulumi(*args, stack="local", config_file=config_file, check=check)
 
 
 def config_copy(tmp_path: Path, **changes) -> Path:

@@ -58,6 +58,7 @@ class Resource:
     typ: str
     name: str
     inputs: dict  # secret values appear as {SIG_KEY: SECRET_SIG, "value": ...}
+    aliases: list[str] = field(default_factory=list)  # the URNs it was known by before
 
     @property
     def parents(self) -> list[str]:
@@ -102,6 +103,17 @@ def unsecret(value: Any) -> Any:
     return value
 
 
+def alias_urn(alias, urn: str) -> str:
+    """The URN an alias of the resource `urn` names, as the mocks make URNs (qualified by the parent's own type
+    only). The SDK sends a changed parent as a spec."""
+    if alias.urn:
+        return alias.urn
+    stack, project, qualified, name = urn.split("::")
+    spec = alias.spec
+    parent = spec.parentUrn.split("::")[2].split("$")[-1] + "$" if spec.parentUrn else ""
+    return f"{stack}::{project}::{parent}{spec.type or qualified.split('$')[-1]}::{spec.name or name}"
+
+
 def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), project_dir: str = ".") -> Result:
     """Parse `values` (raw stack config without the project prefix) and run the program under mocks."""
     from components.config import parse
@@ -111,6 +123,15 @@ def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), proje
     pulumi.runtime.set_mocks(mocks, project="slurm-cloud-integration", stack="test", preview=False)
     cfg = parse(values, set(secret_keys), project_dir)
     collected: dict[str, tuple[Any, bool]] = {}
+    monitor = settings.get_monitor()
+    aliases: dict[str, list[str]] = {}
+    register = monitor.RegisterResource
+
+    def register_recording_aliases(request):
+        response = register(request)
+        aliases[response.urn] = [alias_urn(a, response.urn) for a in request.aliases]
+        return response
+    monitor.RegisterResource = register_recording_aliases
 
     @pulumi.runtime.test
     def program():
@@ -123,9 +144,9 @@ def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), proje
         return pulumi.Output.all(*pending)
 
     program()
-    monitor = settings.get_monitor()
     resources = [
-        Resource(urn=urn, typ=urn.split("::")[2].split("$")[-1], name=urn.split("::")[3], inputs=reg.state)
+        Resource(urn=urn, typ=urn.split("::")[2].split("$")[-1], name=urn.split("::")[3], inputs=reg.state,
+                 aliases=aliases.get(urn, []))
         for urn, reg in monitor.resources.items()
     ]
     return Result(resources=resources, outputs=collected)

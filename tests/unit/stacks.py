@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from unittest import mock
 
 import yaml
 
+from tests.project_env import PREFIX, ROOT
 from tests.unit.harness import Result, run_stack
-from tests.unit.test_config import MUNGE
-
-ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "slurm-cloud-integration:"
+from tests.unit.test_config import MUNGE, changed, raw
 
 
 def stack_values(stack: str, **changes) -> dict:
@@ -22,13 +18,8 @@ def stack_values(stack: str, **changes) -> dict:
     values = {}
     for key, value in (doc.get("config") or {}).items():
         assert key.startswith(PREFIX), f"Pulumi.{stack}.yaml: {key} lacks the project prefix"
-        values[key[len(PREFIX):]] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-    for key, value in changes.items():
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-    return values
+        values[key[len(PREFIX):]] = str(raw(value))
+    return changed(values, **changes)
 
 
 def run(stack: str, **changes) -> Result:

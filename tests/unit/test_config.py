@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -13,14 +14,24 @@ MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:50
 MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
 
 
-def with_(**changes):
-    values = dict(MINIMAL)
+def raw(value):
+    """A config value as Pulumi gives it to the program: objects and lists as JSON text."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def changed(values: dict, **changes) -> dict:
+    """A copy of raw config `values` with `changes` made (None removes a key)."""
+    values = dict(values)
     for key, value in changes.items():
         if value is None:
             values.pop(key, None)
         else:
-            values[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            values[key] = raw(value)
     return values
+
+
+def with_(**changes):
+    return changed(MINIMAL, **changes)
 
 
 def test_minimal_config_gets_defaults():
@@ -60,6 +71,20 @@ def test_existing_cluster(tmp_path):
     ({"components": {"singleNode": False}}, "components.singleNode", "no existingCluster"),
     ({"kubernetes": {"renderDir": "/tmp/x"}}, "components.jupyterhub", "needs a live cluster"),
     ({"storage": {"size": "ten"}}, "storage.size", "not a Kubernetes quantity"),
+    ({"node": {"cpus": "0"}}, "node.cpus", "out of range"),
+    ({"node": {"cpus": "-2"}}, "node.cpus", "out of range"),
+    ({"node": {"memoryMb": "100"}}, "node.memoryMb", "out of range"),
+    ({"node": {"memoryMb": "2.5G"}}, "node.memoryMb", "not a whole number"),
+    ({"singleNode": {"memory": "lots"}}, "singleNode.memory", "not a positive Kubernetes quantity"),
+    ({"singleNode": {"memory": "-1Gi"}}, "singleNode.memory", "not a positive Kubernetes quantity"),
+    ({"singleNode": {"memory": "8000m"}}, "singleNode.memory", "thousandths of a byte"),
+    ({"singleNode": {"cpu": "0"}}, "singleNode.cpu", "not a positive Kubernetes quantity"),
+    # The nodes do not fit the pod: the message names both settings and the size that would fit.
+    ({"singleNode": {"memory": "4Gi"}}, "singleNode.memory",
+     "4096Mi cannot hold nodes x node.memoryMb = 2 x 2560 MiB plus the daemons' 1024 MiB (6144 MiB)"),
+    ({"nodes": "3", "singleNode": {"memory": "6Gi"}}, "singleNode.memory", "= 3 x 2560 MiB"),
+    ({"node": {"cpus": "4"}, "singleNode": {"cpu": "4"}}, "singleNode.cpu",
+     "4000m cannot hold nodes x node.cpus = 2 x 4 CPUs plus the daemons' 500m (8500m)"),
     ({"storage": "10Gi"}, "storage", "must be an object"),
     ({"restd": {"allowedClients": "jupyter"}}, "restd.allowedClients", "not a list"),
     ({"restd": {"allowedClients": ["Jupyter_Lab"]}}, "restd.allowedClients", "not an app.kubernetes.io/name"),
@@ -77,6 +102,27 @@ def test_bad_values_name_key_problem_and_fix(changes, key, words):
     message = str(err.value)
     assert err.value.key == key
     assert f"'slurm-cloud-integration:{key}'" in message and words in message and "Fix:" in message
+
+
+def test_pod_resources_follow_the_nodes_unless_set():
+    cfg = parse(MINIMAL)
+    assert (cfg.node.cpus, cfg.node.memory_mb) == (2, 2560)
+    assert cfg.single_node_memory_mib == 2 * 2560 + 1024 and cfg.single_node_cpu_milli == (500, 4500)
+    cfg = parse(with_(nodes="3", node={"cpus": "1", "memoryMb": "4000"}))
+    assert cfg.single_node_memory_mib == 3 * 4000 + 1024 and cfg.single_node_cpu_milli == (500, 3500)
+    cfg = parse(with_(singleNode={"memory": "8Gi", "cpu": "4.5"}))
+    assert cfg.single_node_memory_mib == 8192 and cfg.single_node_cpu_milli == (500, 4500)
+    assert parse(with_(singleNode={"memory": "6442450944"})).single_node_memory_mib == 6144  # bytes
+
+
+def test_default_nodes_run_the_examples_as_they_are():
+    """examples/test.slurm's --mem (the seed's 2300) fits a default node; the two-node job finds two nodes."""
+    examples = README.parent / "examples"
+    mem = int(re.search(r"^#SBATCH --mem=(\d+)$", (examples / "test.slurm").read_text(), re.M).group(1))
+    nodes = int(re.search(r"^#SBATCH --nodes=(\d+)$", (examples / "two-nodes.slurm").read_text(), re.M).group(1))
+    cfg = parse(MINIMAL)
+    assert mem == 2300 and mem <= cfg.node.memory_mb
+    assert nodes <= cfg.nodes
 
 
 def test_munge_key_in_plain_text_is_refused():

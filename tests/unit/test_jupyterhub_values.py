@@ -13,9 +13,10 @@ import jsonschema
 import pytest
 
 from components import pods
+from components.chart_values import helm_merge
 from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
+from tests.helm import chart_reference
 from tests.unit.stacks import run
-from tests.helm import chart_reference, helm_merge
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -90,17 +91,31 @@ def test_extra_files_follow_the_image_contract(chart):
     assert {f["mountPath"] for f in files.values() if "stringData" in f} == {
         f"{pods.CONFIG_MOUNT}/{n}" for n in ("slurm.conf", "cgroup.conf", "slurm-image.env")}
     assert all(f["mode"] == 0o644 for f in files.values() if "stringData" in f)
-    # The notebook entrypoint starts as root and refuses group-readable keys: uid 0 and no fsGroup at all.
-    assert singleuser["uid"] == 0 and "fsGid" not in singleuser
+    # The notebook entrypoint starts as root; fsGroup 0 is no group of jovyan's, so the key stays root-only.
+    assert singleuser["uid"] == 0 and singleuser["fsGid"] == 0
     assert singleuser["cmd"] == "jupyterhub-singleuser"
     # The chart's own label that lets notebooks reach the hub survives our extraLabels.
     assert singleuser["extraLabels"]["hub.jupyter.org/network-access-hub"] == "true"
 
 
+def test_values_hold_no_null_because_pulumi_drops_them():
+    """A null in a Release's values never reaches Helm, so it cannot delete a chart default (fsGid: 100 stayed)."""
+    def nulls(tree, path=""):
+        if isinstance(tree, dict):
+            return [p for k, v in tree.items() for p in nulls(v, f"{path}.{k}")]
+        return [path] if tree is None else []
+    assert nulls(sample_values()) == []
+    assert nulls({"a": {"b": None}}) == [".a.b"]  # control: the walk finds one
+
+
 def test_hub_is_not_open(chart):
     defaults, _ = chart
     merged = helm_merge(defaults, sample_values())
-    assert merged["hub"]["config"]["DummyAuthenticator"]["password"] == "p" * 32
+    config = merged["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "shared-password"
+    assert config["SharedPasswordAuthenticator"] == {"user_password": "p" * 32, "allow_all": True}
+    # allow_all for the dummy authenticator only: another one chosen in jupyterhub.values does not inherit it.
+    assert "Authenticator" not in config
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
 
 

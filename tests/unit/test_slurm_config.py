@@ -19,6 +19,11 @@ def test_image_env_falls_back_to_the_stack_cluster_name():
     assert "SLURM_CONTROLLER_HOST=ctl\n" in text["slurm-image.env"]
 
 
+def test_image_env_names_the_primary_controller_not_a_backup():
+    text = existing_cluster_image_env("SlurmctldHost=ctl1\nSlurmctldHost=ctl2 # backup\n", "prod", "24.11")
+    assert "SLURM_CONTROLLER_HOST=ctl1\n" in text["slurm-image.env"]
+
+
 def test_image_env_refuses_what_it_cannot_describe():
     with pytest.raises(ValueError, match="existing cluster's slurm.conf"):
         existing_cluster_image_env("SlurmctldHost=bad_host!\n", "prod", "24.11")
@@ -27,6 +32,7 @@ def test_image_env_refuses_what_it_cannot_describe():
 @pytest.mark.parametrize("conf, ports", [
     ("SlurmctldHost=c\n", [6817]),
     ("SlurmctldHost=c\nAccountingStorageType=accounting_storage/slurmdbd\n", [6817, 6819]),
+    ("SlurmctldHost=c\n#AccountingStorageType=accounting_storage/slurmdbd\n", [6817]),
     ("SlurmctldPort=7000-7001\nAccountingStorageType=accounting_storage/slurmdbd\nAccountingStoragePort=7100\n",
      [7000, 7001, 7100]),
 ])

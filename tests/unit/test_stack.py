@@ -8,6 +8,8 @@ the keys and the Slurm files; images by digest; probes and labels on every workl
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import json
 import re
 from collections import Counter
@@ -16,8 +18,10 @@ import pytest
 
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
 from tests.unit.harness import is_secret, run_stack
-from tests.unit.stacks import ROOT, run, stack_values
+from tests.project_env import ROOT
+from tests.unit.stacks import run, stack_values
 from tests.unit.test_config import MUNGE
+from tests.workload_rules import APP_LABELS, KEY_MODE, check_workload
 
 T = "slurm-cloud-integration:index:"
 STACK = "pulumi:pulumi:Stack"
@@ -32,10 +36,6 @@ NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 IMAGE = "docker:index/image:Image"
 WORKLOADS = (DEPLOYMENT, STATEFULSET)
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-KEY_MODE = 0o400
-APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
-              "app.kubernetes.io/managed-by")
 
 # (type, name, parent type) of every resource each stack registers.
 COMMON = {
@@ -80,11 +80,31 @@ HUB = {
 EXPECTED = {"dev": COMMON | SINGLE_NODE | HUB, "prod": COMMON | HUB, "local": COMMON | SINGLE_NODE,
             "cluster": COMMON | SINGLE_NODE}
 STACKS = tuple(EXPECTED)
+# The stacks a test about the single node or the hub applies to; test_resources_and_their_parents holds the
+# others to having none.
+SINGLE_NODE_STACKS = tuple(s for s in STACKS if SINGLE_NODE <= EXPECTED[s])
+HUB_STACKS = tuple(s for s in STACKS if HUB <= EXPECTED[s])
 
 
-@pytest.fixture(scope="module", params=STACKS)
+@functools.cache
+def committed(stack_name: str):
+    """The committed stack under mocks, run once for every fixture below."""
+    return run(stack_name)
+
+
+@pytest.fixture(params=STACKS)
 def stack(request):
-    return request.param, run(request.param)
+    return request.param, committed(request.param)
+
+
+@pytest.fixture(params=SINGLE_NODE_STACKS)
+def single_node_stack(request):
+    return request.param, committed(request.param)
+
+
+@pytest.fixture(params=HUB_STACKS)
+def hub_stack(request):
+    return request.param, committed(request.param)
 
 
 def pod_spec(workload) -> dict:
@@ -169,11 +189,8 @@ def test_no_secret_outside_secrets(stack):
             assert is_secret(value) or not leaks(value), f"{r.typ} {r.name}: input '{field}' holds a secret unmarked"
 
 
-def test_db_password_only_in_the_slurmdbd_conf_secret(stack):
-    name, result = stack
-    if name == "prod":
-        assert not result.of_type(PASSWORD) or "slurm-config-db-password" not in [p.name for p in result.of_type(PASSWORD)]
-        return
+def test_db_password_only_in_the_slurmdbd_conf_secret(single_node_stack):
+    _, result = single_node_stack
     password = result.one(PASSWORD, "slurm-config-db-password").plain["result"]
     secret = result.one(SECRET, "slurm-config-secret")
     assert is_secret(secret.inputs["stringData"])
@@ -262,11 +279,8 @@ def test_every_consumer_mounts_the_same_slurm_files(stack):
         assert given == {f"/etc/slurm-config/{k}": v for k, v in config_map.plain["data"].items()}
 
 
-def test_single_node_hostname_and_address_match_slurm_conf(stack):
-    name, result = stack
-    if name == "prod":
-        assert not result.of_type(STATEFULSET)
-        return
+def test_single_node_hostname_and_address_match_slurm_conf(single_node_stack):
+    _, result = single_node_stack
     slurm_conf = result.one(CONFIG_MAP).plain["data"]["slurm.conf"]
     host, addr = re.search(r"^SlurmctldHost=([^(\s]+)\(([^)]+)\)$", slurm_conf, re.M).groups()
     sts, svc = result.one(STATEFULSET).plain, result.one(SERVICE, "single-node-service").plain
@@ -282,10 +296,8 @@ def test_single_node_hostname_and_address_match_slurm_conf(stack):
     assert sorted(v for k, v in ports.items() if k.startswith("slurmd-")) == node_ports
 
 
-def test_single_node_state_volume_and_probes(stack):
-    name, result = stack
-    if name == "prod":
-        return
+def test_single_node_state_volume_and_probes(single_node_stack):
+    _, result = single_node_stack
     spec = result.one(STATEFULSET).plain["spec"]
     (claim,) = spec["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
@@ -302,25 +314,40 @@ def test_storage_size_and_class_come_from_config():
     assert claim["spec"]["storageClassName"] == "fast"
 
 
+def test_single_node_resources_follow_the_nodes():
+    def resources(**changes):
+        (container,) = run("dev", **changes).one(STATEFULSET).plain["spec"]["template"]["spec"]["containers"]
+        return container["resources"]
+    assert resources() == {"requests": {"cpu": "500m", "memory": "6144Mi"},
+                           "limits": {"cpu": "4500m", "memory": "6144Mi"}}
+    assert resources(nodes="4", node={"cpus": "1", "memoryMb": "1000"}) == {
+        "requests": {"cpu": "500m", "memory": "5024Mi"}, "limits": {"cpu": "4500m", "memory": "5024Mi"}}
+    assert resources(singleNode={"cpu": "8", "memory": "16Gi"}) == {
+        "requests": {"cpu": "500m", "memory": "16384Mi"}, "limits": {"cpu": "8000m", "memory": "16384Mi"}}
+
+
+def test_slurm_conf_nodes_come_from_config():
+    result = run("dev", nodes="3", node={"cpus": "4", "memoryMb": "8000"})
+    conf = next(r.plain["data"]["slurm.conf"] for r in result.resources if r.typ == CONFIG_MAP
+                and "slurm.conf" in r.plain.get("data", {}))
+    assert re.findall(r"^NodeName=(c\d+) .* CPUs=4 RealMemory=8000 ", conf, re.M) == ["c1", "c2", "c3"]
+    assert re.search(r"^DefMemPerCPU=2000$", conf, re.M)
+    assert re.search(r"^SelectTypeParameters=CR_Core_Memory$", conf, re.M)
+
+
 def test_workloads_have_probes_labels_digests_and_limits(stack):
     _, result = stack
     for w in workloads(result):
-        meta = w.plain["metadata"]
-        template = w.plain["spec"]["template"]
-        for labels in (meta["labels"], template["metadata"]["labels"]):
-            assert all(k in labels for k in APP_LABELS), f"{w.name}: labels {labels}"
-        selector = w.plain["spec"]["selector"]["matchLabels"]
-        assert selector.items() <= template["metadata"]["labels"].items(), f"{w.name}: selector misses its pods"
-        spec = template["spec"]
-        assert spec["automountServiceAccountToken"] is False
-        for c in spec["containers"]:
-            assert DIGEST.search(c["image"]), f"{w.name}: image {c['image']} is not pinned by digest"
-            assert c.get("readinessProbe") and c.get("livenessProbe"), f"{w.name}/{c['name']}: probes"
-            assert c["resources"]["requests"] and c["resources"]["limits"], f"{w.name}: resources"
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
-            assert sc["capabilities"]["drop"] == ["ALL"]
-            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        check_workload(w.plain)
+
+
+def test_the_workload_rules_can_fail():
+    workload = copy.deepcopy(committed("local").one(DEPLOYMENT, "jupyter-deployment").plain)
+    check_workload(workload)
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    container["image"] = container["image"].split("@")[0]
+    with pytest.raises(AssertionError, match="not pinned by digest"):
+        check_workload(workload)
 
 
 def test_services_select_their_workloads(stack):
@@ -355,14 +382,16 @@ def test_restd_allowed_clients_come_from_config():
 
 
 def test_every_pod_is_behind_a_network_policy(stack):
-    name, result = stack
+    _, result = stack
     policies = [p.plain["spec"] for p in result.of_type(NETPOL)]
     for w in workloads(result):
         labels = w.plain["spec"]["template"]["metadata"]["labels"]
         selecting = [p for p in policies if p["podSelector"]["matchLabels"].items() <= labels.items()]
         assert len(selecting) == 1 and selecting[0]["policyTypes"] == ["Ingress"], f"{w.name}: {selecting}"
-    if name == "prod":
-        return
+
+
+def test_single_node_admits_every_slurm_client_and_the_rest_clients(single_node_stack):
+    _, result = single_node_stack
     (slurm, rest) = result.one(NETPOL, "single-node-clients").plain["spec"]["ingress"]
     apps = lambda rule: rule["from"][0]["podSelector"]["matchExpressions"][0]["values"]  # noqa: E731
     assert apps(slurm) == ["slurmrestd", "slurm-jupyter", "jupyterhub"]
@@ -377,17 +406,17 @@ def pod_labels(result, workload: str) -> dict:
     return result.one(DEPLOYMENT, workload).plain["spec"]["template"]["metadata"]["labels"]
 
 
-def test_notebooks_may_reach_slurm_through_the_chart_network_policy(stack):
-    name, result = stack
-    if not has_hub(result):
-        return
+def test_notebooks_may_reach_slurm_through_the_chart_network_policy(hub_stack):
+    name, result = hub_stack
     singleuser = hub_values(result)["singleuser"]
     assert singleuser["extraLabels"]["app.kubernetes.io/name"] == "jupyterhub"
     egress = singleuser["networkPolicy"]["egress"]
     ports = {p["port"] for rule in egress for p in rule["ports"]}
     assert {6817, 6819} <= ports
-    if name == "dev":
+    if name in SINGLE_NODE_STACKS:
         assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "slurm-single-node"}}} in egress[0]["to"]
+    else:  # an existing cluster: its addresses are not known here, its ports are
+        assert egress[0]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
 
 
 def test_existing_cluster_uses_its_slurm_conf_and_deploys_no_slurm():
@@ -411,7 +440,9 @@ def test_registry_credentials_become_the_pods_pull_secret():
     creds = {"registry": "ghcr.io/acme", "username": "robot", "password": "s3cret-pull-token"}
     result = run_stack(stack_values("dev", images=creds), {"images"}, str(ROOT))
     secret = result.one(SECRET, "images-pull")
-    assert secret.parent == T + "SlurmImages" and secret.plain["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret.parent == STACK and secret.plain["type"] == "kubernetes.io/dockerconfigjson"
+    was = secret.urn.replace(f"::{STACK}${SECRET}::", f"::{T}SlurmImages${SECRET}::")  # its URN until 2026-11
+    assert secret.aliases == [was], "stacks made when it was SlurmImages' child must keep their Secret"
     assert is_secret(secret.inputs["stringData"]), "the registry password must stay a Pulumi secret"
     auths = json.loads(secret.plain["stringData"][".dockerconfigjson"])["auths"]
     assert auths == {"ghcr.io": {"username": "robot", "password": "s3cret-pull-token",

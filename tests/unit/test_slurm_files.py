@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from components.slurm_files import (CONFIG_FILES, DEFAULT_SLURM_VERSION, SECRET_FILES, VERSIONS, render_slurm_files,
-                                    slurmd_ports, version_facts)
+from components.slurm_files import (CONFIG_FILES, DEFAULT_SLURM_VERSION, SECRET_FILES, VERSIONS, parse_slurm_conf,
+                                    render_slurm_files, slurmd_ports, version_facts)
 
 PW = "s3cret_pass"
 
@@ -56,3 +56,22 @@ def test_bad_input_raises_value_error(kwargs, message):
 def test_version_facts_unknown():
     with pytest.raises(ValueError, match="supported are 22.05, 24.11, 26.05"):
         version_facts("21.08")
+
+
+def test_parse_slurm_conf_reads_first_values_case_insensitively_without_comments():
+    conf = parse_slurm_conf("""# ClusterName=commented
+clustername=hpc   # trailing comment
+SlurmctldHost=ctl1(10.0.0.1)
+SlurmctldHost=ctl2(10.0.0.2)
+  SlurmctldPort = 7000-7001
+NodeName=c[1-2] CPUs=2 Port=7002
+MailProg=
+""")
+    assert conf == {"clustername": "hpc", "slurmctldhost": "ctl1(10.0.0.1)", "slurmctldport": "7000-7001",
+                    "nodename": "c[1-2]", "mailprog": ""}
+
+
+def test_parse_slurm_conf_reads_the_rendered_file():
+    conf = parse_slurm_conf(render_slurm_files("demo", db_password=PW)["slurm.conf"])
+    assert conf["clustername"] == "demo" and conf["slurmctldport"] == "6817"
+    assert conf["slurmctldhost"] == "slurm-controller(slurm-controller)"

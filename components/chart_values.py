@@ -1,0 +1,266 @@
+"""The user's JupyterHub chart values (`jupyterhub.values`, `jupyterhub.valuesFile`) over the program's.
+
+Pure functions, tested directly: `read_user_values()` (config time) combines the file and the object;
+`with_user_values()` (when the chart values are computed) refuses what the program must own, applies the
+user's values over the program's with Helm's semantics and checks the result against the chart's schema.
+`load_chart()` finds the chart's `values.yaml` and values schema. Every error is a ConfigError naming the
+key path (`jupyterhub.values.singleuser.cpu.limit`) and never the value, which may be a secret.
+
+Nulls: Helm deletes a key whose value is null, but a null in a Pulumi Release's values never reaches Helm:
+the Kubernetes provider reads a Release's inputs with SkipNulls (pulumi-kubernetes provider/pkg/provider/
+helm_release.go, Check/Create; pulumi/pulumi-kubernetes#3234, #3178 for Python and C#). So a user's null can
+delete what the program sets, but not a chart default: that is refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+
+from components.config import ConfigError
+
+KEY = "jupyterhub.values"
+CHART = "jupyterhub"
+_PULL_TIMEOUT = 120  # seconds for `helm pull`
+
+# Chart value paths the program sets and the user may not change (nor any key below them), and why.
+_IMAGE = "the notebook image is slurm-jupyter-notebook, built by this program and pinned by digest"
+_UID = "the notebook entrypoint must start as root (uid 0) to set up munge; it runs the server as jovyan itself"
+_FSGID = ("the fsGroup is gid 0 so that the kubelet, which makes Secret files group-readable by the fsGroup, "
+          "leaves the munge key readable by root only")
+_CMD = "the image's entrypoint starts jupyterhub-singleuser only after its munge and authentication checks"
+# KubeSpawner traits that would override those settings when given in hub.config.KubeSpawner (the chart
+# loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
+SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "fs_gid": _FSGID, "pod_security_context": _FSGID,
+                 "container_security_context": _UID, "extra_pod_config": _FSGID, "cmd": _CMD}
+OWNED: dict[tuple[str, ...], str] = {
+    ("singleuser", "image", "name"): _IMAGE,
+    ("singleuser", "image", "tag"): _IMAGE,
+    ("singleuser", "uid"): _UID,
+    ("singleuser", "fsGid"): _FSGID,
+    ("singleuser", "cmd"): _CMD,
+    ("singleuser", "extraPodConfig", "securityContext"): _FSGID,
+    **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
+    ("hub", "config", "Spawner", "cmd"): _CMD,
+}
+_EXTRA_FILE = "it is one of the stack's Slurm files or the munge key, at the paths of the image contract"
+
+
+def helm_merge(base: Any, override: Any) -> Any:
+    """Helm's coalescing of values over defaults: maps merge, a null deletes the key, anything else replaces.
+
+    Returns new dicts without nulls; leaves (strings, lists, Pulumi Outputs) are shared, never copied or changed.
+    """
+    if not isinstance(override, Mapping):
+        return override
+    merged = dict(base) if isinstance(base, Mapping) else {}
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = helm_merge(merged.get(key), value)
+    return merged
+
+
+def _layer(base: Mapping, override: Mapping) -> dict:
+    """Helm's merging of several values files (`-f a -f b`): maps merge, anything else (null too) replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        merged[key] = _layer(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return merged
+
+
+def read_user_values(values: Any, values_file: Any, project_dir: str = ".") -> dict:
+    """`jupyterhub.valuesFile` (YAML, relative to the project) with `jupyterhub.values` (an object) over it.
+
+    Nulls are kept: they are resolved against the program's values by `with_user_values()`.
+    """
+    combined: dict = {}
+    if values_file not in (None, ""):
+        path = str(values_file)
+        try:
+            text = Path(project_dir, path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError("jupyterhub.valuesFile", f"cannot read '{path}': {e.strerror}",
+                              "give a YAML file of chart values, relative to the project directory") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where else ""
+            raise ConfigError("jupyterhub.valuesFile", f"'{path}' is not valid YAML{line}",
+                              "fix the file (it holds chart values, as a z2jh config.yaml does)") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError("jupyterhub.valuesFile", f"'{path}' does not hold a mapping of chart values",
+                              "start it with top-level chart keys such as hub: or singleuser:")
+        combined = loaded or {}
+    if values is not None:
+        if not isinstance(values, dict):
+            raise ConfigError(KEY, "must be an object of chart values",
+                              f"pulumi config set --path {KEY}.singleuser.memory.limit 2G (one per value)")
+        combined = _layer(combined, values)
+    return combined
+
+
+def _walk(tree: Mapping, path: tuple = ()):
+    for key, value in tree.items():
+        yield path + (key,), value
+        if isinstance(value, Mapping):
+            yield from _walk(value, path + (key,))
+
+
+def _walk_all(tree: Any, path: tuple = ()):
+    """Like _walk, through lists too (an index is a path element)."""
+    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        yield path + (key,), value
+        yield from _walk_all(value, path + (key,))
+
+
+def _get(tree: Any, path: tuple) -> Any:
+    for key in path:
+        if not isinstance(tree, Mapping):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _name(path: tuple) -> str:
+    return ".".join([KEY, *map(str, path)])
+
+
+def owned_paths(program: Mapping) -> dict[tuple, str]:
+    """OWNED plus one entry per extraFiles entry the program sets."""
+    files = (program.get("singleuser") or {}).get("extraFiles") or {}
+    return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}}
+
+
+def with_user_values(program: Mapping, user: Mapping, defaults: Mapping, schema: Mapping) -> dict:
+    """The program's chart values with the user's over them, for the Release (no nulls left).
+
+    program: jupyterhub_values() (may hold Pulumi Outputs); user: read_user_values(); defaults, schema: load_chart().
+    Raises ConfigError when the user sets an owned key, gives a null for a chart default, or when the chart
+    defaults + program + user values fail the chart's schema.
+    """
+    owned = owned_paths(program)
+    for path, value in _walk(user):
+        for own, why in owned.items():
+            below_or_at = path[:len(own)] == own
+            replaces_parent = own[:len(path)] == path and not isinstance(value, Mapping)
+            if below_or_at or replaces_parent:
+                raise ConfigError(_name(path), f"is set by this program: {why}",
+                                  f"remove it from {KEY} (and jupyterhub.valuesFile)")
+    for path, _ in _walk_all(user):
+        if len(path) > 1 and path[-2] == "kubespawner_override" and path[-1] in SPAWNER_OWNED:
+            raise ConfigError(_name(path), f"is set by this program: {SPAWNER_OWNED[path[-1]]}",
+                              f"remove it from the profile in {KEY} (and jupyterhub.valuesFile)")
+    for path, value in _walk(user):
+        if value is None and _get(defaults, path) is not None:
+            raise ConfigError(_name(path), "is null, which in Helm deletes the chart's default, but Pulumi drops "
+                              "nulls from a Release's values, so the default would stay",
+                              "give the value you want instead of null")
+    merged = helm_merge(program, user)
+    check_schema(helm_merge(defaults, _plain(merged)), schema)
+    return merged
+
+
+def _plain(tree: Any) -> Any:
+    """Outputs (all strings in the program's values) as a placeholder string, for the schema check."""
+    if isinstance(tree, Mapping):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_plain(v) for v in tree]
+    return "<computed>" if isinstance(tree, pulumi.Output) else tree
+
+
+def check_schema(values: Mapping, schema: Mapping) -> None:
+    """Validate complete chart values (defaults included) with the chart's draft-07 schema, as Helm does.
+
+    Raises ConfigError for the first error by key path; the message names the rule, never the value.
+    """
+    import jsonschema  # only needed when JupyterHub is deployed
+
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(values),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    error = errors[0]
+    path = tuple(error.absolute_path)
+    others = f" ({len(errors) - 1} more error(s) after this one)" if len(errors) > 1 else ""
+    if error.validator == "additionalProperties":
+        allowed = set((error.schema or {}).get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        close = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
+        raise ConfigError(_name(path + tuple(extra[:1])), f"is not a value of the JupyterHub chart{others}",
+                          f"did you mean '{close[0]}'?" if close else "see the chart's values reference")
+    if error.validator == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        problem = f"must be of type {' or '.join(types)}"
+    elif error.validator == "enum":
+        problem = f"must be one of {error.validator_value}"
+    elif error.validator == "required":
+        problem = f"misses a required key ({', '.join(error.validator_value)})"
+    else:
+        problem = f"breaks the chart schema's '{error.validator}' rule ({str(error.validator_value)[:80]})"
+    raise ConfigError(_name(path), problem + others, "see the chart's values reference (values.schema.yaml)")
+
+
+def _chart_files(directory: Path) -> Optional[tuple[Path, Path]]:
+    for schema in ("values.schema.yaml", "values.schema.json"):
+        if (directory / "values.yaml").is_file() and (directory / schema).is_file():
+            return directory / "values.yaml", directory / schema
+    return None
+
+
+def load_chart(version: str, repo: str) -> tuple[dict, dict]:
+    """(values.yaml, values schema) of the JupyterHub chart, parsed.
+
+    Looked for, in order: `$SCI_CACHE/charts/jupyterhub-<version>/jupyterhub` (a `helm pull` of that exact
+    version), `$SCI_Z2JH_REFERENCE` (a directory holding both files), then `helm pull` into the first.
+    Raises ConfigError naming what to set when none works.
+    """
+    cache = os.environ.get("SCI_CACHE")
+    pulled = Path(cache, "charts", f"{CHART}-{version}") if cache else None
+    reference = os.environ.get("SCI_Z2JH_REFERENCE")
+    candidates = [p for p in (pulled and pulled / CHART, reference and Path(reference)) if p]
+    found = next((f for f in map(_chart_files, candidates) if f), None)
+    looked = ", ".join(map(str, candidates)) or "(SCI_CACHE and SCI_Z2JH_REFERENCE unset)"
+    why = f"no values.yaml and values schema in {looked}"
+    if found is None and pulled is not None and shutil.which("helm"):
+        why = _helm_pull(version, repo, pulled) or why
+        found = _chart_files(pulled / CHART)
+    if found is None:
+        raise ConfigError("jupyterhub.chartVersion", f"the schema of chart {version} is needed to check "
+                          f"jupyterhub.values, but: {why}",
+                          "export SCI_Z2JH_REFERENCE=DIR holding the chart's values.yaml and values.schema.yaml "
+                          f"(or .json) of that version, or let this machine reach {repo} (then helm pulls it)")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    defaults, schema = (yaml.load(p.read_text(encoding="utf-8"), Loader=loader) for p in found)
+    return defaults, schema
+
+
+def _helm_pull(version: str, repo: str, target: Path) -> Optional[str]:
+    """`helm pull --untar` into target (atomically); the reason on failure, None on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=target.parent)
+    try:
+        run = subprocess.run(["helm", "pull", CHART, "--repo", repo, "--version", version, "--untar",
+                              "--untardir", tmp], capture_output=True, text=True, timeout=_PULL_TIMEOUT)
+        if run.returncode != 0:
+            return f"helm pull failed: {run.stderr.strip()[-300:]}"
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        return None
+    except subprocess.TimeoutExpired:
+        return f"helm pull of {repo} timed out after {_PULL_TIMEOUT} s"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

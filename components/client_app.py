@@ -1,0 +1,92 @@
+"""The skeleton every Slurm client app shares: a Deployment of one container that serves HTTP on one port with
+the Slurm files and the munge key mounted, a ClusterIP Service in front of it and a NetworkPolicy for its pods.
+
+Each app (SlurmRestd, SlurmJupyter) is a small `ClientApp` spec and `client_app()` makes the three objects from
+it, so labels, selector, security contexts, mounts and the pull Secret are written once (as Slinky's
+slurm-operator does with its common builder, internal/builder/common).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import pods
+from components.labels import labels, selector
+
+
+@dataclass
+class ClientApp:
+    app: str  # app.kubernetes.io/name: what the Service and the NetworkPolicy select
+    component: str  # app.kubernetes.io/component
+    name: str  # Kubernetes name of the Deployment, Service and NetworkPolicy
+    namespace: pulumi.Input[str]
+    container: str  # the container's name
+    image: pulumi.Input[str]  # by digest
+    port: int  # the container's and the Service's one port, named "http"
+    readiness_probe: k8s.core.v1.ProbeArgs
+    liveness_probe: k8s.core.v1.ProbeArgs
+    resources: k8s.core.v1.ResourceRequirementsArgs
+    config_map_name: pulumi.Input[str]  # SlurmConfig's
+    munge_secret_name: pulumi.Input[str]  # SlurmKeys'
+    ingress: Sequence[k8s.networking.v1.NetworkPolicyIngressRuleArgs]  # empty: the policy admits nothing
+    policy: str  # the NetworkPolicy's Pulumi name is `{name}-{policy}`
+    env: Sequence[k8s.core.v1.EnvVarArgs] = ()
+    replicas: int = 1
+    strategy: Optional[str] = None  # the Deployment's strategy type (None: Kubernetes' RollingUpdate)
+    image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+
+
+def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.v1.Service:
+    """Makes `{name}-deployment`, `{name}-service` and `{name}-{spec.policy}` as children of `parent` (the app's
+    component, whose name is `name`); returns the Service."""
+    child = pulumi.ResourceOptions(parent=parent)
+    meta = k8s.meta.v1.ObjectMetaArgs(name=spec.name, namespace=spec.namespace, labels=labels(spec.app, spec.component))
+    k8s.apps.v1.Deployment(
+        f"{name}-deployment",
+        metadata=meta,
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=spec.replicas,
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(type=spec.strategy) if spec.strategy else None,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec.app)),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(spec.app, spec.component)),
+                spec=k8s.core.v1.PodSpecArgs(
+                    automount_service_account_token=False,
+                    image_pull_secrets=pods.pull_secrets(spec.image_pull_secret),
+                    enable_service_links=False,
+                    security_context=pods.pod_security_context(),
+                    containers=[k8s.core.v1.ContainerArgs(
+                        name=spec.container,
+                        image=spec.image,
+                        image_pull_policy="IfNotPresent",
+                        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
+                        env=list(spec.env) or None,
+                        volume_mounts=pods.slurm_mounts(),
+                        readiness_probe=spec.readiness_probe,
+                        liveness_probe=spec.liveness_probe,
+                        resources=spec.resources,
+                        security_context=pods.root_start_security_context(),
+                    )],
+                    volumes=[pods.config_volume(spec.config_map_name), pods.keys_volume(spec.munge_secret_name)],
+                ),
+            ),
+        ),
+        opts=child,
+    )
+    service = k8s.core.v1.Service(
+        f"{name}-service",
+        metadata=meta,
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=selector(spec.app),
+            ports=[k8s.core.v1.ServicePortArgs(name="http", port=spec.port, target_port=spec.port, protocol="TCP")],
+        ),
+        opts=child,
+    )
+    k8s.networking.v1.NetworkPolicy(f"{name}-{spec.policy}", metadata=meta,
+                                    spec=pods.ingress_policy(selector(spec.app), list(spec.ingress)), opts=child)
+    return service

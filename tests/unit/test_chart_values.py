@@ -1,0 +1,229 @@
+"""jupyterhub.values / jupyterhub.valuesFile: read, merged over the program's chart values with Helm's semantics,
+owned keys refused, the result checked against the chart's schema (the reference in ../shared/reference/z2jh)."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from components.chart_values import helm_merge, load_chart, read_user_values, with_user_values
+from components.config import ConfigError, parse
+from tests.unit.stacks import run
+from tests.unit.test_jupyterhub_values import sample_values
+
+SECRET = "gh-client-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def chart():
+    return load_chart("4.3.3", "https://hub.jupyter.org/helm-chart/")
+
+
+def apply(chart, user):
+    defaults, schema = chart
+    return with_user_values(sample_values(), user, defaults, schema)
+
+
+def refused(chart, user) -> ConfigError:
+    with pytest.raises(ConfigError) as e:
+        apply(chart, user)
+    return e.value
+
+
+def test_helm_merge_merges_maps_deletes_on_null_and_replaces_the_rest():
+    base = {"a": {"b": 1, "c": 2}, "l": [1, 2], "s": "x", "gone": {"deep": 1}}
+    merged = helm_merge(base, {"a": {"c": 3, "d": 4}, "l": [9], "s": {"now": "map", "n": None}, "gone": None,
+                               "new": None})
+    assert merged == {"a": {"b": 1, "c": 3, "d": 4}, "l": [9], "s": {"now": "map"}}
+    assert base == {"a": {"b": 1, "c": 2}, "l": [1, 2], "s": "x", "gone": {"deep": 1}}, "the base was changed"
+
+
+def test_the_file_is_merged_first_and_the_object_over_it(tmp_path):
+    (tmp_path / "hub.yaml").write_text("cull: {timeout: 7200, every: 600}\nhub: {config: {A: {x: 1}}}\n")
+    user = read_user_values({"cull": {"timeout": 3600}, "hub": {"config": {"A": None}}}, "hub.yaml", str(tmp_path))
+    assert user == {"cull": {"timeout": 3600, "every": 600}, "hub": {"config": {"A": None}}}
+
+
+@pytest.mark.parametrize("values, file, text, key, problem", [
+    ("not an object", None, None, "jupyterhub.values", "must be an object"),
+    (None, "missing.yaml", None, "jupyterhub.valuesFile", "cannot read 'missing.yaml'"),
+    (None, "bad.yaml", "hub: [\n", "jupyterhub.valuesFile", "not valid YAML at line 2"),
+    (None, "list.yaml", "- a\n", "jupyterhub.valuesFile", "does not hold a mapping"),
+])
+def test_unreadable_user_values_name_the_key(tmp_path, values, file, text, key, problem):
+    if text is not None:
+        (tmp_path / file).write_text(text)
+    with pytest.raises(ConfigError, match=problem) as e:
+        read_user_values(values, file, str(tmp_path))
+    assert e.value.key == key
+
+
+def test_the_usual_settings_pass_and_take_effect(chart):
+    """What z2jh users put in config.yaml: an authenticator, ingress, resources, image mirrors, culling."""
+    user = {
+        "hub": {"config": {"JupyterHub": {"authenticator_class": "github"},
+                           "GitHubOAuthenticator": {"client_id": "id", "client_secret": SECRET,
+                                                    "oauth_callback_url": "https://hub.example.org/hub/oauth_callback",
+                                                    "allowed_organizations": ["acme"]},
+                           "SharedPasswordAuthenticator": None},
+                "image": {"name": "mirror.example.org/jupyterhub/k8s-hub"}},
+        "ingress": {"enabled": True, "hosts": ["hub.example.org"]},
+        "singleuser": {"cpu": {"limit": 2}, "memory": {"limit": "4G"}, "image": {"pullPolicy": "Always"},
+                       "extraFiles": {"motd": {"mountPath": "/etc/motd", "stringData": "hi\n"}}},
+        "prePuller": {"continuous": {"enabled": False}},
+        "cull": {"timeout": 7200},
+    }
+    user["singleuser"]["profileList"] = [
+        {"display_name": "small", "default": True},
+        {"display_name": "large", "kubespawner_override": {"cpu_limit": 8, "mem_limit": "32G"}}]
+    merged = apply(chart, user)
+    assert merged["hub"]["config"]["JupyterHub"]["authenticator_class"] == "github"
+    assert "SharedPasswordAuthenticator" not in merged["hub"]["config"]  # a null deletes what the program set
+    assert merged["singleuser"]["cpu"]["limit"] == 2 and merged["ingress"]["enabled"] is True
+    assert merged["singleuser"]["image"]["pullPolicy"] == "Always"
+    program = sample_values()["singleuser"]
+    assert merged["singleuser"]["image"]["name"] == program["image"]["name"]
+    assert set(merged["singleuser"]["extraFiles"]) == set(program["extraFiles"]) | {"motd"}
+    assert merged["singleuser"]["fsGid"] == 0 and merged["singleuser"]["uid"] == 0
+
+
+@pytest.mark.parametrize("user, key", [
+    ({"singleuser": {"fsGid": 100}}, "singleuser.fsGid"),
+    ({"singleuser": {"uid": 1000}}, "singleuser.uid"),
+    ({"singleuser": {"cmd": "jupyter-lab"}}, "singleuser.cmd"),
+    ({"singleuser": {"image": {"name": "quay.io/jupyter/base-notebook"}}}, "singleuser.image.name"),
+    ({"singleuser": {"image": {"tag": "latest"}}}, "singleuser.image.tag"),
+    ({"singleuser": {"image": None}}, "singleuser.image"),  # would delete the owned name and tag
+    ({"singleuser": {"extraFiles": {"munge-key": {"mode": 0o444}}}}, "singleuser.extraFiles.munge-key"),
+    ({"singleuser": {"extraFiles": {"slurm-config-slurm-conf": {"stringData": "x"}}}},
+     "singleuser.extraFiles.slurm-config-slurm-conf"),
+    ({"singleuser": {"extraFiles": []}}, "singleuser.extraFiles"),
+    ({"singleuser": {"extraPodConfig": {"securityContext": {"fsGroup": 100}}}},
+     "singleuser.extraPodConfig.securityContext"),
+    ({"hub": {"config": {"KubeSpawner": {"fs_gid": 100}}}}, "hub.config.KubeSpawner.fs_gid"),
+    ({"hub": {"config": {"Spawner": {"cmd": ["bash"]}}}}, "hub.config.Spawner.cmd"),
+    ({"singleuser": {"profileList": [{"display_name": "small"}, {"display_name": "other image",
+                                                                 "kubespawner_override": {"image": "x"}}]}},
+     "singleuser.profileList.1.kubespawner_override.image"),
+    ({"singleuser": {"profileList": [{"display_name": "p", "profile_options": {"gid": {"choices": {
+        "a": {"display_name": "a", "kubespawner_override": {"fs_gid": 100}}}}}}]}},
+     "singleuser.profileList.0.profile_options.gid.choices.a.kubespawner_override.fs_gid"),
+])
+def test_owned_settings_are_refused_with_the_reason(chart, user, key):
+    error = refused(chart, user)
+    assert error.key == f"jupyterhub.values.{key}"
+    assert "is set by this program: " in str(error) and "remove it" in str(error)
+
+
+def test_the_reason_for_fsgid_names_the_munge_key(chart):
+    assert "munge key readable by root only" in str(refused(chart, {"singleuser": {"fsGid": 100}}))
+
+
+@pytest.mark.parametrize("user, key, problem", [
+    ({"singleuser": {"cpu": {"limit": "two"}}}, "singleuser.cpu.limit", "must be of type number"),
+    ({"singleuser": {"cpu": {"limt": 2}}}, "singleuser.cpu.limt", "not a value of the JupyterHub chart"),
+    ({"hub": {"config": {"JupyterHub": {"authenticator_class": "github"}}, "imageTypo": {}}}, "hub.imageTypo",
+     "not a value of the JupyterHub chart"),
+    ({"proxy": {"service": {"type": "Public"}}}, "proxy.service.type", "must be one of"),
+])
+def test_schema_invalid_values_fail_naming_the_key_path(chart, user, key, problem):
+    error = refused(chart, user)
+    assert error.key == f"jupyterhub.values.{key}" and problem in str(error)
+
+
+def test_a_typo_gets_a_suggestion(chart):
+    assert "did you mean 'limit'?" in str(refused(chart, {"singleuser": {"cpu": {"limt": 2}}}))
+
+
+def test_a_null_for_a_chart_default_is_refused_as_pulumi_would_drop_it(chart):
+    error = refused(chart, {"cull": {"timeout": None}})
+    assert error.key == "jupyterhub.values.cull.timeout" and "Pulumi drops nulls" in str(error)
+    apply(chart, {"cull": {"noSuchDefault": None}, "hub": {"config": {"SharedPasswordAuthenticator": None}}})  # control
+
+
+def test_errors_never_show_the_value(chart):
+    for user in ({"hub": {"config": {"KubeSpawner": {"uid": SECRET}}}},
+                 {"singleuser": {"cpu": {"limit": SECRET}}},
+                 {"proxy": {"service": {"type": SECRET}}}):
+        assert SECRET not in str(refused(chart, user))
+
+
+def test_program_outputs_pass_the_schema_check_as_placeholders(chart):
+    defaults, schema = chart
+    program = sample_values(image_name=pulumi.Output.from_input("r/img"), hub_password=pulumi.Output.secret("p"))
+    merged = with_user_values(program, {}, defaults, schema)
+    assert isinstance(merged["singleuser"]["image"]["name"], pulumi.Output), "the Output itself goes to the Release"
+
+
+def test_no_chart_schema_fails_naming_what_to_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCI_Z2JH_REFERENCE", str(tmp_path / "none"))
+    monkeypatch.setenv("SCI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no helm to pull with
+    with pytest.raises(ConfigError, match="SCI_Z2JH_REFERENCE") as e:
+        load_chart("4.3.3", "https://hub.jupyter.org/helm-chart/")
+    assert e.value.key == "jupyterhub.chartVersion"
+
+
+def test_a_pulled_chart_of_the_exact_version_is_used_first(monkeypatch, tmp_path):
+    pulled = tmp_path / "charts" / "jupyterhub-4.3.3" / "jupyterhub"
+    pulled.mkdir(parents=True)
+    (pulled / "values.yaml").write_text("a: 1\n")
+    (pulled / "values.schema.json").write_text(json.dumps({"type": "object"}))
+    monkeypatch.setenv("SCI_CACHE", str(tmp_path))
+    assert load_chart("4.3.3", "unused") == ({"a": 1}, {"type": "object"})
+
+
+def test_the_stack_config_reads_values_and_file_and_knows_when_they_are_secret(tmp_path):
+    from tests.unit.test_config import with_
+
+    (tmp_path / "v.yaml").write_text("cull: {timeout: 60}\n")
+    hub = {"chartVersion": "4.3.3", "values": {"cull": {"every": 30}}, "valuesFile": "v.yaml"}
+    for secret in (set(), {"jupyterhub"}):
+        cfg = parse(with_(jupyterhub=hub), secret, str(tmp_path))
+        assert cfg.jupyterhub.values == {"cull": {"timeout": 60, "every": 30}}
+        assert cfg.jupyterhub.values_secret == bool(secret)
+    with pytest.raises(ConfigError, match="did you mean 'jupyterhub.values'"):
+        parse(with_(jupyterhub={"chartVersion": "4.3.3", "value": {}}))
+
+
+# Through the whole program (Pulumi mocks), as `pulumi preview` runs it.
+
+def release_values(result):
+    return result.one("kubernetes:helm.sh/v3:Release").plain["values"]
+
+
+def test_stack_values_and_file_reach_the_release(tmp_path):
+    (tmp_path / "hub.yaml").write_text("singleuser: {memory: {limit: 2G}, cpu: {limit: 1}}\n")
+    result = run("dev", jupyterhub={"chartVersion": "4.3.3", "valuesFile": str(tmp_path / "hub.yaml"),
+                                    "values": {"singleuser": {"memory": {"limit": "3G"}}}})
+    singleuser = release_values(result)["singleuser"]
+    assert singleuser["memory"] == {"limit": "3G"} and singleuser["cpu"] == {"limit": 1}
+    assert singleuser["fsGid"] == 0 and singleuser["uid"] == 0
+
+
+@pytest.mark.parametrize("user, key", [
+    ({"singleuser": {"cpu": {"limit": "two"}}}, "jupyterhub.values.singleuser.cpu.limit"),
+    ({"singleuser": {"fsGid": 100}}, "jupyterhub.values.singleuser.fsGid"),
+])
+def test_bad_stack_values_fail_the_preview(user, key):
+    with pytest.raises(ConfigError) as e:
+        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+    assert e.value.key == key
+
+
+def test_values_of_a_secret_jupyterhub_key_stay_secret():
+    """Under mocks a secret anywhere in a value marks all of it, so this shows no leak, not the granularity."""
+    from tests.unit.harness import is_secret, run_stack
+    from tests.unit.stacks import ROOT, stack_values
+
+    jupyterhub = {"chartVersion": "4.3.3",
+                  "values": {"hub": {"config": {"GitHubOAuthenticator": {"client_secret": SECRET}}}}}
+    result = run_stack(stack_values("dev", jupyterhub=jupyterhub), {"jupyterhub"}, str(ROOT))
+    release = result.one("kubernetes:helm.sh/v3:Release")
+    assert is_secret(release.inputs["values"]) and SECRET in json.dumps(release.plain["values"])
+    assert SECRET not in json.dumps(result.outputs, default=str)
+    for r in result.resources:
+        if r is not release:
+            assert SECRET not in json.dumps(r.plain, default=str), f"{r.name} holds the user's secret"

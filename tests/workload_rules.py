@@ -1,0 +1,38 @@
+"""The rules every workload (Deployment, StatefulSet) of this program follows, checked on the object as the
+Kubernetes API has it (camelCase fields): the unit tests' mock inputs and the rendered YAML alike."""
+
+from __future__ import annotations
+
+import re
+
+APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
+              "app.kubernetes.io/managed-by")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+KEY_MODE = 0o400
+
+
+def check_workload(workload: dict) -> None:
+    """Labels, a selector that selects its own pods, no service account token, images by digest, probes,
+    resources, a dropped-capabilities security context, and keys mounted read-only with mode 0400.
+    Raises AssertionError naming the workload and the broken rule."""
+    name = workload["metadata"]["name"]
+    template = workload["spec"]["template"]
+    for labels in (workload["metadata"]["labels"], template["metadata"]["labels"]):
+        assert all(k in labels for k in APP_LABELS), f"{name}: labels {labels}"
+    selector = workload["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items(), f"{name}: selector misses its pods"
+    spec = template["spec"]
+    assert spec["automountServiceAccountToken"] is False, f"{name}: service account token mounted"
+    keys = next(v for v in spec["volumes"] if v["name"] == "slurm-keys")["projected"]
+    assert keys["defaultMode"] == KEY_MODE and all(
+        i["mode"] == KEY_MODE for s in keys["sources"] for i in s["secret"]["items"]), f"{name}: key modes"
+    for c in spec["containers"]:
+        assert DIGEST.search(c["image"]), f"{name}: image {c['image']} is not pinned by digest"
+        assert c.get("readinessProbe") and c.get("livenessProbe"), f"{name}/{c['name']}: probes"
+        assert c["resources"]["requests"] and c["resources"]["limits"], f"{name}/{c['name']}: resources"
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, f"{name}/{c['name']}: privilege"
+        assert sc["capabilities"]["drop"] == ["ALL"], f"{name}/{c['name']}: capabilities"
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, f"{name}/{c['name']}: seccomp"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/etc/slurm-keys"].get("readOnly") is True, f"{name}: keys must be mounted read-only"
