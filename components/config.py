@@ -27,8 +27,15 @@ from typing import Any, Callable, NewType, Optional
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from components.slurm_files import (DEFAULT_CPUS_PER_NODE, DEFAULT_MEMORY_MB_PER_NODE, DEFAULT_NODES,
-                                    DEFAULT_SLURM_VERSION, MIN_MEMORY_MB_PER_NODE, VERSIONS, parse_slurm_conf)
+from components.slurm_files import (
+    DEFAULT_CPUS_PER_NODE,
+    DEFAULT_MEMORY_MB_PER_NODE,
+    DEFAULT_NODES,
+    DEFAULT_SLURM_VERSION,
+    MIN_MEMORY_MB_PER_NODE,
+    VERSIONS,
+    parse_slurm_conf,
+)
 
 PROJECT = "slurm-cloud-integration"
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -199,7 +199,7 @@ def render_slurm_files(
         facts=facts, cluster_name=cluster_name, controller_host=controller_host,
         controller_addr=controller_addr, db_password=db_password, partition=partition,
         cpus=cpus_per_node, memory_mb=memory_mb_per_node, def_mem_per_cpu=memory_mb_per_node // cpus_per_node,
-        nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes))),
+        nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes), strict=True)),
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
         slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT,

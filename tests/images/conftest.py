@@ -11,8 +11,15 @@ import uuid
 
 import pytest
 
-from tests.images.slurm_containers import (SingleNode, build_image, image_size, make_files, new_network, podman,
-                                           slurm_version)
+from tests.images.slurm_containers import (
+    SingleNode,
+    build_image,
+    image_size,
+    make_files,
+    new_network,
+    podman,
+    slurm_version,
+)
 
 
 def pytest_report_header(config):

@@ -17,8 +17,15 @@ from typing import Optional
 import pytest
 import requests
 
-from tests.images.slurm_containers import (DOCKERFILES, SingleNode, build_image, image_size, make_files, podman,
-                                           wait_until)
+from tests.images.slurm_containers import (
+    DOCKERFILES,
+    SingleNode,
+    build_image,
+    image_size,
+    make_files,
+    podman,
+    wait_until,
+)
 
 NB_UID, NB_GID = 1000, 100  # jovyan:users in the Jupyter images
 JUPYTER_IMAGES = ("slurm-jupyter", "slurm-jupyter-notebook")

@@ -66,7 +66,7 @@ def test_client_slurmrestd_serves_with_jwt(images, single_node, version):
                         token=single_node.token())
         wait_until(api.ping, 30, "the client's slurmrestd to answer ping",
                    lambda: podman("logs", name, check=False).stderr)
-        procs = [l.split() for l in podman("top", name, "user", "comm").stdout.splitlines()[1:]]
+        procs = [line.split() for line in podman("top", name, "user", "comm").stdout.splitlines()[1:]]
         assert [u for u, c in procs if c == "slurmrestd"] == ["slurmrestd"], procs
         assert not SlurmRest(api.base_url, api.api_version, token="garbage").authenticated()
         # SIGTERM stops it (tini is PID 1; slurmrestd as PID 1 would ignore it until the SIGKILL).

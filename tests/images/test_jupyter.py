@@ -146,7 +146,7 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
         rows = r.json()["data"]["rows"]
         return next((row for row in rows if row[0] == job_id), None)
     row = wait_until(listed, 30, f"squeue (jupyterlab_slurm) to list job {job_id}", lab.logs)
-    cols = dict(zip(["JOBID", "PARTITION", "NAME", "USER", "ST"], row))
+    cols = dict(zip(["JOBID", "PARTITION", "NAME", "USER", "ST"], row, strict=False))
     assert cols["NAME"] == name and cols["USER"] == "jovyan" and cols["PARTITION"] == "debug", row
     # ... and the cluster agrees: it runs as uid 1000 on the node.
     slurm_cluster.wait_job(job_id, "RUNNING", 30)
@@ -166,5 +166,5 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
     r = api(lab, "GET", "/jupyterlab_slurm/sacct", params={"user": "jovyan"})
     assert r.status_code == 200 and r.json()["success"], r.text
     data = r.json()["data"]
-    history = {row["JobID"]: row for row in (dict(zip(data["columns"], v)) for v in data["rows"])}
+    history = {row["JobID"]: row for row in (dict(zip(data["columns"], v, strict=True)) for v in data["rows"])}
     assert job_id in history and history[job_id]["State"].startswith("CANCELLED"), history

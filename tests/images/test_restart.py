@@ -18,7 +18,7 @@ def test_restart_keeps_jobs_and_generated_keys(fresh_single_node):
     node.wait_job(done, "COMPLETED")
     held = node.sbatch("--hold", "--wrap", "echo held")
     later = node.sbatch("--begin=now+2hours", "--wrap", "echo later")
-    before = dict(l.split() for l in node.exec("squeue", "-h", "-o", "%i %T").stdout.strip().splitlines())
+    before = dict(line.split() for line in node.exec("squeue", "-h", "-o", "%i %T").stdout.strip().splitlines())
     assert before == {held: "PENDING", later: "PENDING"}, before
 
     # A new container on the same volume, as a rescheduled pod would be.
@@ -31,7 +31,7 @@ def test_restart_keeps_jobs_and_generated_keys(fresh_single_node):
         assert "generating" not in again.logs(), "a key was generated again although the volume has one"
         assert again.exec("sha256sum", "/etc/munge/munge.key").stdout.split()[0] == key_sum[0]
         assert again.sacct(done, "State") == "COMPLETED"
-        queue = dict(l.split(" ", 1) for l in again.exec("squeue", "-h", "-o", "%i %T %r").stdout.strip().splitlines())
+        queue = dict(line.split(" ", 1) for line in again.exec("squeue", "-h", "-o", "%i %T %r").stdout.strip().splitlines())
         assert queue.get(held, "").startswith("PENDING") and "Held" in queue[held], queue
         assert queue.get(later, "").startswith("PENDING") and "BeginTime" in queue[later], queue
         # The held job still runs once released.

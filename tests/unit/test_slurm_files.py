@@ -4,8 +4,16 @@ import re
 
 import pytest
 
-from components.slurm_files import (CONFIG_FILES, DEFAULT_SLURM_VERSION, SECRET_FILES, VERSIONS, parse_slurm_conf,
-                                    render_slurm_files, slurmd_ports, version_facts)
+from components.slurm_files import (
+    CONFIG_FILES,
+    DEFAULT_SLURM_VERSION,
+    SECRET_FILES,
+    VERSIONS,
+    parse_slurm_conf,
+    render_slurm_files,
+    slurmd_ports,
+    version_facts,
+)
 
 PW = "s3cret_pass"
 

@@ -17,8 +17,8 @@ from collections import Counter
 import pytest
 
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
-from tests.unit.harness import is_secret, run_stack
 from tests.project_env import ROOT
+from tests.unit.harness import is_secret, run_stack
 from tests.unit.stacks import run, stack_values
 from tests.unit.test_config import MUNGE
 from tests.workload_rules import APP_LABELS, KEY_MODE, check_workload
