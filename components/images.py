@@ -20,6 +20,12 @@ NOTEBOOK = "slurm-jupyter-notebook"
 CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
 
 
+def build_dir(image: str) -> str:
+    """The directory under dockerfiles/ an image is built from: the Jupyter images share one Dockerfile, whose
+    targets are named after them (dockerfiles/slurm-jupyter/Dockerfile)."""
+    return JUPYTER if image in CLIENT_BASED else image
+
+
 def extra_ca_certs() -> str:
     """PEM text of the CA certificates this machine added to its trust store (Debian's
     /usr/local/share/ca-certificates), e.g. of a TLS-inspecting proxy in front of PyPI. The Jupyter images'
@@ -66,8 +72,9 @@ class SlurmImages(pulumi.ComponentResource):
                 image,
                 image_name=args.images.name(image),
                 build=docker.DockerBuildArgs(
-                    context=os.path.join(DOCKERFILES, image),
-                    dockerfile=os.path.join(DOCKERFILES, image, "Dockerfile"),
+                    context=os.path.join(DOCKERFILES, build_dir(image)),
+                    dockerfile=os.path.join(DOCKERFILES, build_dir(image), "Dockerfile"),
+                    target=image if image in CLIENT_BASED else None,
                     args=build_args,
                     platform="linux/amd64",
                     # podman's Docker API has no BuildKit sessions; the classic builder works everywhere.

@@ -9,14 +9,17 @@ suite of every image.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pytest
 import requests
 
+from components.images import CLIENT_BASED as JUPYTER_IMAGES
 from tests.images.slurm_containers import (
     DOCKERFILES,
     SingleNode,
@@ -28,7 +31,9 @@ from tests.images.slurm_containers import (
 )
 
 NB_UID, NB_GID = 1000, 100  # jovyan:users in the Jupyter images
-JUPYTER_IMAGES = ("slurm-jupyter", "slurm-jupyter-notebook")
+# The JupyterHub the notebook image pins (the version of the chart's hub), from the images' one requirements.in.
+JUPYTERHUB_VERSION = re.search(r"^jupyterhub==(\S+)", Path(DOCKERFILES, "slurm-jupyter", "requirements.in").read_text(),
+                               re.M).group(1)
 
 __all__ = ["jupyter_images", "slurm_cluster", "start_jupyter", "JupyterContainer", "client_args",
            "run_entrypoint", "processes", "NB_UID", "NB_GID", "DOCKERFILES"]

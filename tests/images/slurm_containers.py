@@ -16,11 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from components.images import extra_ca_certs
+from components.images import CLIENT_BASED, DOCKERFILES, build_dir, extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
 from tests.project_env import ROOT
 
-DOCKERFILES = os.path.join(ROOT, "dockerfiles")
 EXAMPLES = os.path.join(ROOT, "examples")
 
 
@@ -105,7 +104,9 @@ def build_image(image: str, version: str, no_cache: bool = False, base_image: Op
     if no_cache:
         args.append("--no-cache")
     t0 = time.monotonic()
-    podman(*args, os.path.join(DOCKERFILES, image), timeout=1800)
+    if image in CLIENT_BASED:
+        args += ["--target", image]
+    podman(*args, os.path.join(DOCKERFILES, build_dir(image)), timeout=1800)
     return tag, time.monotonic() - t0
 
 

@@ -5,17 +5,16 @@ components/slurm_files.py, and slurm-jupyter started as Kubernetes would start i
 /etc/slurm-config and /etc/slurm-keys mounted read-only). SLURM_VERSION selects the version (default 24.11).
 """
 
-import filecmp
 import os
 import secrets
-import stat
 import tempfile
 
 import pytest
 import requests
 
-from tests.images.jupyter_fixtures import DOCKERFILES, NB_UID, client_args, processes, run_entrypoint
-from tests.images.slurm_containers import wait_until
+from components.images import CLIENT_BASED as JUPYTER_IMAGES
+from tests.images.jupyter_fixtures import NB_UID, client_args, processes, run_entrypoint
+from tests.images.slurm_containers import podman, wait_until
 
 pytestmark = pytest.mark.containers
 
@@ -29,11 +28,10 @@ sleep 300
 """
 
 
-def test_both_images_share_one_entrypoint():
-    a = os.path.join(DOCKERFILES, "slurm-jupyter", "jupyter-entrypoint")
-    b = os.path.join(DOCKERFILES, "slurm-jupyter-notebook", "jupyter-entrypoint")
-    assert filecmp.cmp(a, b, shallow=False), f"{a} and {b} differ: keep the two copies identical"
-    assert os.stat(a).st_mode & stat.S_IXUSR and os.stat(b).st_mode & stat.S_IXUSR
+@pytest.mark.parametrize("image", JUPYTER_IMAGES)
+def test_the_terminal_has_curl_for_slurmrestd(jupyter_images, image):
+    p = podman("run", "--rm", "--entrypoint", "curl", jupyter_images[image], "--version", check=False)
+    assert p.returncode == 0 and p.stdout.startswith("curl "), p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +44,15 @@ def api(lab, method, path, token=TOKEN, **kw):
     if token:
         headers["Authorization"] = f"token {token}"
     return requests.request(method, lab.url + path, headers=headers, timeout=30, allow_redirects=False, **kw)
+
+
+def test_jupyterlab_fetches_no_news_and_checks_no_updates(lab):
+    """A managed deployment: no first-start pop-up offering to fetch Jupyter news from the internet
+    (overrides.json changes the defaults of the notification settings)."""
+    r = api(lab, "GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")
+    assert r.status_code == 200, r.text
+    defaults = {k: v.get("default") for k, v in r.json()["schema"]["properties"].items()}
+    assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
 
 
 # --- authentication ---------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """slurm-jupyter-notebook: a real JupyterHub spawns it, the hub authenticates every request, a job runs.
 
 How real, and why:
-- The hub is a real JupyterHub 5.5 (`jupyterhub` from the notebook image itself, the version of the chart's
-  hub) with its real REST API, OAuth client registry, token store and spawn machinery.
+- The hub is a real JupyterHub (`jupyterhub` from the notebook image itself, the version of the chart's
+  hub, JUPYTERHUB_VERSION) with its real REST API, OAuth client registry, token store and spawn machinery.
 - Two stand-ins, as small as possible: (1) a proxy class that only keeps the routing table, because
   configurable-http-proxy is a Node.js program not in the image; the test reaches the single-user server
   directly, as the proxy would. (2) The spawner: no Kubernetes here, so `HandOffSpawner` does what KubeSpawner
@@ -23,7 +23,7 @@ import tempfile
 import pytest
 import requests
 
-from tests.images.jupyter_fixtures import client_args, processes, run_entrypoint
+from tests.images.jupyter_fixtures import JUPYTERHUB_VERSION, client_args, processes, run_entrypoint
 from tests.images.slurm_containers import podman, wait_until
 
 pytestmark = pytest.mark.containers
@@ -163,7 +163,7 @@ def hub(jupyter_images, network, start_jupyter):
             return h.api("GET", "/").status_code == 200
         wait_until(up, 90, "JupyterHub's API to answer", h.logs)
         version = h.api("GET", "/").json()["version"]
-        assert version.startswith("5.5."), f"the hub runs JupyterHub {version}, expected 5.5.x (the chart's)"
+        assert version == JUPYTERHUB_VERSION, f"the hub runs JupyterHub {version}, the lock pins {JUPYTERHUB_VERSION}"
         yield h
     finally:
         podman("rm", "-f", "-t", "3", name, check=False)
@@ -236,7 +236,7 @@ def test_hub_authenticates_every_request(notebook, hub):
 
 def test_server_runs_as_jovyan_with_hub_version(notebook):
     out = notebook.exec("python3", "-c", "import jupyterhub; print(jupyterhub.__version__)").stdout.strip()
-    assert out.startswith("5.5."), out
+    assert out == JUPYTERHUB_VERSION, out
     procs = processes(notebook)
     assert {u for u, a in procs if "jupyterhub-singleuser" in a and not a.startswith("tini")} == {"jovyan"}, procs
     assert {u for u, a in procs if a.split(" ")[0].endswith("munged")} == {"munge"}, procs
@@ -259,7 +259,7 @@ def test_job_submitted_through_the_singleuser_server_completes(notebook, slurm_c
         r = get(f"{notebook.prefix}/jupyterlab_slurm/sacct", token=notebook.token)
         assert r.status_code == 200, r.text
         data = r.json()["data"]
-        rows = [dict(zip(data["columns"], row)) for row in data["rows"]]
+        rows = [dict(zip(data["columns"], row, strict=True)) for row in data["rows"]]
         job = next((row for row in rows if row["JobID"] == job_id), None)
         if job and job["State"] not in ("COMPLETED",):
             pytest.fail(f"job {job_id} ended {job['State']}: {job}")
