@@ -255,7 +255,10 @@ def start_and_time(user: HubUser, password: str, timeout: float = 300, logs=lamb
     r = user.login(password)
     assert r.status_code == 302, f"{user.name}: login answered {r.status_code}: {r.text[-500:]}"
     user.start_server()
-    wait_until(user.server_ready, timeout, f"the hub to report {user.name}'s server ready", logs, interval=0.5)
+    try:
+        wait_until(user.server_ready, timeout, f"the hub to report {user.name}'s server ready", interval=0.5)
+    except WaitTimeout as e:
+        raise WaitTimeout(f"{e}\n--- hub:\n{logs()}") from None
     user.new_token()
     wait_until(lambda: user.server("GET", "/api/status").status_code == 200, 60,
                f"{user.name}'s server to answer through the proxy", logs, interval=0.2)
