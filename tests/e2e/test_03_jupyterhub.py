@@ -192,7 +192,8 @@ def test_the_slurm_panels_endpoints_answer_through_the_proxy(users):
     for name, user in users.items():
         for path in ("/jupyterlab_slurm/squeue", "/jupyterlab_slurm/sacct"):
             r = user.server("GET", path)
-            assert r.status_code == 200 and "data" in r.json(), (name, path, r.status_code, r.text[:300])
+            assert r.status_code == 200 and r.json()["success"] is True and "rows" in r.json()["data"], \
+                (name, path, r.status_code, r.text[:300])
             assert user.server("GET", path, token="").status_code == 403, (name, path)
 
 
