@@ -2,7 +2,8 @@
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 
-Order matters and is the files' order: test_01..05 use the running stack, test_06 destroys it and stops the cluster.
+Order matters and is the files' order: test_00 uses the cluster alone, test_01..05 the running stack, test_06 destroys
+it and stops the cluster.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from tests.e2e.kube import Kube
 
 
 @pytest.fixture(scope="session")
-def deployment():
+def cluster() -> None:
+    """This machine's Kubernetes, running (`scripts/kube up`)."""
     TIMINGS["cluster up (scripts/kube up)"] = kube_up()
+
+
+@pytest.fixture(scope="session")
+def deployment(cluster):
     TIMINGS["pulumi up --stack cluster"] = pulumi_up()
     return Deployment(Kube(stack_output("namespace")))
 

@@ -20,6 +20,7 @@ from tests.images.slurm_containers import WaitTimeout, wait_until
 
 KUBE_DIR = os.path.join(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "kube")  # scripts/kube's
 KUBECTL = os.path.join(KUBE_DIR, "bin", "kubectl")
+CRICTL = [os.path.join(KUBE_DIR, "bin", "crictl"), "--runtime-endpoint", "unix:///run/sci-containerd/containerd.sock"]
 
 
 class KubectlFailed(AssertionError):
@@ -148,6 +149,12 @@ class Kube:
 
     def describe(self, pod: Pod) -> str:
         return self.kubectl("describe", "pod", pod.name, check=False).stdout[-3000:]
+
+    def volume_path(self, claim: str) -> str:
+        """The directory on this machine that holds the volume bound to `claim` (a local or hostPath volume)."""
+        pv = self.kubectl("get", "pv", self.get("pvc", claim)["spec"]["volumeName"], "-o", "json", namespaced=False)
+        spec = json.loads(pv.stdout)["spec"]
+        return (spec.get("local") or spec.get("hostPath"))["path"]
 
     @contextmanager
     def port_forward(self, target: str, port: int) -> Iterator[int]:

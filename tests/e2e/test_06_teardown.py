@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.deployment import ROOT, TIMINGS, pulumi, pulumi_destroy
-from tests.e2e.kube import KUBE_DIR
+from tests.e2e.kube import CRICTL, KUBE_DIR
 from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 KUBE = Path(KUBE_DIR)
-CRI = [str(KUBE / "bin" / "crictl"), "--runtime-endpoint", "unix:///run/sci-containerd/containerd.sock"]
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
            "containerd", "containerd-shim-runc-v2")
 
@@ -54,7 +53,7 @@ def descendants(pid: int) -> list[str]:
 def crictl(what: str) -> list[dict]:
     """`crictl pods` or `crictl ps -a` on the cluster's containerd: what the kubelet left in the runtime."""
     args, key = {"pods": (["pods"], "items"), "containers": (["ps", "-a"], "containers")}[what]
-    out = subprocess.run([*CRI, *args, "-o", "json"], capture_output=True, text=True, check=True, timeout=30).stdout
+    out = subprocess.run([*CRICTL, *args, "-o", "json"], capture_output=True, text=True, check=True, timeout=30).stdout
     return json.loads(out).get(key) or []
 
 
@@ -63,8 +62,7 @@ def test_destroy_and_teardown_leave_nothing_behind(deployment):
     ns = d.namespace
     claims = d.slurm.claims
     volumes = [d.kube.get("pvc", c)["spec"]["volumeName"] for c in claims]
-    paths = [d.kube.kubectl("get", "pv", v, "-o", "jsonpath={.spec.hostPath.path}", namespaced=False).stdout
-             for v in volumes]
+    paths = [d.kube.volume_path(c) for c in claims]
     assert volumes and all(Path(p).is_dir() for p in paths), f"the single node's volume should exist: {paths}"
     sandboxes = [s for s in crictl("pods") if s["metadata"]["namespace"] == ns]
     assert sandboxes, f"no pod of namespace {ns} in containerd before the teardown"
@@ -88,8 +86,11 @@ def test_destroy_and_teardown_leave_nothing_behind(deployment):
     cluster = [f"{p}: {cmd}" for p, (_, cmd) in processes().items()
                if cmd.split(" ")[0].rsplit("/", 1)[-1] in DAEMONS and (str(KUBE) in cmd or "sci-containerd" in cmd)]
     assert not cluster, f"cluster processes left: {cluster}"
+    pods = Path("/sys/fs/cgroup/pids/kubepods")  # the kubelet's cgroups (cgroupfs driver, cgroup v1)
+    containers = [f"{p.parent}: {p.read_text().split()}" for p in pods.rglob("cgroup.procs") if p.read_text().strip()]
+    assert not containers, f"processes of pods left: {containers}"
     mounts = [line for line in Path("/proc/mounts").read_text().splitlines()
-              if str(KUBE) in line or "/run/sci-containerd" in line]
+              if str(KUBE) in line or "/run/sci-containerd" in line or "/run/netns/cni-" in line]
     assert not mounts, f"mounts left: {mounts}"
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     assert not [r for r in rules.splitlines() if "KUBE-" in r or "sci-kube" in r], "iptables rules of the cluster left"
