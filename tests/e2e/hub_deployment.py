@@ -249,14 +249,31 @@ class HubUser:
                                 allow_redirects=False, **kw)
 
 
-def start_and_time(user: HubUser, password: str, timeout: float = 300, logs=lambda: "") -> float:
-    """Log in, start the server, wait until it answers through the proxy; the seconds from login to that."""
+def crash_check(deployment: Deployment, name: str):
+    """A check that fails at once, with the log of the crashed container, if NAME's server pod has restarted
+    (KubeSpawner itself would wait for it until singleuser.startTimeout)."""
+    def check() -> bool:
+        proc = deployment.kube.kubectl("get", "pod", f"jupyter-{name}", "-o", "json", check=False)
+        if proc.returncode != 0:  # not made yet
+            return True
+        if any(s.get("restartCount") for s in json.loads(proc.stdout)["status"].get("containerStatuses") or []):
+            log = "".join(deployment.kube.kubectl("logs", f"jupyter-{name}", *previous, "--tail=20", check=False).stdout
+                          for previous in (["--previous"], []))
+            raise WaitTimeout(f"{name}'s server pod crashed and restarts:\n{log}")
+        return True
+    return check
+
+
+def start_and_time(user: HubUser, password: str, crashed=lambda: True, timeout: float = 300, logs=lambda: "") -> float:
+    """Log in, start the server, wait until it answers through the proxy; the seconds from login to that.
+    `crashed()` raises to stop waiting (see crash_check)."""
     t0 = time.monotonic()
     r = user.login(password)
     assert r.status_code == 302, f"{user.name}: login answered {r.status_code}: {r.text[-500:]}"
     user.start_server()
     try:
-        wait_until(user.server_ready, timeout, f"the hub to report {user.name}'s server ready", interval=0.5)
+        wait_until(lambda: crashed() and user.server_ready(), timeout, f"the hub to report {user.name}'s server ready",
+                   interval=0.5)
     except WaitTimeout as e:
         raise WaitTimeout(f"{e}\n--- hub:\n{logs()}") from None
     user.new_token()

@@ -15,8 +15,8 @@ from components.keys import MUNGE_KEY_FILE
 from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from tests.e2e import hub_config
 from tests.e2e.deployment import NB_USER, TIMINGS
-from tests.e2e.hub_deployment import (HubUser, build_hub_image, build_notebook_image, chart_values, hub_objects,
-                                      job_script, password, public_url, pull_image, push, start_and_time,
+from tests.e2e.hub_deployment import (HubUser, build_hub_image, build_notebook_image, chart_values, crash_check,
+                                      hub_objects, job_script, password, public_url, pull_image, push, start_and_time,
                                       wait_rollout)
 
 pytestmark = pytest.mark.e2e
@@ -74,8 +74,8 @@ def users(deployment, hub, values):
     found = {}
     for name in USERS:
         user = found[name] = HubUser(hub, name)
-        TIMINGS[f"JupyterHub login to {name}'s server ready"] = start_and_time(user, password(values),
-                                                                               logs=hub_logs(deployment))
+        TIMINGS[f"JupyterHub login to {name}'s server ready"] = start_and_time(
+            user, password(values), crash_check(deployment, name), logs=hub_logs(deployment))
     yield found
     for user in found.values():
         user.hub_api("DELETE", f"/users/{user.name}/server")
