@@ -5,9 +5,9 @@ program computes. The cluster stack has no JupyterHub release (the chart cannot 
   chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's), and
   slurm-jupyter-notebook built as `SlurmImages` builds it, FROM the slurm-client image the stack deployed, pinned by
   digest through `split_image_ref()`;
-- the values: `components.jupyterhub.jupyterhub_values()` for the stack's Slurm files and munge key, Helm-merged
-  over the chart's default values.yaml, as `helm install` would; the hub's configuration from them by
-  tests/e2e/hub_config.py (the chart's semantics);
+- the values: `components.jupyterhub.jupyterhub_values()` for the stack's Slurm files and munge key, as the
+  program's Pulumi Release hands them to Helm (nulls dropped), Helm-merged over the chart's default values.yaml;
+  the hub's configuration from them by tests/e2e/hub_config.py (the chart's semantics);
 - the chart's objects, with the chart's names, for what this needs: ServiceAccount, Role and RoleBinding `hub` (the
   Role's rules are the chart's templates/hub/rbac.yaml), Secrets `hub` (configuration, proxy auth token) and
   `singleuser` (extraFiles), the hub database's claim `hub-db-dir`, Deployments `hub` and `proxy`, Services `hub`,
@@ -79,9 +79,19 @@ def build_hub_image(which: str, tag: str | None = None) -> str:
 
 
 # --- values -----------------------------------------------------------------------------------------------------
+def without_nulls(values):
+    """What a `helm.v3.Release` hands Helm: Pulumi drops null map entries at every depth before the provider sees
+    them (pulumi-kubernetes provider/pkg/provider/helm_release.go unmarshals the inputs with SkipNulls: true; pulumi
+    sdk go/common/resource/plugin/rpc.go UnmarshalProperties skips them recursively), so a null cannot remove a chart
+    default: the default stays."""
+    if isinstance(values, dict):
+        return {k: without_nulls(v) for k, v in values.items() if v is not None}
+    return [without_nulls(v) for v in values] if isinstance(values, list) else values
+
+
 def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:
-    """jupyterhub_values() for the stack's Slurm files and munge key (checked to be all mapped by hub_config),
-    Helm-merged over the chart's defaults."""
+    """jupyterhub_values() for the stack's Slurm files and munge key (checked to be all mapped by hub_config), as
+    the program's Release passes them (without_nulls), Helm-merged over the chart's defaults."""
     _, munge_key = deployment.secret_with("munge.key")
     name, image_tag = split_image_ref(notebook_ref, tag)
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
@@ -89,7 +99,7 @@ def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") ->
                                hub_password=secrets.token_hex(16), egress=[])
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)
-    return helm_merge(chart_reference("values.yaml"), values)
+    return helm_merge(chart_reference("values.yaml"), without_nulls(values))
 
 
 def password(values: dict) -> str:
