@@ -92,6 +92,11 @@ class Kube:
         self.kubectl("delete", kind, name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
                      timeout=timeout + 10)
 
+    def delete_labelled(self, kind: str, selector: str, timeout: float = 120) -> None:
+        """Delete every object of `kind` matching the label `selector` (e.g. what a spawner made)."""
+        self.kubectl("delete", kind, "-l", selector, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
+                     timeout=timeout + 10)
+
     # --- pods ------------------------------------------------------------------------------------------------
     @property
     def pods(self) -> list[Pod]:

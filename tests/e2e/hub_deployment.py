@@ -1,0 +1,304 @@
+"""A real JupyterHub on the deployed stack, run as the official chart (z2jh 4.3.3) runs it, from the chart values the
+program computes. The cluster stack has no JupyterHub release (the chart cannot be fetched here), so the tests deploy:
+
+- images built here with podman (tests/e2e/hub/): the hub (jupyterhub 5.4.4 + jupyterhub-kubespawner 7.0.0, the
+  chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's), and
+  slurm-jupyter-notebook built as `SlurmImages` builds it, FROM the slurm-client image the stack deployed, pinned by
+  digest through `split_image_ref()`;
+- the values: `components.jupyterhub.jupyterhub_values()` for the stack's Slurm files and munge key, as the
+  program's Pulumi Release hands them to Helm (nulls dropped), Helm-merged over the chart's default values.yaml;
+  the hub's configuration from them by tests/e2e/hub_config.py (the chart's semantics);
+- the chart's objects, with the chart's names, for what this needs: ServiceAccount, Role and RoleBinding `hub` (the
+  Role's rules are the chart's templates/hub/rbac.yaml), Secrets `hub` (configuration, proxy auth token) and
+  `singleuser` (extraFiles), the hub database's claim `hub-db-dir`, Deployments `hub` and `proxy`, Services `hub`,
+  `proxy-api` and `proxy-public`. Pod and container security contexts, probes and the proxy's arguments come from
+  the values / the chart's templates/{hub,proxy}/deployment.yaml. KubeSpawner then makes the users' pods and
+  claims through the Kubernetes API.
+
+Users reach it as the chart's users do: `kubectl port-forward service/proxy-public` (the stack output
+jupyterhubAccess) and the login form, with the password of the values' hub.config.SharedPasswordAuthenticator.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from components.images import extra_ca_certs
+from components.jupyterhub import jupyterhub_values, split_image_ref
+from tests.e2e import hub_config
+from tests.e2e.deployment import Deployment
+from tests.helm import chart_reference, helm_merge
+from tests.images.slurm_containers import WaitTimeout, build_image, podman, wait_until
+
+HUB_IMAGES = Path(__file__).resolve().parent / "hub"  # Dockerfiles of the hub and the proxy
+E2E_REPO = "slurm-cloud-integration-e2e"  # not the stack's repository: built by the tests
+CONFIG_PATH = "/usr/local/etc/jupyterhub/jupyterhub_config.py"  # where the chart mounts it
+AUTH_TOKEN_KEY = "hub.config.ConfigurableHTTPProxy.auth_token"  # the chart's key in the `hub` Secret
+CHP_PORT, PUBLIC_PORT = 8000, 80
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+def push(name: str) -> str:
+    """podman push NAME (registry/repo:tag); returns `registry/repo@sha256:...`."""
+    with tempfile.TemporaryDirectory() as d:
+        digest_file = os.path.join(d, "digest")
+        podman("push", "--digestfile", digest_file, name, timeout=600)
+        digest = Path(digest_file).read_text().strip()
+    return f"{name.rsplit(':', 1)[0]}@{digest}"
+
+
+def registry_name(image: str, tag: str = "e2e") -> str:
+    return f"{os.environ.get('SCI_REGISTRY', '127.0.0.1:5000')}/{E2E_REPO}/{image}:{tag}"
+
+
+def build_notebook_image(client_image: str, slurm_version: str) -> str:
+    """dockerfiles/slurm-jupyter-notebook FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
+    name = registry_name("slurm-jupyter-notebook")
+    build_image("slurm-jupyter-notebook", slurm_version, base_image=client_image, tag=name)
+    return push(name)
+
+
+def build_hub_image(which: str, tag: str | None = None) -> str:
+    """podman build tests/e2e/hub/WHICH (`hub` or `proxy`); returns the tag (default: its $SCI_REGISTRY name)."""
+    tag = tag or registry_name({"hub": "jupyterhub", "proxy": "configurable-http-proxy"}[which])
+    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag]
+    if extra_ca_certs():
+        args += ["--build-arg", f"EXTRA_CA_CERTS={extra_ca_certs()}"]
+    podman(*args, str(HUB_IMAGES / which), timeout=1800)
+    return tag
+
+
+# --- values -----------------------------------------------------------------------------------------------------
+def without_nulls(values):
+    """What a `helm.v3.Release` hands Helm: Pulumi drops null map entries at every depth before the provider sees
+    them (pulumi-kubernetes provider/pkg/provider/helm_release.go unmarshals the inputs with SkipNulls: true; pulumi
+    sdk go/common/resource/plugin/rpc.go UnmarshalProperties skips them recursively), so a null cannot remove a chart
+    default: the default stays."""
+    if isinstance(values, dict):
+        return {k: without_nulls(v) for k, v in values.items() if v is not None}
+    return [without_nulls(v) for v in values] if isinstance(values, list) else values
+
+
+def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:
+    """jupyterhub_values() for the stack's Slurm files and munge key (checked to be all mapped by hub_config), as
+    the program's Release passes them (without_nulls), Helm-merged over the chart's defaults."""
+    _, munge_key = deployment.secret_with("munge.key")
+    name, image_tag = split_image_ref(notebook_ref, tag)
+    values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
+                               munge_key_base64=base64.b64encode(munge_key).decode(),
+                               hub_password=secrets.token_hex(16), egress=[])
+    values = json.loads(json.dumps(values))
+    hub_config.check_mapped(values)
+    return helm_merge(chart_reference("values.yaml"), without_nulls(values))
+
+
+def password(values: dict) -> str:
+    return values["hub"]["config"]["SharedPasswordAuthenticator"]["user_password"]
+
+
+# --- the chart's objects ----------------------------------------------------------------------------------------
+def labels(component: str) -> dict:
+    """The chart's matchLabels (app, release, component)."""
+    return {"app": "jupyterhub", "release": hub_config.RELEASE, "component": component}
+
+
+def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, auth_token: str) -> list[dict]:
+    """The objects in creation order (Services before the pods that look them up)."""
+    hub, chp = values["hub"], values["proxy"]["chp"]
+
+    def meta(name: str, **extra) -> dict:
+        return {"name": name, "namespace": namespace, **extra}
+
+    def probe(path: str, port: str, cfg: dict) -> dict:
+        return {"httpGet": {"path": path, "port": port}, "periodSeconds": cfg["periodSeconds"],
+                "timeoutSeconds": cfg["timeoutSeconds"], "failureThreshold": cfg["failureThreshold"]}
+
+    token_env = {"name": "CONFIGPROXY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": AUTH_TOKEN_KEY}}}
+    sqlite_pvc = hub["db"]["type"] == "sqlite-pvc"
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("hub")},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("hub"), "rules": [
+            {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"],
+             "verbs": ["get", "watch", "list", "create", "delete"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("hub"),
+         "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": namespace}],
+         "roleRef": {"kind": "Role", "name": "hub", "apiGroup": "rbac.authorization.k8s.io"}},
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta("hub"),
+         "stringData": {"jupyterhub_config.py": hub_config.render(values), AUTH_TOKEN_KEY: auth_token}},
+        hub_config.singleuser_secret(values, namespace),
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta("hub"),
+         "spec": {"selector": labels("hub"), "ports": [{"name": "hub", "port": hub_config.HUB_PORT,
+                                                         "targetPort": "http"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta("proxy-api"),
+         "spec": {"selector": labels("proxy"), "ports": [{"port": hub_config.PROXY_API_PORT, "targetPort": "api"}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta("proxy-public"),
+         "spec": {"type": values["proxy"]["service"]["type"], "selector": labels("proxy"),
+                  "ports": [{"name": "http", "port": PUBLIC_PORT, "targetPort": "http"}]}},
+    ]
+    if sqlite_pvc:
+        pvc = hub["db"]["pvc"]
+        objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("hub-db-dir"),
+                        "spec": {"accessModes": pvc["accessModes"], "resources": {"requests": {"storage": pvc["storage"]}},
+                                 **({"storageClassName": pvc["storageClassName"]} if pvc.get("storageClassName") else {})}})
+    hub_pod = {
+        "serviceAccountName": "hub", "securityContext": hub["podSecurityContext"],
+        "volumes": [{"name": "secret", "secret": {"secretName": "hub"}},
+                    *([{"name": "pvc", "persistentVolumeClaim": {"claimName": "hub-db-dir"}}] if sqlite_pvc else [])],
+        "containers": [{
+            "name": "hub", "image": hub_image, "imagePullPolicy": "IfNotPresent",
+            "args": ["jupyterhub", "--config", CONFIG_PATH, *(["--upgrade-db"] if sqlite_pvc else [])],
+            "securityContext": hub["containerSecurityContext"],
+            "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
+                    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    token_env],
+            "ports": [{"name": "http", "containerPort": hub_config.HUB_PORT}],
+            "readinessProbe": probe("/hub/health", "http", hub["readinessProbe"]),
+            "volumeMounts": [{"name": "secret", "mountPath": CONFIG_PATH, "subPath": "jupyterhub_config.py"},
+                             *([{"name": "pvc", "mountPath": "/srv/jupyterhub"}] if sqlite_pvc else [])]}]}
+    hub_url = f"http://hub:{hub_config.HUB_PORT}"
+    proxy_pod = {
+        "containers": [{
+            "name": "chp", "image": proxy_image, "imagePullPolicy": "IfNotPresent",
+            "command": ["configurable-http-proxy", "--ip=", "--api-ip=", f"--api-port={hub_config.PROXY_API_PORT}",
+                        f"--default-target={hub_url}", f"--error-target={hub_url}/hub/error", f"--port={CHP_PORT}"],
+            "securityContext": chp["containerSecurityContext"],
+            "env": [token_env],
+            "ports": [{"name": "http", "containerPort": CHP_PORT},
+                      {"name": "api", "containerPort": hub_config.PROXY_API_PORT}],
+            "readinessProbe": probe("/_chp_healthz", "http", chp["readinessProbe"])}]}
+    for name, spec in (("hub", hub_pod), ("proxy", proxy_pod)):
+        objects.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
+                        "spec": {"replicas": 1, "selector": {"matchLabels": labels(name)},
+                                 "template": {"metadata": {"labels": labels(name)}, "spec": spec}}})
+    return objects
+
+
+def pull_image(deployment: Deployment, image: str, timeout: float = 600) -> None:
+    """Put `image` on the node before users log in, as the chart's image pullers do (a pod that only pulls it)."""
+    kube = deployment.kube
+    name = f"image-puller-{secrets.token_hex(3)}"
+    kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": kube.namespace},
+                 "spec": {"restartPolicy": "Never", "containers": [
+                     {"name": "pull", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["true"]}]}})
+    try:
+        code = kube.wait_exited(kube.pod(name), timeout)
+        assert code == 0, f"the image puller exited {code}"
+    finally:
+        kube.delete("pod", name)
+
+
+def wait_rollout(deployment: Deployment, name: str, timeout: float = 300) -> None:
+    proc = deployment.kube.kubectl("rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s",
+                                   check=False, timeout=timeout + 10)
+    if proc.returncode != 0:
+        logs = deployment.kube.kubectl("logs", f"deployment/{name}", "--tail=60", check=False)
+        events = deployment.kube.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]
+        raise WaitTimeout(f"deployment {name} not ready within {timeout:g}s: {proc.stderr}\n{logs.stdout}"
+                          f"{logs.stderr}\n{events}")
+
+
+# --- a user, through the proxy ----------------------------------------------------------------------------------
+class HubUser:
+    """One user's browser-like session on the hub's public URL (through configurable-http-proxy)."""
+
+    def __init__(self, url: str, name: str):
+        self.url, self.name = url, name
+        self.session = requests.Session()
+        self.token = ""
+
+    def login(self, password: str) -> requests.Response:
+        """The hub's login form (GET for its XSRF cookie, POST); a 302 on success, 403 on a wrong password. Then,
+        as a browser would, a page of the hub, which gives the XSRF cookie of the logged-in session."""
+        self.session.get(f"{self.url}/hub/login", timeout=30).raise_for_status()
+        r = self.session.post(f"{self.url}/hub/login", timeout=30, allow_redirects=False,
+                              data={"username": self.name, "password": password,
+                                    "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")})
+        if r.status_code == 302:
+            self.session.get(f"{self.url}/hub/home", timeout=30).raise_for_status()
+        return r
+
+    def hub_api(self, method: str, path: str, **kw) -> requests.Response:
+        """The hub's REST API with the login cookie (and the XSRF header cookie-authenticated calls need)."""
+        headers = {"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/") or ""}
+        return self.session.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kw)
+
+    def start_server(self) -> None:
+        r = self.hub_api("POST", f"/users/{self.name}/server")
+        assert r.status_code in (201, 202), f"{self.name}: starting the server: {r.status_code} {r.text}"
+
+    def server_ready(self) -> bool:
+        r = self.hub_api("GET", f"/users/{self.name}")
+        r.raise_for_status()
+        server = r.json()["servers"].get("")
+        if server is None:
+            raise WaitTimeout(f"{self.name}'s server is gone (the spawn failed): {r.json()}")
+        return bool(server.get("ready"))
+
+    def new_token(self) -> str:
+        r = self.hub_api("POST", f"/users/{self.name}/tokens", json={"note": "e2e", "expires_in": 3600})
+        assert r.status_code in (200, 201), r.text
+        self.token = r.json()["token"]
+        return self.token
+
+    def server(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        """A request to the user's server through the proxy (/user/NAME/PATH) with a token (default: theirs)."""
+        token = self.token if token is None else token
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return requests.request(method, f"{self.url}/user/{self.name}{path}", headers=headers, timeout=60,
+                                allow_redirects=False, **kw)
+
+
+def crash_check(deployment: Deployment, name: str):
+    """A check that fails at once, with the log of the crashed container, if NAME's server pod has restarted
+    (KubeSpawner itself would wait for it until singleuser.startTimeout)."""
+    def check() -> bool:
+        proc = deployment.kube.kubectl("get", "pod", f"jupyter-{name}", "-o", "json", check=False)
+        if proc.returncode != 0:  # not made yet
+            return True
+        if any(s.get("restartCount") for s in json.loads(proc.stdout)["status"].get("containerStatuses") or []):
+            log = "".join(deployment.kube.kubectl("logs", f"jupyter-{name}", *previous, "--tail=20", check=False).stdout
+                          for previous in (["--previous"], []))
+            raise WaitTimeout(f"{name}'s server pod crashed and restarts:\n{log}")
+        return True
+    return check
+
+
+def start_and_time(user: HubUser, password: str, crashed=lambda: True, timeout: float = 300, logs=lambda: "") -> float:
+    """Log in, start the server, wait until it answers through the proxy; the seconds from login to that.
+    `crashed()` raises to stop waiting (see crash_check)."""
+    t0 = time.monotonic()
+    r = user.login(password)
+    assert r.status_code == 302, f"{user.name}: login answered {r.status_code}: {r.text[-500:]}"
+    user.start_server()
+    try:
+        wait_until(lambda: crashed() and user.server_ready(), timeout, f"the hub to report {user.name}'s server ready",
+                   interval=0.5)
+    except WaitTimeout as e:
+        raise WaitTimeout(f"{e}\n--- hub:\n{logs()}") from None
+    user.new_token()
+    wait_until(lambda: user.server("GET", "/api/status").status_code == 200, 60,
+               f"{user.name}'s server to answer through the proxy", logs, interval=0.2)
+    return time.monotonic() - t0
+
+
+@contextmanager
+def public_url(deployment: Deployment) -> Iterator[str]:
+    """The proxy's public Service through `kubectl port-forward` (the stack output jupyterhubAccess's way)."""
+    with deployment.kube.port_forward("service/proxy-public", PUBLIC_PORT) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def job_script(name: str) -> str:
+    return f"#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --chdir=/tmp\n#SBATCH --output=/tmp/{name}-%j.out\n" \
+           f"echo {name} on $(hostname) as $(id -un)\n"
