@@ -33,6 +33,7 @@ from typing import Iterator
 
 import requests
 
+from components.chart_values import with_user_values
 from components.images import extra_ca_certs
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
@@ -89,14 +90,20 @@ def without_nulls(values):
     return [without_nulls(v) for v in values] if isinstance(values, list) else values
 
 
+# What a user would give as the stack setting jupyterhub.values: an authenticator setting, to see it take effect.
+USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]}}}}
+
+
 def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:
-    """jupyterhub_values() for the stack's Slurm files and munge key (checked to be all mapped by hub_config), as
-    the program's Release passes them (without_nulls), Helm-merged over the chart's defaults."""
+    """jupyterhub_values() for the stack's Slurm files and munge key with USER_VALUES over them, as the program's
+    Release gets them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls),
+    checked to be all mapped by hub_config, Helm-merged over the chart's defaults."""
     _, munge_key = deployment.secret_with("munge.key")
     name, image_tag = split_image_ref(notebook_ref, tag)
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
                                munge_key_base64=base64.b64encode(munge_key).decode(),
                                hub_password=secrets.token_hex(16), egress=[])
+    values = with_user_values(values, USER_VALUES, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)
     return helm_merge(chart_reference("values.yaml"), without_nulls(values))

@@ -16,6 +16,7 @@ from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from tests.e2e import hub_config
 from tests.e2e.deployment import NB_USER, TIMINGS
 from tests.e2e.hub_deployment import (
+    USER_VALUES,
     HubUser,
     build_hub_image,
     build_notebook_image,
@@ -198,6 +199,17 @@ def test_each_user_runs_sinfo_and_a_job_submitted_through_the_proxy_completes(de
         assert d.sacct(job, "User,JobName") == f"{NB_USER}|{job_name}"
         out = d.kube.exec(d.slurm, "cat", f"/tmp/{job_name}-{job}.out").stdout
         assert f"{job_name} on {d.slurm.hostname} as {NB_USER}" in out, out
+
+
+def test_a_users_authenticator_setting_takes_effect_in_the_running_hub(hub, values, users):
+    """USER_VALUES (as jupyterhub.values) blocks mallory: the right password no longer lets that name in, while
+    the users logged in (control) did with the same password."""
+    blocked = USER_VALUES["hub"]["config"]["Authenticator"]["blocked_users"]
+    assert blocked and not set(blocked) & set(users)
+    for name in blocked:
+        assert HubUser(hub, name).login(password(values)).status_code == 403, name
+    for name, user in users.items():
+        assert user.hub_api("GET", "/user").json()["name"] == name
 
 
 def test_the_slurm_panels_endpoints_answer_through_the_proxy(users):
