@@ -19,7 +19,7 @@ import pulumi_random as random
 from components import chart_values, pods
 from components.keys import MUNGE_KEY_FILE
 from components.labels import PART_OF
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
+from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
 CHART = "jupyterhub"
@@ -126,6 +126,17 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     if image_pull_secret is not None:  # the chart adds it to every pod it makes, the users' pods included
         values["imagePullSecrets"] = [image_pull_secret]
     return values
+
+
+def check_user_values(chart_version: str, chart_repo: str, user_values: Mapping[str, Any]) -> None:
+    """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns
+    or fail the chart's schema: stack.build() calls it before it makes any resource, so that `pulumi up` without
+    a preview creates nothing either. The values stand in for the program's Outputs; JupyterHub checks again
+    with the real ones."""
+    program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
+                                munge_key_base64="", hub_password="", egress=[])
+    defaults, schema = chart_values.load_chart(chart_version, chart_repo)
+    chart_values.with_user_values(program, user_values, defaults, schema)
 
 
 @dataclass

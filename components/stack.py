@@ -11,7 +11,7 @@ from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImage
 from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
 from components.jupyterhub import APP as HUB_APP
-from components.jupyterhub import JupyterHub, JupyterHubArgs, existing_cluster_ports, slurm_egress
+from components.jupyterhub import JupyterHub, JupyterHubArgs, check_user_values, existing_cluster_ports, slurm_egress
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.restd import APP as RESTD_APP
@@ -23,6 +23,8 @@ SHOW_SECRET = "pulumi stack output {} --show-secrets"
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
+    if cfg.components.jupyterhub:  # before any resource: a bad value must not leave half a stack behind
+        check_user_values(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo, cfg.jupyterhub.values)
     provider = k8s.Provider(
         "kubernetes",
         context=cfg.kubernetes.context,

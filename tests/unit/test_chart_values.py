@@ -213,6 +213,26 @@ def test_bad_stack_values_fail_the_preview(user, key):
     assert e.value.key == key
 
 
+@pytest.mark.parametrize("user, fails", [({"singleuser": {"fsGid": 100}}, True),
+                                         ({"singleuser": {"cpu": {"limit": "two"}}}, True),
+                                         ({"singleuser": {"cpu": {"limit": 2}}}, False)],
+                         ids=["owned", "schema", "control"])
+def test_bad_stack_values_fail_before_any_resource_is_made(monkeypatch, user, fails):
+    """`pulumi up` without a preview must not create the rest of the stack before it fails."""
+    from tests.unit import harness
+
+    made = []
+    new_resource = harness.Mocks.new_resource
+    monkeypatch.setattr(harness.Mocks, "new_resource", lambda self, args: made.append(args.name) or new_resource(self, args))
+    if fails:
+        with pytest.raises(ConfigError):
+            run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+        assert made == []
+    else:
+        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+        assert "jupyterhub-release" in made
+
+
 def test_values_of_a_secret_jupyterhub_key_stay_secret():
     """Under mocks a secret anywhere in a value marks all of it, so this shows no leak, not the granularity."""
     from tests.unit.harness import is_secret, run_stack
