@@ -128,15 +128,14 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     return values
 
 
-def check_user_values(chart_version: str, chart_repo: str, user_values: Mapping[str, Any]) -> None:
+def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any]) -> None:
     """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns
-    or fail the chart's schema: stack.build() calls it before it makes any resource, so that `pulumi up` without
-    a preview creates nothing either. The values stand in for the program's Outputs; JupyterHub checks again
-    with the real ones."""
+    or fail the chart's schema (`chart`: load_chart()'s defaults and schema). stack.build() calls it before it
+    makes any resource, so that `pulumi up` without a preview creates nothing either; the values here stand in
+    for the program's Outputs, JupyterHub merges the real ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
                                 munge_key_base64="", hub_password="", egress=[])
-    defaults, schema = chart_values.load_chart(chart_version, chart_repo)
-    chart_values.with_user_values(program, user_values, defaults, schema)
+    chart_values.with_user_values(program, user_values, *chart)
 
 
 @dataclass
@@ -144,6 +143,7 @@ class JupyterHubArgs:
     namespace: pulumi.Input[str]
     chart_repo: str
     chart_version: str
+    chart: tuple[dict, dict]  # the chart's default values and values schema (chart_values.load_chart)
     notebook_image: pulumi.Input[str]  # slurm-jupyter-notebook by digest
     image_tag: str  # the tag the images were pushed with (the digest is what pins them)
     config_files: Mapping[str, str]  # non-secret Slurm files (SlurmConfig.files)
@@ -169,8 +169,7 @@ class JupyterHub(pulumi.ComponentResource):
             image_name=image[0], image_tag=image[1], config_files=args.config_files,
             munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
             egress=args.egress, image_pull_secret=args.image_pull_secret)
-        defaults, schema = chart_values.load_chart(args.chart_version, args.chart_repo)
-        values = chart_values.with_user_values(program, args.user_values, defaults, schema)
+        values = chart_values.with_user_values(program, args.user_values, *args.chart)
         if args.values_secret:
             values = pulumi.Output.secret(values)
         release = k8s.helm.v3.Release(

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import registry, single_node
+from components.chart_values import load_chart
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import APP as JUPYTER_APP
@@ -23,8 +24,10 @@ SHOW_SECRET = "pulumi stack output {} --show-secrets"
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
+    chart = None
     if cfg.components.jupyterhub:  # before any resource: a bad value must not leave half a stack behind
-        check_user_values(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo, cfg.jupyterhub.values)
+        chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
+        check_user_values(chart, cfg.jupyterhub.values)
     provider = k8s.Provider(
         "kubernetes",
         context=cfg.kubernetes.context,
@@ -131,7 +134,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
-                           chart_version=cfg.jupyterhub.chart_version, notebook_image=images.refs[NOTEBOOK],
+                           chart_version=cfg.jupyterhub.chart_version, chart=chart, notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
                            munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,

@@ -34,12 +34,11 @@ from typing import Iterator
 import requests
 
 from components.chart_values import with_user_values
-from components.images import extra_ca_certs
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
 from tests.helm import chart_reference, helm_merge
-from tests.images.slurm_containers import WaitTimeout, build_image, podman, wait_until
+from tests.images.slurm_containers import WaitTimeout, build_image, podman, podman_build, wait_until
 
 HUB_IMAGES = Path(__file__).resolve().parent / "hub"  # Dockerfiles of the hub and the proxy
 E2E_REPO = "slurm-cloud-integration-e2e"  # not the stack's repository: built by the tests
@@ -63,7 +62,7 @@ def registry_name(image: str, tag: str = "e2e") -> str:
 
 
 def build_notebook_image(client_image: str, slurm_version: str) -> str:
-    """dockerfiles/slurm-jupyter-notebook FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
+    """slurm-jupyter-notebook (a target of dockerfiles/slurm-jupyter) FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
     name = registry_name("slurm-jupyter-notebook")
     build_image("slurm-jupyter-notebook", slurm_version, base_image=client_image, tag=name)
     return push(name)
@@ -72,10 +71,7 @@ def build_notebook_image(client_image: str, slurm_version: str) -> str:
 def build_hub_image(which: str, tag: str | None = None) -> str:
     """podman build tests/e2e/hub/WHICH (`hub` or `proxy`); returns the tag (default: its $SCI_REGISTRY name)."""
     tag = tag or registry_name({"hub": "jupyterhub", "proxy": "configurable-http-proxy"}[which])
-    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag]
-    if extra_ca_certs():
-        args += ["--build-arg", f"EXTRA_CA_CERTS={extra_ca_certs()}"]
-    podman(*args, str(HUB_IMAGES / which), timeout=1800)
+    podman_build(str(HUB_IMAGES / which), tag, ca_certs=True)
     return tag
 
 

@@ -94,20 +94,24 @@ def build_image(image: str, version: str, no_cache: bool = False, base_image: Op
     """podman build dockerfiles/IMAGE for a Slurm version, with the build args SlurmImages gives it (the Jupyter
     images: BASE_IMAGE, the slurm-client image, and the machine's EXTRA_CA_CERTS); returns (tag, seconds)."""
     tag = tag or image_tag(image, version)
-    args = ["build", "--pull=never", "--format", "docker", "-q", "-t", tag,
-            "--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
+    args = ["--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
     if base_image:
         args += ["--build-arg", f"BASE_IMAGE={base_image}"]
-        ca_certs = extra_ca_certs()
-        if ca_certs:
-            args += ["--build-arg", f"EXTRA_CA_CERTS={ca_certs}"]
+    if image in CLIENT_BASED:
+        args += ["--target", image]
     if no_cache:
         args.append("--no-cache")
     t0 = time.monotonic()
-    if image in CLIENT_BASED:
-        args += ["--target", image]
-    podman(*args, os.path.join(DOCKERFILES, build_dir(image)), timeout=1800)
+    podman_build(os.path.join(DOCKERFILES, build_dir(image)), tag, *args, ca_certs=bool(base_image))
     return tag, time.monotonic() - t0
+
+
+def podman_build(context: str, tag: str, *args: str, ca_certs: bool) -> None:
+    """podman build CONTEXT as TAG with ARGS; `ca_certs`: pass the machine's EXTRA_CA_CERTS (for Dockerfiles whose
+    pip or npm stage declares that build arg)."""
+    if ca_certs and extra_ca_certs():
+        args = (*args, "--build-arg", f"EXTRA_CA_CERTS={extra_ca_certs()}")
+    podman("build", "--pull=never", "--format", "docker", "-q", "-t", tag, *args, context, timeout=1800)
 
 
 def image_size(tag: str) -> int:
