@@ -33,14 +33,17 @@ _PULL_TIMEOUT = 120  # seconds for `helm pull`
 
 # Chart value paths the program sets and the user may not change (nor any key below them), and why.
 _IMAGE = "the notebook image is slurm-jupyter-notebook, built by this program and pinned by digest"
-_UID = "the notebook entrypoint must start as root (uid 0) to set up munge; it runs the server as jovyan itself"
-_FSGID = ("the fsGroup is gid 0 so that the kubelet, which makes Secret files group-readable by the fsGroup, "
-          "leaves the munge key readable by root only")
-_CMD = "the image's entrypoint starts jupyterhub-singleuser only after its munge and authentication checks"
+_UID = ("each user's server runs as their directory uid, gid and groups (hub.extraConfig.slurmUsers sets them "
+        "per user), never as root")
+_FSGID = "the fsGroup is the user's own group (hub.extraConfig.slurmUsers), so no other group reaches the server"
+_CMD = "the image's entrypoint starts jupyterhub-singleuser only after its identity and authentication checks"
+_HOME = "the users' homes are the shared home claim, mounted at /home/<user> as on the Slurm nodes"
+_USERS = "only users of the stack's directory (config users) may log in; change `users` instead"
 # KubeSpawner traits that would override those settings when given in hub.config.KubeSpawner (the chart
 # loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
-SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "fs_gid": _FSGID, "pod_security_context": _FSGID,
-                 "container_security_context": _UID, "extra_pod_config": _FSGID, "cmd": _CMD}
+SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "gid": _UID, "supplemental_gids": _UID, "fs_gid": _FSGID,
+                 "pod_security_context": _FSGID, "container_security_context": _UID, "extra_pod_config": _FSGID,
+                 "cmd": _CMD, "volumes": _HOME, "volume_mounts": _HOME}
 OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "image", "name"): _IMAGE,
     ("singleuser", "image", "tag"): _IMAGE,
@@ -48,10 +51,14 @@ OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "fsGid"): _FSGID,
     ("singleuser", "cmd"): _CMD,
     ("singleuser", "extraPodConfig", "securityContext"): _FSGID,
+    ("singleuser", "storage"): _HOME,
+    ("singleuser", "extraEnv", "SLURM_TOKEN_URL"): "where the user's server gets its Slurm tokens",
+    ("hub", "extraConfig", "slurmUsers"): _UID,
+    ("hub", "config", "Authenticator", "allowed_users"): _USERS,
     **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
     ("hub", "config", "Spawner", "cmd"): _CMD,
 }
-_EXTRA_FILE = "it is one of the stack's Slurm files or the munge key, at the paths of the image contract"
+_EXTRA_FILE = "it is one of the stack's Slurm files or the user directory, at the paths of the image contract"
 
 
 def helm_merge(base: Any, override: Any) -> Any:

@@ -1,7 +1,8 @@
-"""The skeleton every Slurm client app shares: a Deployment of one container that serves HTTP on one port with
-the Slurm files and the munge key mounted, a ClusterIP Service in front of it and a NetworkPolicy for its pods.
+"""The skeleton every client app shares: a Deployment of one container that serves HTTP on one port with its
+volumes (the Slurm files and the munge key: `slurm_volumes()`, the user directory, ...) mounted, a ClusterIP
+Service in front of it and a NetworkPolicy for its pods.
 
-Each app (SlurmRestd, SlurmJupyter) is a small `ClientApp` spec and `client_app()` makes the three objects from
+Each app (SlurmRestd, SlurmJupyter, TokenService) is a small `ClientApp` spec and `client_app()` makes the three objects from
 it, so labels, selector, security contexts, mounts and the pull Secret are written once (as Slinky's
 slurm-operator does with its common builder, internal/builder/common).
 """
@@ -30,14 +31,24 @@ class ClientApp:
     readiness_probe: k8s.core.v1.ProbeArgs
     liveness_probe: k8s.core.v1.ProbeArgs
     resources: k8s.core.v1.ResourceRequirementsArgs
-    config_map_name: pulumi.Input[str]  # SlurmConfig's
-    munge_secret_name: pulumi.Input[str]  # SlurmKeys'
+    volumes: Sequence[k8s.core.v1.VolumeArgs]
+    volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs]
     ingress: Sequence[k8s.networking.v1.NetworkPolicyIngressRuleArgs]  # empty: the policy admits nothing
     policy: str  # the NetworkPolicy's Pulumi name is `{name}-{policy}`
     env: Sequence[k8s.core.v1.EnvVarArgs] = ()
+    command: Optional[Sequence[str]] = None  # instead of the image's ENTRYPOINT
+    run_as: Optional[int] = None  # a non-root uid (also the pod's fsGroup, so it reads its Secrets); None: the
+    #                               image starts as root and drops to other users itself
+    pod_labels: Optional[dict] = None  # beside the app's own
     replicas: int = 1
     strategy: Optional[str] = None  # the Deployment's strategy type (None: Kubernetes' RollingUpdate)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+
+
+def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str]
+                  ) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
+    """The volumes and mounts of a Slurm client: the Slurm files and the munge key (SlurmConfig's, SlurmKeys')."""
+    return [pods.config_volume(config_map_name), pods.keys_volume(munge_secret_name)], pods.slurm_mounts()
 
 
 def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.v1.Service:
@@ -53,25 +64,28 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
             strategy=k8s.apps.v1.DeploymentStrategyArgs(type=spec.strategy) if spec.strategy else None,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec.app)),
             template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(spec.app, spec.component)),
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels(spec.app, spec.component),
+                                                            **(spec.pod_labels or {})}),
                 spec=k8s.core.v1.PodSpecArgs(
                     automount_service_account_token=False,
                     image_pull_secrets=pods.pull_secrets(spec.image_pull_secret),
                     enable_service_links=False,
-                    security_context=pods.pod_security_context(),
+                    security_context=pods.pod_security_context(fs_group=spec.run_as),
                     containers=[k8s.core.v1.ContainerArgs(
                         name=spec.container,
                         image=spec.image,
+                        command=list(spec.command) if spec.command else None,
                         image_pull_policy="IfNotPresent",
                         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
                         env=list(spec.env) or None,
-                        volume_mounts=pods.slurm_mounts(),
+                        volume_mounts=list(spec.volume_mounts),
                         readiness_probe=spec.readiness_probe,
                         liveness_probe=spec.liveness_probe,
                         resources=spec.resources,
-                        security_context=pods.root_start_security_context(),
+                        security_context=(pods.root_start_security_context() if spec.run_as is None
+                                          else pods.non_root_security_context(spec.run_as)),
                     )],
-                    volumes=[pods.config_volume(spec.config_map_name), pods.keys_volume(spec.munge_secret_name)],
+                    volumes=list(spec.volumes),
                 ),
             ),
         ),

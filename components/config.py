@@ -27,6 +27,7 @@ from typing import Any, Callable, NewType, Optional
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from components import directory
 from components.slurm_files import (
     DEFAULT_CPUS_PER_NODE,
     DEFAULT_MEMORY_MB_PER_NODE,
@@ -40,6 +41,7 @@ from components.slurm_files import (
 PROJECT = "slurm-cloud-integration"
 README = Path(__file__).resolve().parents[1] / "README.md"
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
+JWT_KEY_MIN_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least the hash's 256 bits
 REQUIRED = MISSING  # the default of a key that must be set
 
 # What the single node needs beside its nodes' CPUs and memory: its daemons (measured RSS: MariaDB about 130 MB,
@@ -126,6 +128,16 @@ def check_munge_key(text: str) -> None:
                       "use the cluster's real /etc/munge/munge.key")
 
 
+def check_jwt_key(text: str) -> None:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("is not base64 text", "set it from base64 -w0 of the cluster's jwt_hs256.key") from None
+    if len(raw) < JWT_KEY_MIN_BYTES:
+        raise Invalid(f"decodes to {len(raw)} bytes, an HS256 key needs at least {JWT_KEY_MIN_BYTES}",
+                      "use the cluster's real JWT key")
+
+
 def check_slurm_conf(text: str) -> None:
     if not {"slurmctldhost", "controlmachine"} & parse_slurm_conf(text).keys():
         raise Invalid("has no SlurmctldHost line, so it is not a usable slurm.conf",
@@ -134,6 +146,7 @@ def check_slurm_conf(text: str) -> None:
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_LABEL_FIX = "use lowercase letters, digits and '-', at most 63 characters"
+SIZE = matches(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", "a Kubernetes quantity", "use a size such as 10Gi")
 
 
 # The table.
@@ -206,9 +219,7 @@ class Restd:
 
 @dataclass(frozen=True, kw_only=True)
 class Storage:
-    size: str = key("10Gi", "its size",
-                    matches(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", "a Kubernetes quantity",
-                            "use a size such as 10Gi"))
+    size: str = key("10Gi", "its size", SIZE)
     class_name: Optional[str] = key(None, "its StorageClass (default: the cluster's default class)")
 
 
@@ -229,6 +240,53 @@ class SingleNodePod:
     memory: Optional[MemoryMiB] = key(
         None, f"its memory request and limit (default: nodes x node.memoryMb MiB + {DAEMONS_MEMORY_MIB}Mi for the "
               "daemons)", example="8Gi")
+
+
+def check_groups(groups: dict) -> None:
+    for name, gid in groups.items():
+        check_user_name(name)
+        if not isinstance(gid, int) or isinstance(gid, bool) or not directory.MIN_ID <= gid <= directory.MAX_ID:
+            raise Invalid(f"group {name}'s gid {gid!r} is not a whole number from {directory.MIN_ID} to "
+                          f"{directory.MAX_ID}", "give each group its numeric gid: {\"physics\": 3000}")
+
+
+def check_user_name(name: str) -> None:
+    matches(directory.NAME_PATTERN, "a valid name", "use lowercase letters, digits and single '-' inside, "
+            "starting with a letter")(name)
+    if len(name) > directory.NAME_MAX:
+        raise Invalid(f"'{name}' is longer than {directory.NAME_MAX} characters", "use a shorter name")
+    if name in directory.RESERVED_NAMES:
+        raise Invalid(f"'{name}' is a name the images already have", "use another name")
+
+
+IDS = between(directory.MIN_ID, directory.MAX_ID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    name: str = key(REQUIRED, "login name: the JupyterHub user and the Slurm user", check_user_name, example="alice")
+    uid: int = key(REQUIRED, f"user id ({directory.MIN_ID}-{directory.MAX_ID}; an existing cluster's own)", IDS,
+                   example="2001")
+    gid: Optional[int] = key(None, "id of the user's private group, named like the user (default: the uid)", IDS)
+    groups: tuple[str, ...] = key((), "further groups, by name (see `groups`)", each(check_user_name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Home:
+    size: str = key("10Gi", "size of the claim the stack makes", SIZE)
+    class_name: Optional[str] = key(
+        None, "StorageClass of that claim; it must offer ReadWriteMany (default: the cluster's default class)",
+        example="local-path-shared")
+    claim: Optional[str] = key(
+        None, "an existing ReadWriteMany claim in the namespace to use instead (e.g. bound to the site's NFS "
+              "export); required with `existingCluster`",
+        matches(DNS_LABEL, "a valid claim name", DNS_LABEL_FIX), example="site-home")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Jupyter:
+    user: Optional[str] = key(None, "the directory user JupyterLab runs as (default: the first of `users`)",
+                              example="alice")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +310,9 @@ class StackConfig:
     munge_key: Optional[pulumi.Output[str]] = key(
         None, "base64 munge key of an existing cluster, instead of a generated one", check_munge_key,
         example='"$(base64 -w0 /etc/munge/munge.key)"')
+    jwt_key: Optional[pulumi.Output[str]] = key(
+        None, "base64 JWT key (AuthAltParameters jwt_key) of an existing cluster: JupyterHub users' tokens are signed "
+              "with it (needs `existingCluster`)", check_jwt_key, example='"$(base64 -w0 /etc/slurm/jwt_hs256.key)"')
     key_rotation: str = key("1", "any string; changing it generates new munge and JWT keys, JupyterLab token and "
                                  "hub password (new Secrets, so pods roll)")
     kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
@@ -259,6 +320,21 @@ class StackConfig:
     restd: Restd = key(Restd, "slurmrestd")
     storage: Storage = key(Storage, "the single node's state volume")
     single_node: SingleNodePod = key(SingleNodePod, "the slurm-single-node pod's resources")
+    users: tuple[User, ...] = key(
+        (), "the user directory: who may use Slurm through Jupyter (required with JupyterLab or JupyterHub); "
+            "every pod resolves exactly these names and ids", example='[{"name": "alice", "uid": 2001}]')
+    groups: dict = key({}, "further groups of the directory: name to gid", check_groups,
+                       example='{"physics": 3000}')
+    home: Home = key(Home, "the shared home volume, mounted at /home in the Slurm nodes and the Jupyter pods")
+    jupyter: Jupyter = key(Jupyter, "JupyterLab (`components.jupyter`)")
+
+    @property
+    def directory(self) -> tuple[directory.User, ...]:
+        return tuple(directory.User(name=u.name, uid=u.uid, gid=u.gid or u.uid, groups=u.groups) for u in self.users)
+
+    @property
+    def jupyter_user(self) -> str:
+        return self.jupyter.user or self.users[0].name
 
     @property
     def debian_suite(self) -> str:
@@ -295,14 +371,37 @@ def _rules(cfg: StackConfig) -> None:
                "set components.singleNode to false, or remove existingCluster")
         _check(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
                how_to_set("mungeKey"))
-    elif not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
-        raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have no "
-                          "Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
+        if components.jupyterhub:
+            _check(cfg.jwt_key is not None, "jwtKey", "is missing but JupyterHub users get Slurm tokens signed with "
+                   "the existing cluster's JWT key", how_to_set("jwtKey"))
+    else:
+        _check(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
+               "remove it (the stack makes its own Slurm's key)")
+        if not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
+            raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
+                              "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
     _check_nodes_fit(cfg)
+    _check_directory(cfg)
     if cfg.kubernetes.render_dir:
         _check(not components.jupyterhub, "components.jupyterhub",
                "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
                "set components.jupyterhub to false for a render-only stack")
+
+
+def _check_directory(cfg: StackConfig) -> None:
+    components = cfg.components
+    if (components.jupyter or components.jupyterhub) and not cfg.users:
+        raise ConfigError("users", "is empty, but JupyterLab and JupyterHub run only as users of the directory",
+                          "pulumi config set --path 'users[0].name' alice && "
+                          "pulumi config set --path 'users[0].uid' 2001")
+    problems = directory.problems(cfg.directory, cfg.groups)
+    _check(not problems, "users", "; ".join(problems), "give each user and group its own name and id")
+    if components.jupyter:
+        _check(cfg.jupyter_user in {u.name for u in cfg.users}, "jupyter.user",
+               f"'{cfg.jupyter_user}' is not in `users`", "name a user of the directory")
+    if cfg.existing_cluster:
+        _check(cfg.home.claim, "home.claim", "is missing but existingCluster needs the site's shared home "
+               "(the Slurm nodes must see the files Jupyter users write)", how_to_set("home.claim"))
 
 
 def _check_nodes_fit(cfg: StackConfig) -> None:
@@ -423,6 +522,12 @@ TYPES: dict[Any, tuple[str, Callable[[Any, str], Any], str]] = {
 }
 
 
+def _element(f: Field) -> Optional[type]:
+    """The dataclass of a list of objects (tuple[User, ...]), else None."""
+    args = typing.get_args(f.type)
+    return args[0] if _type(f) is tuple and args and is_dataclass(args[0]) else None
+
+
 def _type(f: Field) -> Any:
     """The type a field's annotation names: Optional[X] -> X, tuple[str, ...] -> tuple, a dataclass as is."""
     hint = f.type
@@ -452,8 +557,8 @@ def how_to_set(dotted: str) -> str:
     required field), with the table's example value."""
     cls, f = StackConfig, None
     for name in dotted.split("."):
-        f = _fields(cls)[name]
-        cls = _type(f)
+        f = _fields(cls)[name.split("[")[0]]  # users[0] -> users
+        cls = _element(f) if "[" in name else _type(f)
     if is_dataclass(cls):
         first = next((name for name, sub in _fields(cls).items() if _required(sub)), None)
         return how_to_set(f"{dotted}.{first}") if first else f"pulumi config set --path {dotted}.FIELD VALUE"
@@ -514,6 +619,9 @@ def _parse_value(f: Field, raw: Any, dotted: str, secret_keys: typing.AbstractSe
     try:
         if is_dataclass(kind):
             return _parse_object(kind, _object(raw, project_dir), dotted + ".", secret_keys, project_dir)
+        if _element(f):
+            return tuple(_parse_object(_element(f), _object(item, project_dir), f"{dotted}[{i}].", secret_keys,
+                                       project_dir) for i, item in enumerate(_list(raw, project_dir)))
         if kind is pulumi.Output and dotted.split(".")[0] not in secret_keys:
             raise Invalid("is stored in plain text in the stack file", how_to_set(dotted))
         value = TYPES[kind][1](raw, project_dir)
@@ -541,11 +649,13 @@ def rows(cls: Optional[type] = None, prefix: str = "") -> typing.Iterator[tuple[
         yield prefix + name, f
         if is_dataclass(_type(f)):
             yield from rows(_type(f), f"{prefix}{name}.")
+        elif _element(f):
+            yield from rows(_element(f), f"{prefix}{name}[].")
 
 
 def type_name(f: Field) -> str:
     kind = _type(f)
-    return "object" if is_dataclass(kind) else TYPES[kind][0]
+    return "object" if is_dataclass(kind) else "list of objects" if _element(f) else TYPES[kind][0]
 
 
 def readme_table() -> str:

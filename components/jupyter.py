@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import pods
-from components.client_app import ClientApp, client_app
+from components.client_app import ClientApp, client_app, slurm_volumes
 from components.labels import labels
 
 APP = "slurm-jupyter"
@@ -22,6 +22,7 @@ PORT = 8888
 TOKEN_LENGTH = 48  # the entrypoint refuses tokens under 16 characters or with white space
 TOKEN_KEY = "token"
 TOKEN_ENV = "JUPYTER_TOKEN"
+USER_ENV = "NB_USER"  # the directory user the entrypoint runs JupyterLab as (dockerfiles/README.md)
 
 
 @dataclass
@@ -31,6 +32,9 @@ class SlurmJupyterArgs:
     image: pulumi.Input[str]  # slurm-jupyter by digest
     config_map_name: pulumi.Input[str]
     munge_secret_name: pulumi.Input[str]
+    directory_config_map: pulumi.Input[str]
+    home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany), mounted at /home
+    user: str  # a directory user: JupyterLab runs as them, in /home/<user>
     rotation: str  # changing it generates a new token
     slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -55,6 +59,7 @@ class SlurmJupyter(pulumi.ComponentResource):
         )
 
         # JupyterLab (token-protected) from anywhere; any port from the Slurm nodes (srun's step connections).
+        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name)
         ingress = [pods.ingress_rule([PORT])]
         if args.slurm_apps:
             ingress.append(pods.ingress_rule((), args.slurm_apps))
@@ -65,12 +70,14 @@ class SlurmJupyter(pulumi.ComponentResource):
             readiness_probe=pods.http_probe("/api", PORT, period=5),
             liveness_probe=pods.http_probe("/api", PORT, period=20, initial_delay=30),
             resources=pods.resources("250m", "512Mi", "2", "4Gi"),
-            config_map_name=args.config_map_name, munge_secret_name=args.munge_secret_name,
+            volumes=[*volumes, pods.directory_volume(args.directory_config_map), pods.home_volume(args.home_claim)],
+            volume_mounts=[*mounts, *pods.directory_mounts(home=True)],
             ingress=ingress, policy="ingress",
             env=[k8s.core.v1.EnvVarArgs(
                 name=TOKEN_ENV,
                 value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                    name=token_secret.metadata.name, key=TOKEN_KEY)))],
+                    name=token_secret.metadata.name, key=TOKEN_KEY))),
+                k8s.core.v1.EnvVarArgs(name=USER_ENV, value=args.user)],
             strategy="Recreate",  # one JupyterLab at a time
             image_pull_secret=args.image_pull_secret,
         ), self)

@@ -2,12 +2,13 @@
 
 `jupyterhub_values()` is pure (plain values or Pulumi Inputs in, the chart's values out), so tests validate
 it against the chart's own values schema. The notebook pods get the stack's non-secret Slurm files and the
-munge key through the chart's `singleuser.extraFiles` (the chart keeps them in a Kubernetes Secret), at the
-paths of the image contract (dockerfiles/README.md).
+user directory through the chart's `singleuser.extraFiles` (the chart keeps them in a Kubernetes Secret), at
+the paths of the image contract (dockerfiles/README.md), and no key of the cluster.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -16,8 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import chart_values, pods
-from components.keys import MUNGE_KEY_FILE
+from components import chart_values, directory, pods
 from components.labels import PART_OF
 from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
@@ -26,8 +26,7 @@ CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
 NOTEBOOK_CMD = "jupyterhub-singleuser"
-ROOT_UID = 0  # the notebook entrypoint starts as root, then runs the server as jovyan (uid 1000, gid 100)
-FS_GID = 0  # user pods' fsGroup: not a group of jovyan, so the munge key stays root-only (jupyterhub_values)
+LOGIN_NOTE = "Only the users of this Slurm cluster's user directory can log in."
 PASSWORD_LENGTH = 32
 
 
@@ -47,19 +46,23 @@ def split_image_ref(ref: str, tag: str) -> tuple[str, str]:
 
 
 def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str = "",
-                 restd_app: str = "", restd_port: int = 0, existing_ports: Sequence[int] = ()) -> list[dict]:
+                 existing_ports: Sequence[int] = ()) -> list[dict]:
     """NetworkPolicy egress rules the notebooks need beyond the chart's defaults (which block private IPs)."""
     rules: list[dict] = []
-    tcp = lambda ports: [{"protocol": "TCP", "port": p} for p in ports]  # noqa: E731
     if single_node_ports:
-        rules.append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": single_node_app}}}],
-                      "ports": tcp(single_node_ports)})
-    if restd_app:
-        rules.append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": restd_app}}}],
-                      "ports": tcp([restd_port])})
+        rules += app_egress(single_node_app, *single_node_ports)
     if existing_ports:  # an existing cluster's controller and slurmdbd: addresses unknown here, ports known
-        rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": tcp(existing_ports)})
+        rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(existing_ports)})
     return rules
+
+
+def app_egress(app: str, *ports: int) -> list[dict]:
+    """An egress rule to `ports` of the pods whose app.kubernetes.io/name is `app`."""
+    return [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}}], "ports": _tcp(ports)}]
+
+
+def _tcp(ports: Sequence[int]) -> list[dict]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
 
 
 def existing_cluster_ports(slurm_conf: str) -> list[int]:
@@ -72,50 +75,82 @@ def existing_cluster_ports(slurm_conf: str) -> list[int]:
     return ports
 
 
+def hub_extra_config(users: Sequence[directory.User], groups: Mapping[str, int]) -> str:
+    """hub.extraConfig.slurmUsers: Python the chart's hub runs after its own configuration (z2jh 4.3.3
+    files/hub/jupyterhub_config.py, extraConfig last). KubeSpawner 7.0.0 accepts a callable for uid, gid,
+    fs_gid and supplemental_gids (spawner.py): each user's server runs as their own ids, and a user the
+    directory does not know (an admin may add one through the hub) gets a spawn error that names them."""
+    ids = {u.name: {"uid": u.uid, "gid": u.gid, "supplemental_gids": [groups[g] for g in u.groups]} for u in users}
+    return f"""# Made by slurm-cloud-integration (components/jupyterhub.py): the stack's user directory.
+SLURM_USERS = {json.dumps(ids, sort_keys=True)}
+
+
+def slurm_user(spawner):
+    try:
+        return SLURM_USERS[spawner.user.name]
+    except KeyError:
+        raise ValueError(f"{{spawner.user.name}} is not in the Slurm cluster's user directory (config users)") from None
+
+
+c.KubeSpawner.uid = lambda spawner: slurm_user(spawner)["uid"]
+c.KubeSpawner.gid = lambda spawner: slurm_user(spawner)["gid"]
+c.KubeSpawner.fs_gid = lambda spawner: slurm_user(spawner)["gid"]
+c.KubeSpawner.supplemental_gids = lambda spawner: slurm_user(spawner)["supplemental_gids"]
+"""
+
+
 def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[str],
-                      config_files: Mapping[str, str], munge_key_base64: pulumi.Input[str],
+                      config_files: Mapping[str, str], users: Sequence[directory.User], groups: Mapping[str, int],
+                      home_claim: pulumi.Input[str], token_url: pulumi.Input[str],
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
                       image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
-    """The chart values: notebook image by digest, Slurm files + munge key as extraFiles, tight defaults.
+    """The chart values: notebook image by digest, Slurm files and the user directory as extraFiles, each user
+    as themselves with their home on the shared claim, no key of the cluster, tight defaults.
 
     How the chart and KubeSpawner use them (z2jh 4.3.3 files/hub/jupyterhub_config.py, kubespawner 7.0.0
     spawner.py and objects.py make_pod):
-    - `singleuser.uid` and `fsGid` become KubeSpawner's `uid` (container runAsUser) and `fs_gid` (pod fsGroup)
-      unless None; the chart's values.yaml defaults them to 1000 and 100. A null here never reaches Helm
-      (see components/chart_values.py), so the chart's fsGid 100 stays (what issue 9 saw): be explicit.
-    - The kubelet gives every file of the pod's volumes the fsGroup as group (owner kept) and ORs the mode
-      with 0440 (read-only volumes: Secrets) or 0660, directories also setgid (kubernetes pkg/volume/
-      volume_linux.go SetVolumeOwnership). fsGid 0 keeps the munge key root:root 0440: the entrypoint runs
-      the server as jovyan with jovyan's own groups only (setpriv --init-groups), so group 0 does not reach
-      it. The home PVC gets group 0 too, and the entrypoint (as root) gives its top directory to jovyan, who
-      then writes it as owner.
+    - hub.extraConfig.slurmUsers (hub_extra_config()) sets uid, gid, fs_gid and supplemental_gids per user;
+      the chart's own `singleuser.uid`/`fsGid` (values.yaml: 1000, 100) are overridden by it. The server
+      starts as the user: no root in the pod, no munge key, no JWT key; Slurm commands get a JWT for the user
+      from the token service (`SLURM_TOKEN_URL`, components/token_service.py).
+    - `storage.type: static` mounts the claim `pvcName` with subPath `{username}` at `homeMountPath`: the pod
+      sees only /home/<user>, the same directory the Slurm nodes see (the single node makes it, owned by the
+      user). KubeSpawner expands `{username}` to the name itself for names that match directory.NAME_PATTERN.
     - `extraFiles` become items of one Secret volume `files` (item mode = `mode`, decimal) mounted by subPath.
     - `cmd` becomes the container's args (KubeSpawner `cmd` + the spawner's args), so the image's ENTRYPOINT
-      (jupyter-entrypoint, which must start as root) always runs.
+      (jupyter-entrypoint) always runs.
+    - `hub.config.Authenticator.allowed_users`: JupyterHub itself refuses anyone else, whichever authenticator;
+      `template_vars.announcement_login` says so on the login page (jupyterhub 5.4.4 templates/login.html).
     """
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
             "mountPath": f"{pods.CONFIG_MOUNT}/{name}", "stringData": text, "mode": pods.CONFIG_MODE}
         for name, text in sorted(config_files.items())
     }
-    extra_files["munge-key"] = {"mountPath": f"{pods.KEYS_MOUNT}/{MUNGE_KEY_FILE}",
-                                "binaryData": munge_key_base64, "mode": pods.KEY_MODE}
+    extra_files |= {f"slurm-users-{name}": {"mountPath": f"{directory.EXTRAUSERS_DIR}/{name}", "stringData": text,
+                                            "mode": pods.CONFIG_MODE}
+                    for name, text in directory.render_files(users, groups).items()}
     values: dict[str, Any] = {
-        "hub": {"config": {
-            # Any user name with the generated password (not the chart's default "dummy" authenticator, whose
-            # password is deprecated since JupyterHub 5.3, jupyterhub/auth.py). allow_all is set for this
-            # authenticator only: choosing another one does not let in everyone it can identify.
-            "JupyterHub": {"authenticator_class": "shared-password"},
-            "SharedPasswordAuthenticator": {"user_password": hub_password, "allow_all": True},
-        }},
+        "hub": {
+            "config": {
+                # The generated password for every directory user (not the chart's default "dummy"
+                # authenticator, whose password is deprecated since JupyterHub 5.3, jupyterhub/auth.py).
+                "JupyterHub": {"authenticator_class": "shared-password",
+                               "template_vars": {"announcement_login": LOGIN_NOTE}},
+                "SharedPasswordAuthenticator": {"user_password": hub_password},
+                "Authenticator": {"allowed_users": sorted(u.name for u in users)},
+            },
+            "extraConfig": {"slurmUsers": hub_extra_config(users, groups)},
+        },
         # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
         "proxy": {"service": {"type": "ClusterIP"}},
         "singleuser": {
             "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
             "cmd": NOTEBOOK_CMD,
-            "uid": ROOT_UID,
-            "fsGid": FS_GID,
             "extraFiles": extra_files,
+            "extraEnv": {"SLURM_TOKEN_URL": token_url},
+            "storage": {"type": "static", "static": {"pvcName": home_claim, "subPath": "{username}"},
+                        "homeMountPath": f"{directory.HOME_ROOT}/{{username}}"},
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
             "networkPolicy": {"egress": list(egress)},
             # The singleuser NetworkPolicy (enabled, cloudMetadataServer: false by default) already blocks the
@@ -134,7 +169,8 @@ def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any]) 
     makes any resource, so that `pulumi up` without a preview creates nothing either; the values here stand in
     for the program's Outputs, JupyterHub merges the real ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
-                                munge_key_base64="", hub_password="", egress=[])
+                                users=(), groups={}, home_claim="home", token_url="url", hub_password="",
+                                egress=[])
     chart_values.with_user_values(program, user_values, *chart)
 
 
@@ -147,7 +183,10 @@ class JupyterHubArgs:
     notebook_image: pulumi.Input[str]  # slurm-jupyter-notebook by digest
     image_tag: str  # the tag the images were pushed with (the digest is what pins them)
     config_files: Mapping[str, str]  # non-secret Slurm files (SlurmConfig.files)
-    munge_key_base64: pulumi.Input[str]  # secret
+    users: Sequence[directory.User]  # StackConfig.directory
+    groups: Mapping[str, int]
+    home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
+    token_url: pulumi.Input[str]  # TokenService.url
     egress: Sequence[dict]
     rotation: str
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -156,7 +195,7 @@ class JupyterHubArgs:
 
 
 class JupyterHub(pulumi.ComponentResource):
-    """Outputs: `url` (in-cluster), `password` (secret; any user name), `release_name`."""
+    """Outputs: `url` (in-cluster), `password` (secret; of every directory user), `release_name`."""
 
     def __init__(self, name: str, args: JupyterHubArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:JupyterHub", name, None, opts)
@@ -167,7 +206,8 @@ class JupyterHub(pulumi.ComponentResource):
         image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
         program = jupyterhub_values(
             image_name=image[0], image_tag=image[1], config_files=args.config_files,
-            munge_key_base64=pulumi.Output.secret(args.munge_key_base64), hub_password=self.password,
+            users=args.users, groups=args.groups, home_claim=args.home_claim, token_url=args.token_url,
+            hub_password=self.password,
             egress=args.egress, image_pull_secret=args.image_pull_secret)
         values = chart_values.with_user_values(program, args.user_values, *args.chart)
         if args.values_secret:

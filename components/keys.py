@@ -22,7 +22,8 @@ class SlurmKeysArgs:
     namespace: pulumi.Input[str]
     rotation: str  # changing it generates new keys (pulumi-random keepers)
     munge_key: Optional[pulumi.Input[str]] = None  # base64 key of an existing cluster; None = generate
-    jwt: bool = True  # an existing cluster mints its own tokens: no JWT key to make
+    jwt: bool = True  # make a JWT key Secret (the stack's own Slurm, or JupyterHub's token service)
+    jwt_key: Optional[pulumi.Input[str]] = None  # base64 JWT key of an existing cluster; None = generate
 
 
 class SlurmKeys(pulumi.ComponentResource):
@@ -51,8 +52,11 @@ class SlurmKeys(pulumi.ComponentResource):
         self.jwt_key_base64: Optional[pulumi.Output[str]] = None
         self.jwt_secret_name: Optional[pulumi.Output[str]] = None
         if args.jwt:
-            jwt = random.RandomBytes(f"{name}-jwt", length=JWT_KEY_BYTES, keepers=keepers, opts=child)
-            self.jwt_key_base64 = pulumi.Output.secret(jwt.base64)
+            if args.jwt_key is None:
+                jwt = random.RandomBytes(f"{name}-jwt", length=JWT_KEY_BYTES, keepers=keepers, opts=child)
+                self.jwt_key_base64 = pulumi.Output.secret(jwt.base64)
+            else:
+                self.jwt_key_base64 = pulumi.Output.secret(args.jwt_key)
             jwt_secret = self._secret(f"{name}-jwt", args.namespace, JWT_KEY_FILE, self.jwt_key_base64, child)
             self.jwt_secret_name = jwt_secret.metadata.name
             outputs |= {"jwt_key_base64": self.jwt_key_base64, "jwt_secret_name": self.jwt_secret_name}

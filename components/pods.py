@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.directory import EXTRAUSERS_DIR, HOME_ROOT
 from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
 
 CONFIG_MOUNT = "/etc/slurm-config"  # rendered Slurm files (dockerfiles/README.md)
@@ -40,12 +41,11 @@ def config_volume(config_map_name: pulumi.Input[str], secret_name: Optional[pulu
         projected=k8s.core.v1.ProjectedVolumeSourceArgs(sources=sources, default_mode=CONFIG_MODE))
 
 
-def keys_volume(munge_secret_name: pulumi.Input[str],
+def keys_volume(munge_secret_name: Optional[pulumi.Input[str]],
                 jwt_secret_name: Optional[pulumi.Input[str]] = None) -> k8s.core.v1.VolumeArgs:
-    """/etc/slurm-keys: munge.key (and jwt_hs256.key) from SlurmKeys' Secrets, each file mode 0400."""
-    sources = [_key_source(munge_secret_name, MUNGE_KEY_FILE)]
-    if jwt_secret_name is not None:
-        sources.append(_key_source(jwt_secret_name, JWT_KEY_FILE))
+    """/etc/slurm-keys: munge.key and/or jwt_hs256.key from SlurmKeys' Secrets, each file mode 0400."""
+    sources = [_key_source(secret, file) for secret, file in ((munge_secret_name, MUNGE_KEY_FILE),
+                                                                (jwt_secret_name, JWT_KEY_FILE)) if secret is not None]
     return k8s.core.v1.VolumeArgs(
         name="slurm-keys",
         projected=k8s.core.v1.ProjectedVolumeSourceArgs(sources=sources, default_mode=KEY_MODE))
@@ -54,6 +54,26 @@ def keys_volume(munge_secret_name: pulumi.Input[str],
 def _key_source(secret_name: pulumi.Input[str], file: str) -> k8s.core.v1.VolumeProjectionArgs:
     return k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
         name=secret_name, items=[k8s.core.v1.KeyToPathArgs(key=file, path=file, mode=KEY_MODE)]))
+
+
+def directory_volume(config_map_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
+    """The user directory's passwd and group (components/directory.py), read by the images' libnss-extrausers."""
+    return k8s.core.v1.VolumeArgs(name="users", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+        name=config_map_name, default_mode=CONFIG_MODE))
+
+
+def home_volume(claim_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
+    """The shared home claim (ReadWriteMany): /home/<user> of every directory user."""
+    return k8s.core.v1.VolumeArgs(
+        name="home", persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim_name))
+
+
+def directory_mounts(home: bool) -> list[k8s.core.v1.VolumeMountArgs]:
+    """Mounts of directory_volume() (and of home_volume() if `home`)."""
+    mounts = [k8s.core.v1.VolumeMountArgs(name="users", mount_path=EXTRAUSERS_DIR, read_only=True)]
+    if home:
+        mounts.append(k8s.core.v1.VolumeMountArgs(name="home", mount_path=HOME_ROOT))
+    return mounts
 
 
 def pull_secrets(secret_name: Optional[pulumi.Input[str]]) -> Optional[list[k8s.core.v1.LocalObjectReferenceArgs]]:
@@ -81,9 +101,19 @@ def root_start_security_context() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
-def pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
-    # No fsGroup: it would make the kubelet give the keys group-read (the notebook entrypoint refuses that).
-    return k8s.core.v1.PodSecurityContextArgs(seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
+def non_root_security_context(uid: int) -> k8s.core.v1.SecurityContextArgs:
+    """For a container that runs as `uid` from the start and needs no privilege at all."""
+    return k8s.core.v1.SecurityContextArgs(
+        run_as_user=uid, run_as_group=uid, run_as_non_root=True, allow_privilege_escalation=False,
+        privileged=False, read_only_root_filesystem=True, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
+
+
+def pod_security_context(fs_group: Optional[int] = None) -> k8s.core.v1.PodSecurityContextArgs:
+    """No fsGroup for pods that start as root: it would make the kubelet give the keys group-read (the notebook
+    entrypoint refuses that). `fs_group`: the group a non-root pod reads its Secrets as (files 0440)."""
+    return k8s.core.v1.PodSecurityContextArgs(fs_group=fs_group,
+                                              seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
 
 
 def exec_probe(command: Sequence[str], *, period: int = 10, timeout: int = 10, failures: int = 3,

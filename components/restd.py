@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import pulumi
 
 from components import pods
-from components.client_app import ClientApp, client_app
+from components.client_app import ClientApp, client_app, slurm_volumes
 from components.slurm_files import SLURMRESTD_PORT
 
 APP = "slurmrestd"
@@ -26,6 +26,7 @@ class SlurmRestdArgs:
     image: pulumi.Input[str]  # slurm-client by digest
     config_map_name: pulumi.Input[str]
     munge_secret_name: pulumi.Input[str]
+    directory_config_map: pulumi.Input[str]  # the user directory (X-SLURM-USER-NAME resolves through it)
     allowed_clients: Sequence[str]  # app.kubernetes.io/name values admitted to port 6820
     replicas: int = 1
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -36,13 +37,15 @@ class SlurmRestd(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SlurmRestdArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:SlurmRestd", name, None, opts)
+        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name)
         service = client_app(name, ClientApp(
             app=APP, component="rest-api", name=args.name, namespace=args.namespace, container="slurmrestd",
             image=args.image, port=SLURMRESTD_PORT,
             readiness_probe=pods.tcp_probe(SLURMRESTD_PORT, period=5),
             liveness_probe=pods.tcp_probe(SLURMRESTD_PORT, period=20, initial_delay=30),
             resources=pods.resources("100m", "128Mi", "1", "512Mi"),
-            config_map_name=args.config_map_name, munge_secret_name=args.munge_secret_name,
+            volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
+            volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             # No allowed clients: the policy admits nothing.
             ingress=[pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients)] if args.allowed_clients else [],
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,

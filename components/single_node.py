@@ -49,6 +49,8 @@ class SlurmSingleNodeArgs:
     config_secret_files: tuple[str, ...]
     munge_secret_name: pulumi.Input[str]
     jwt_secret_name: pulumi.Input[str]
+    directory_config_map: pulumi.Input[str]  # its entrypoint makes each user's home and accounting user
+    home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany), mounted at /home
     storage_size: str  # Kubernetes quantity
     storage_class: Optional[str]  # None: the cluster's default class
     cpu_milli: tuple[int, int]  # the pod's CPU (request, limit), millicores: StackConfig.single_node_cpu_milli
@@ -86,7 +88,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
             image_pull_policy="IfNotPresent",
             ports=[k8s.core.v1.ContainerPortArgs(name=n[:15], container_port=p, protocol="TCP")
                    for n, p in all_ports.items()],
-            volume_mounts=[*pods.slurm_mounts(),
+            volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=True),
                            k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
             # First start initialises MariaDB: give it time before liveness counts.
             startup_probe=pods.tcp_probe(SLURMCTLD_PORT, period=5, failures=60),
@@ -120,6 +122,8 @@ class SlurmSingleNode(pulumi.ComponentResource):
                         volumes=[
                             pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                             pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                            pods.directory_volume(args.directory_config_map),
+                            pods.home_volume(args.home_claim),
                         ],
                     ),
                 ),

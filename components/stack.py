@@ -5,20 +5,24 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import registry, single_node
+from components import directory, registry, single_node
 from components.chart_values import load_chart
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
 from components.jupyterhub import APP as HUB_APP
-from components.jupyterhub import JupyterHub, JupyterHubArgs, check_user_values, existing_cluster_ports, slurm_egress
+from components.jupyterhub import (JupyterHub, JupyterHubArgs, app_egress, check_user_values, existing_cluster_ports,
+                                   slurm_egress)
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
 from components.slurm_files import SLURMRESTD_PORT
+from components.token_service import APP as TOKEN_APP
+from components.token_service import PORT as TOKEN_PORT
+from components.token_service import TokenService, TokenServiceArgs
 
 SHOW_SECRET = "pulumi stack output {} --show-secrets"
 
@@ -45,7 +49,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     keys = SlurmKeys(
         "slurm-keys",
         SlurmKeysArgs(namespace=namespace, rotation=cfg.key_rotation, munge_key=cfg.munge_key,
-                      jwt=cfg.existing_cluster is None),
+                      jwt=cfg.existing_cluster is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key),
         opts=k8s_opts,
     )
     images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
@@ -74,6 +78,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         opts=k8s_opts,
     )
 
+    users = k8s.core.v1.ConfigMap(  # auto-named: a changed directory is a new ConfigMap, so its pods roll
+        "users",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("users", "directory")),
+        data=directory.render_files(cfg.directory, cfg.groups),
+        opts=k8s_opts,
+    ).metadata.name
+    home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, k8s_opts)
+
     restd_url = None
     if cfg.components.single_node:
         node = single_node.SlurmSingleNode(
@@ -82,7 +94,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 namespace=namespace, name=node_name, image=images.refs[SINGLE_NODE], nodes=cfg.nodes,
                 config_map_name=config.config_map_name, config_secret_name=config.secret_name,
                 config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
-                jwt_secret_name=keys.jwt_secret_name, storage_size=cfg.storage.size,
+                jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, home_claim=home_claim,
+                storage_size=cfg.storage.size,
                 storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
                 memory_mib=cfg.single_node_memory_mib,
                 slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd.allowed_clients,
@@ -92,14 +105,16 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         restd_url = node.restd_url
         outputs["slurmController"] = node.controller_addr
         outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
-                                     "scontrol token username=jovyan lifespan=3600")
+                                     f"scontrol token username={cfg.users[0].name if cfg.users else 'USER'} "
+                                     "lifespan=3600")
 
     if cfg.components.restd:
         restd = SlurmRestd(
             "slurmrestd",
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
-                           allowed_clients=cfg.restd.allowed_clients, image_pull_secret=pull_secret),
+                           directory_config_map=users, allowed_clients=cfg.restd.allowed_clients,
+                           image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         restd_url = restd.url
@@ -112,6 +127,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "jupyter",
             SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
                              config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
+                             directory_config_map=users, home_claim=home_claim, user=cfg.jupyter_user,
                              rotation=cfg.key_rotation,
                              slurm_apps=(single_node.APP,) if cfg.components.single_node else (),
                              image_pull_secret=pull_secret),
@@ -130,20 +146,41 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             egress = slurm_egress(single_node_app=single_node.APP,
                                   single_node_ports=list(single_node.ports(cfg.nodes).values()))
         if cfg.components.restd and HUB_APP in cfg.restd.allowed_clients:
-            egress += slurm_egress(restd_app=RESTD_APP, restd_port=SLURMRESTD_PORT)
+            egress += app_egress(RESTD_APP, SLURMRESTD_PORT)
+        egress += app_egress(TOKEN_APP, TOKEN_PORT)
+        tokens = TokenService(
+            "slurm-token",
+            TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
+                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
+                             image_pull_secret=pull_secret),
+            opts=k8s_opts,
+        )
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
                            chart_version=cfg.jupyterhub.chart_version, chart=chart, notebook_image=images.refs[NOTEBOOK],
-                           image_tag=cfg.images.tag, config_files=config.files,
-                           munge_key_base64=keys.munge_key_base64, egress=egress, rotation=cfg.key_rotation,
+                           image_tag=cfg.images.tag, config_files=config.files, users=cfg.directory,
+                           groups=cfg.groups, home_claim=home_claim, token_url=tokens.url, egress=egress,
+                           rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
                            values_secret=cfg.jupyterhub.values_secret),
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url
         outputs["jupyterhubAccess"] = (f"kubectl -n {ns} port-forward service/proxy-public 8000:80, then open "
-                                       "http://localhost:8000 and log in with any user name and the password of "
+                                       "http://localhost:8000 and log in as a user of `users` with the password of "
                                        f"{SHOW_SECRET.format('jupyterhubPassword')}")
         outputs["jupyterhubPassword"] = hub.password
     return outputs
+
+
+def home_volume_claim(cfg: StackConfig, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The shared home claim (ReadWriteMany, config `home`); its name."""
+    return k8s.core.v1.PersistentVolumeClaim(
+        "home",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("home", "storage")),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteMany"], storage_class_name=cfg.home.class_name,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": cfg.home.size})),
+        opts=opts,
+    ).metadata.name

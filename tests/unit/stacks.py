@@ -9,7 +9,7 @@ import yaml
 
 from tests.project_env import PREFIX, ROOT
 from tests.unit.harness import Result, run_stack
-from tests.unit.test_config import MUNGE, changed, raw
+from tests.unit.test_config import JWT, MUNGE, changed, raw
 
 
 def stack_values(stack: str, **changes) -> dict:
@@ -27,7 +27,8 @@ def run(stack: str, **changes) -> Result:
     secret = set()
     if stack == "prod":
         changes.setdefault("mungeKey", MUNGE)
-        secret.add("mungeKey")
+        changes.setdefault("jwtKey", JWT)
+        secret |= {"mungeKey", "jwtKey"}
     # local's renderDir and cluster's kubeconfig name scripts/env.sh's variables; under mocks nothing is read there.
     cache = os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")
     with mock.patch.dict(os.environ, {"SCI_CACHE": cache,

@@ -10,8 +10,9 @@ from components.config import README, REQUIRED, ConfigError, parse, readme_with_
 from components.slurm_files import DEFAULT_SLURM_VERSION
 
 MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:5000"}),
-           "jupyterhub": json.dumps({"chartVersion": "4.2.0"})}
+           "jupyterhub": json.dumps({"chartVersion": "4.2.0"}), "users": json.dumps([{"name": "alice", "uid": 2001}])}
 MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
+JWT = base64.b64encode(bytes(range(32))).decode()
 
 
 def raw(value):

@@ -8,17 +8,20 @@ on a live cluster. This does the same offline with the chart's reference files i
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
-from components import pods
+from components import directory, pods
 from components.chart_values import helm_merge
-from components.jupyterhub import jupyterhub_values, slurm_egress, split_image_ref
+from components.jupyterhub import hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
 from tests.helm import chart_reference
 from tests.unit.stacks import run
 
 DIGEST = "sha256:" + "ab" * 32
+USERS = (directory.User("alice", 2001, 2001, ("physics",)), directory.User("bob", 2002, 2002))
+GROUPS = {"physics": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def sample_values(**changes):
     name, tag = split_image_ref(f"registry.example.com/hpc/slurm-cloud-integration/slurm-jupyter-notebook@{DIGEST}", "dev")
     args = dict(image_name=name, image_tag=tag,
                 config_files={"slurm.conf": "ClusterName=dev\n", "cgroup.conf": "\n", "slurm-image.env": "A=1\n"},
-                munge_key_base64="bXVuZ2U=", hub_password="p" * 32,
+                users=USERS, groups=GROUPS, home_claim="home-0a1b2c", token_url="http://tokens:8090/token",
+                hub_password="p" * 32,
                 egress=slurm_egress(single_node_app="slurm-single-node", single_node_ports=[6817, 6819, 6818]))
     return jupyterhub_values(**{**args, **changes})
 
@@ -58,7 +62,7 @@ def test_values_of_the_committed_stacks_pass_the_chart_schema(chart, stack):
 
 def test_the_schema_check_can_fail(chart):
     bad = sample_values()
-    bad["singleuser"]["extraFiles"]["munge-key"]["mode"] = "0400"  # a string, the schema wants a number
+    bad["singleuser"]["extraFiles"]["slurm-users-passwd"]["mode"] = "0644"  # a string, the schema wants a number
     bad["singleuser"]["image"].pop("tag")
     bad["singleuser"]["imageTypo"] = {}
     errors = schema_errors(chart, bad)
@@ -87,15 +91,43 @@ def test_extra_files_follow_the_image_contract(chart):
     defaults, _ = chart
     singleuser = helm_merge(defaults, sample_values())["singleuser"]
     files = singleuser["extraFiles"]
-    assert files["munge-key"] == {"mountPath": "/etc/slurm-keys/munge.key", "binaryData": "bXVuZ2U=", "mode": 0o400}
-    assert {f["mountPath"] for f in files.values() if "stringData" in f} == {
-        f"{pods.CONFIG_MOUNT}/{n}" for n in ("slurm.conf", "cgroup.conf", "slurm-image.env")}
-    assert all(f["mode"] == 0o644 for f in files.values() if "stringData" in f)
-    # The notebook entrypoint starts as root; fsGroup 0 is no group of jovyan's, so the key stays root-only.
-    assert singleuser["uid"] == 0 and singleuser["fsGid"] == 0
+    assert {f["mountPath"] for f in files.values()} == {
+        *(f"{pods.CONFIG_MOUNT}/{n}" for n in ("slurm.conf", "cgroup.conf", "slurm-image.env")),
+        f"{directory.EXTRAUSERS_DIR}/passwd", f"{directory.EXTRAUSERS_DIR}/group"}
+    assert all(f["mode"] == 0o644 and "stringData" in f for f in files.values())
+    assert files["slurm-users-passwd"]["stringData"].startswith("alice:x:2001:2001::/home/alice:/bin/bash\n")
     assert singleuser["cmd"] == "jupyterhub-singleuser"
     # The chart's own label that lets notebooks reach the hub survives our extraLabels.
     assert singleuser["extraLabels"]["hub.jupyter.org/network-access-hub"] == "true"
+
+
+def test_user_pods_hold_no_cluster_key(chart):
+    defaults, _ = chart
+    text = json.dumps(helm_merge(defaults, sample_values())["singleuser"])
+    assert "munge" not in text and "jwt" not in text and "slurm-keys" not in text
+    assert "munge" in json.dumps({"extraFiles": {"munge-key": {}}})  # control
+
+
+def test_each_user_runs_as_their_directory_ids():
+    """The hub's extraConfig, run as the chart's hub runs it (exec with `c`), gives KubeSpawner per-user ids."""
+    from traitlets.config import Config
+    c = Config()
+    exec(hub_extra_config(USERS, GROUPS), {"c": c})
+    spawner = SimpleNamespace(user=SimpleNamespace(name="alice"))
+    ks = c.KubeSpawner
+    assert (ks.uid(spawner), ks.gid(spawner), ks.fs_gid(spawner), ks.supplemental_gids(spawner)) == (2001, 2001, 2001,
+                                                                                                   [3000])
+    assert ks.uid(SimpleNamespace(user=SimpleNamespace(name="bob"))) == 2002
+    with pytest.raises(ValueError, match="carol is not in the Slurm cluster's user directory"):
+        ks.uid(SimpleNamespace(user=SimpleNamespace(name="carol")))
+
+
+def test_homes_are_the_shared_claim(chart):
+    defaults, _ = chart
+    storage = helm_merge(defaults, sample_values())["singleuser"]["storage"]
+    assert storage["type"] == "static"
+    assert storage["static"] == {"pvcName": "home-0a1b2c", "subPath": "{username}"}
+    assert storage["homeMountPath"] == "/home/{username}"
 
 
 def test_values_hold_no_null_because_pulumi_drops_them():
@@ -113,9 +145,9 @@ def test_hub_is_not_open(chart):
     merged = helm_merge(defaults, sample_values())
     config = merged["hub"]["config"]
     assert config["JupyterHub"]["authenticator_class"] == "shared-password"
-    assert config["SharedPasswordAuthenticator"] == {"user_password": "p" * 32, "allow_all": True}
-    # allow_all for the dummy authenticator only: another one chosen in jupyterhub.values does not inherit it.
-    assert "Authenticator" not in config
+    assert config["SharedPasswordAuthenticator"] == {"user_password": "p" * 32}
+    # Whatever authenticator jupyterhub.values chooses, only the directory's users get in.
+    assert config["Authenticator"]["allowed_users"] == ["alice", "bob"]
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
 
 
