@@ -13,10 +13,12 @@ The chart's semantics, kept here:
   Exceptions, as in the chart: `allowPrivilegeEscalation` is set even when null, and `cmd` whenever the key exists.
 - The image is `name:tag` (the chart has no digest field; the program puts the digest in the tag).
 - singleuser.extraFiles -> one Secret volume `files` (an item per file, with its `mode`), each file mounted by
-  subPath at its `mountPath`; storage.type dynamic -> a PVC per user (`storage_pvc_ensure`) mounted at homeMountPath.
+  subPath at its `mountPath`; storage.type dynamic -> a PVC per user (`storage_pvc_ensure`) mounted at homeMountPath;
+  static -> the claim `static.pvcName` mounted at homeMountPath with subPath `static.subPath`.
 - imagePullSecrets (+ imagePullSecret.create, singleuser.image.pullSecrets) -> `image_pull_secrets`.
-- hub.config is passed through last, section by section, without the secrets the chart seeds itself; a section
-  name that is not a class name fails, as in the chart.
+- hub.config is passed through after the rest, section by section, without the secrets the chart seeds itself; a
+  section name that is not a class name fails, as in the chart. Then hub.extraConfig's entries run, in the order of
+  their keys (exec, with `c` in scope).
 - The proxy's auth token is not in the configuration: hub and proxy read CONFIGPROXY_AUTH_TOKEN from the `hub`
   Secret (the chart's hub/deployment.yaml and proxy/deployment.yaml); JupyterHub reads that variable by default.
 
@@ -77,6 +79,7 @@ MAPPED = (
     "singleuser.image.name", "singleuser.image.tag", "singleuser.image.pullSecrets", "singleuser.cmd",
     "singleuser.defaultUrl", "singleuser.allowPrivilegeEscalation", "singleuser.extraFiles", "singleuser.storage.type",
     "singleuser.storage.capacity", "singleuser.storage.homeMountPath", "singleuser.storage.dynamic",
+    "singleuser.storage.static", "hub.extraConfig",
     "singleuser.cloudMetadata.blockWithIptables", "hub.config", "hub.db.type", "hub.consecutiveFailureLimit",
     "imagePullSecrets", "imagePullSecret", "proxy.service.type", "debug.enabled",
     "singleuser.networkPolicy",  # not hub configuration (see above)
@@ -112,7 +115,7 @@ def check_mapped(program_values: dict) -> None:
 
 def settings(values: dict, release: str = RELEASE) -> list[tuple[str, Any]]:
     """[("Class.trait", value)] in the chart config's order; ("Section", {..}) entries are hub.config pass-through
-    sections (to merge into that section). Names of the chart's objects are its defaults (fullnameOverride "")."""
+    sections (to merge into that section), ("extraConfig:KEY", code) hub.extraConfig entries (to run). Names of the chart's objects are its defaults (fullnameOverride "")."""
     if get(values, "singleuser.cloudMetadata.blockWithIptables") is True:
         raise ValueError("singleuser.cloudMetadata.blockWithIptables: true needs the chart's network-tools init "
                          "container, which the test hub does not have")
@@ -177,8 +180,13 @@ def settings(values: dict, release: str = RELEASE) -> list[tuple[str, Any]]:
         volumes[name] = {"name": name, "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
         mounts[name] = {"name": name, "mountPath": get(values, "singleuser.storage.homeMountPath"),
                         "subPath": dynamic.get("subPath")}
+    elif storage == "static":
+        volumes["home"] = {"name": "home",
+                           "persistentVolumeClaim": {"claimName": get(values, "singleuser.storage.static.pvcName")}}
+        mounts["home"] = {"name": "home", "mountPath": get(values, "singleuser.storage.homeMountPath"),
+                          "subPath": get(values, "singleuser.storage.static.subPath")}
     elif storage != "none":
-        raise ValueError(f"singleuser.storage.type {storage!r}: the test hub maps only dynamic and none")
+        raise ValueError(f"singleuser.storage.type {storage!r}: the test hub maps only dynamic, static and none")
 
     files = get(values, "singleuser.extraFiles") or {}
     if files:
@@ -199,6 +207,7 @@ def settings(values: dict, release: str = RELEASE) -> list[tuple[str, Any]]:
             raise ValueError(f"hub.config.{section}: hub.config sections must be class names (e.g. JupyterHub)")
         cfg = {k: v for k, v in cfg.items() if k not in SEEDED.get(section, ())}
         out.append((section, cfg))
+    out += [(f"extraConfig:{key}", code) for key, code in sorted((get(values, "hub.extraConfig") or {}).items())]
     return out
 
 
@@ -208,7 +217,9 @@ def render(values: dict, release: str = RELEASE) -> str:
              "import os", "c = get_config()  # noqa",
              'c.KubeSpawner.namespace = os.environ.get("POD_NAMESPACE", "default")']
     for target, value in settings(values, release):
-        if "." in target:
+        if target.startswith("extraConfig:"):
+            lines.append(f"exec(compile({value!r}, {target!r}, 'exec'))")
+        elif "." in target:
             lines.append(f"c.{target} = {value!r}")
         else:
             lines.append(f"c[{target!r}].update({value!r})")

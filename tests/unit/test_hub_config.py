@@ -4,19 +4,35 @@ pure checks of the mapping; tests/images/test_hub_kubespawner.py runs its output
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from components import pods
+from components import directory
 from components.jupyterhub import jupyterhub_values
 from tests.e2e import hub_config
 from tests.helm import chart_reference, helm_merge
 
 
+class HubConfig(dict):
+    """What jupyterhub_config.py's `c` offers the code here: c.Section.trait = value, c[Section].update({..})."""
+
+    def __missing__(self, section: str) -> SimpleNamespace:
+        return self.setdefault(section, Section())
+
+    __getattr__ = dict.__getitem__
+
+
+class Section(SimpleNamespace):
+    def update(self, values: dict) -> None:
+        self.__dict__.update(values)
+
+
 def program_values(**changes) -> dict:
     values = jupyterhub_values(image_name="registry.example/nb", image_tag="e2e@sha256:" + "ab" * 32,
                                config_files={"slurm.conf": "ClusterName=x\n", "cgroup.conf": "\n"},
-                               munge_key_base64="bXVuZ2U=", hub_password="p" * 32, egress=[],
+                               users=(directory.User("alice", 2001, 2001),), groups={}, home_claim="home-1",
+                               token_url="http://tokens:8090/token", hub_password="p" * 32, egress=[],
                                image_pull_secret="pull-1", **changes)
     return json.loads(json.dumps(values))
 
@@ -50,10 +66,11 @@ def test_fs_gid_null_leaves_kubespawners_default_as_in_the_chart(fs_gid, expecte
     assert settings(merged(values)).get("KubeSpawner.fs_gid", "absent") == expected
 
 
-def test_the_image_is_name_colon_tag_and_the_command_and_uid_are_the_values():
+def test_the_image_is_name_colon_tag_and_the_command_is_the_value():
     s = settings(merged(program_values()))
     assert s["KubeSpawner.image"] == "registry.example/nb:e2e@sha256:" + "ab" * 32
-    assert s["Spawner.cmd"] == "jupyterhub-singleuser" and s["KubeSpawner.uid"] == 0
+    assert s["Spawner.cmd"] == "jupyterhub-singleuser"
+    assert s["KubeSpawner.uid"] == 1000  # the chart's default: hub.extraConfig.slurmUsers overrides it, after
     assert s["KubeSpawner.allow_privilege_escalation"] is False
     assert s["KubeSpawner.image_pull_secrets"] == ["pull-1"]
     assert s["KubeSpawner.extra_labels"]["app.kubernetes.io/part-of"] == "slurm-cloud-integration"
@@ -66,31 +83,50 @@ def test_extra_files_are_one_secret_volume_with_modes_mounted_file_by_file():
     items = s["KubeSpawner.volumes"]["files"]["secret"]["items"]
     assert s["KubeSpawner.volumes"]["files"]["secret"]["secretName"] == "singleuser"
     assert {i["key"]: i["mode"] for i in items} == {k: f["mode"] for k, f in files.items()}
-    assert {i["key"]: i["mode"] for i in items}["munge-key"] == pods.KEY_MODE
     mounts = [m for m in s["KubeSpawner.volume_mounts"].values() if m["name"] == "files"]
     assert sorted((m["mountPath"], m["subPath"]) for m in mounts) == sorted(
         (f["mountPath"], k) for k, f in files.items())
     secret = hub_config.singleuser_secret(values, "ns")
-    assert secret["data"] == {"munge-key": "bXVuZ2U="}
-    assert set(secret["stringData"]) == {k for k in files if k != "munge-key"}
+    assert secret["data"] == {}
+    assert set(secret["stringData"]) == set(files)
 
 
 def test_dynamic_storage_is_a_claim_per_user_at_the_home_mount():
-    s = settings(merged(program_values()))
+    values = program_values()
+    values["singleuser"]["storage"] = {"type": "dynamic"}  # the chart's default, as a user may still choose it
+    s = settings(merged(values))
     assert s["KubeSpawner.storage_pvc_ensure"] is True and s["KubeSpawner.storage_capacity"] == "10Gi"
     home = s["KubeSpawner.volume_mounts"]["volume-{user_server}"]
-    assert home["mountPath"] == "/home/jovyan"
+    assert home["mountPath"] == "/home/jovyan"  # the chart's default homeMountPath
     assert s["KubeSpawner.volumes"]["volume-{user_server}"]["persistentVolumeClaim"]["claimName"] == "{pvc_name}"
+
+
+def test_static_storage_is_the_shared_claim_by_subpath():
+    s = settings(merged(program_values()))
+    assert "KubeSpawner.storage_pvc_ensure" not in s
+    assert s["KubeSpawner.volumes"]["home"] == {"name": "home", "persistentVolumeClaim": {"claimName": "home-1"}}
+    assert s["KubeSpawner.volume_mounts"]["home"] == {"name": "home", "mountPath": "/home/{username}",
+                                                     "subPath": "{username}"}
+
+
+def test_extra_config_runs_last_in_key_order():
+    values = program_values()
+    values["hub"]["extraConfig"]["aaa"] = "c.JupyterHub.admin_access = False"
+    entries = hub_config.settings(merged(values))
+    assert [t for t, _ in entries if t.startswith("extraConfig:")] == ["extraConfig:aaa", "extraConfig:slurmUsers"]
+    assert entries[-1][0] == "extraConfig:slurmUsers"
 
 
 def test_hub_config_passes_through_last_without_the_secrets_the_chart_seeds():
     values = program_values()
     values["hub"]["config"]["JupyterHub"]["cookie_secret"] = "seeded-by-the-chart"
     entries = hub_config.settings(merged(values))
-    sections = dict(e for e in entries if "." not in e[0])
-    assert sections["SharedPasswordAuthenticator"] == {"user_password": "p" * 32, "allow_all": True}
-    assert sections["JupyterHub"] == {"admin_access": True, "authenticator_class": "shared-password"}
-    assert "." not in entries[-1][0]  # after every trait the chart sets, as in the chart
+    sections = dict(e for e in entries if "." not in e[0] and ":" not in e[0])
+    assert sections["SharedPasswordAuthenticator"] == {"user_password": "p" * 32}
+    assert sections["JupyterHub"]["authenticator_class"] == "shared-password"
+    assert "cookie_secret" not in sections["JupyterHub"]
+    last_trait = max(i for i, (t, _) in enumerate(entries) if "." in t)
+    assert all("." not in t for t, _ in entries[last_trait + 1:])  # after every trait the chart sets
 
 
 def test_a_hub_config_section_that_is_not_a_class_name_is_refused():
@@ -110,4 +146,7 @@ def test_iptables_cloud_metadata_blocking_is_refused_rather_than_dropped():
 def test_the_rendered_configuration_is_python():
     text = hub_config.render(merged(program_values()))
     compile(text, "jupyterhub_config.py", "exec")
-    assert "c.KubeSpawner.uid = 0\n" in text and "c['SharedPasswordAuthenticator'].update(" in text
+    assert "c['SharedPasswordAuthenticator'].update(" in text
+    c = HubConfig()
+    exec(text, {"get_config": lambda: c})
+    assert callable(c.KubeSpawner.uid)  # hub.extraConfig.slurmUsers ran after the chart's uid

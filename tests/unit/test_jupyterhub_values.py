@@ -17,6 +17,7 @@ from components import directory, pods
 from components.chart_values import helm_merge
 from components.jupyterhub import hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
 from tests.helm import chart_reference
+from tests.unit.test_hub_config import HubConfig
 from tests.unit.stacks import run
 
 DIGEST = "sha256:" + "ab" * 32
@@ -110,8 +111,7 @@ def test_user_pods_hold_no_cluster_key(chart):
 
 def test_each_user_runs_as_their_directory_ids():
     """The hub's extraConfig, run as the chart's hub runs it (exec with `c`), gives KubeSpawner per-user ids."""
-    from traitlets.config import Config
-    c = Config()
+    c = HubConfig()
     exec(hub_extra_config(USERS, GROUPS), {"c": c})
     spawner = SimpleNamespace(user=SimpleNamespace(name="alice"))
     ks = c.KubeSpawner
