@@ -177,6 +177,8 @@ class Components:
     restd: bool = key(True, "deploy slurmrestd, the Slurm REST API")
     jupyter: bool = key(True, "deploy JupyterLab with the Slurm extension")
     jupyterhub: bool = key(True, "deploy JupyterHub (the official chart) with the notebook image")
+    token_service: bool = key(True, "deploy the service that mints each JupyterHub user a Slurm JWT (needed by "
+                                    "`components.jupyterhub`; also serves a hub you run yourself)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,6 +365,8 @@ def _rules(cfg: StackConfig) -> None:
            "remove one of them")
     components = cfg.components
     if components.jupyterhub:
+        _check(components.token_service, "components.tokenService", "is false while components.jupyterhub is true, "
+               "but the hub's users get their Slurm tokens from it", "set components.tokenService to true")
         _check(cfg.jupyterhub.chart_version, "jupyterhub.chartVersion", "is missing while components.jupyterhub "
                "is true", f"pin the chart: {how_to_set('jupyterhub.chartVersion')}")
     if cfg.existing_cluster:
@@ -371,9 +375,9 @@ def _rules(cfg: StackConfig) -> None:
                "set components.singleNode to false, or remove existingCluster")
         _check(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
                how_to_set("mungeKey"))
-        if components.jupyterhub:
-            _check(cfg.jwt_key is not None, "jwtKey", "is missing but JupyterHub users get Slurm tokens signed with "
-                   "the existing cluster's JWT key", how_to_set("jwtKey"))
+        if components.token_service:
+            _check(cfg.jwt_key is not None, "jwtKey", "is missing but the token service signs JupyterHub users' "
+                   "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
     else:
         _check(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
                "remove it (the stack makes its own Slurm's key)")
@@ -390,7 +394,7 @@ def _rules(cfg: StackConfig) -> None:
 
 def _check_directory(cfg: StackConfig) -> None:
     components = cfg.components
-    if (components.jupyter or components.jupyterhub) and not cfg.users:
+    if (components.jupyter or components.jupyterhub or components.token_service) and not cfg.users:
         raise ConfigError("users", "is empty, but JupyterLab and JupyterHub run only as users of the directory",
                           "pulumi config set --path 'users[0].name' alice && "
                           "pulumi config set --path 'users[0].uid' 2001")

@@ -43,7 +43,7 @@ class SlurmImagesArgs:
     @staticmethod
     def from_config(cfg: StackConfig) -> "SlurmImagesArgs":
         wanted = {SINGLE_NODE: cfg.components.single_node, JUPYTER: cfg.components.jupyter,
-                  NOTEBOOK: cfg.components.jupyterhub}
+                  NOTEBOOK: cfg.components.jupyterhub or cfg.components.token_service}  # the token service's too
         return SlurmImagesArgs(images=cfg.images, debian_suite=cfg.debian_suite,
                                names=(CLIENT, *[n for n, on in wanted.items() if on]))
 

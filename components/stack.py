@@ -139,6 +139,17 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         outputs["jupyterToken"] = jupyter.token
         outputs["jupyterTokenHint"] = SHOW_SECRET.format("jupyterToken")
 
+    token_url = None
+    if cfg.components.token_service:
+        tokens = TokenService(
+            "slurm-token",
+            TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
+                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
+                             image_pull_secret=pull_secret),
+            opts=k8s_opts,
+        )
+        token_url = outputs["slurmTokenUrl"] = tokens.url
+
     if cfg.components.jupyterhub:
         if existing:
             egress = slurm_egress(existing_ports=existing_cluster_ports(existing.slurm_conf))
@@ -148,19 +159,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         if cfg.components.restd and HUB_APP in cfg.restd.allowed_clients:
             egress += app_egress(RESTD_APP, SLURMRESTD_PORT)
         egress += app_egress(TOKEN_APP, TOKEN_PORT)
-        tokens = TokenService(
-            "slurm-token",
-            TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
-                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
-                             image_pull_secret=pull_secret),
-            opts=k8s_opts,
-        )
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
                            chart_version=cfg.jupyterhub.chart_version, chart=chart, notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files, users=cfg.directory,
-                           groups=cfg.groups, home_claim=home_claim, token_url=tokens.url, egress=egress,
+                           groups=cfg.groups, home_claim=home_claim, token_url=token_url, egress=egress,
                            rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
                            values_secret=cfg.jupyterhub.values_secret),
