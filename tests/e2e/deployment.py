@@ -14,14 +14,13 @@ import subprocess
 import time
 from typing import Optional
 
-from components import jupyter, restd, single_node
+from components import directory, jupyter, restd, single_node
 from components.labels import PART_OF
 from tests import project_env
 from tests.e2e.kube import Kube, Pod
 from tests.images.slurm_containers import WaitTimeout, wait_until
 
 STACK = "cluster"
-NB_USER = "jovyan"  # the notebook user of the Jupyter images (dockerfiles/README.md)
 TIMINGS: dict[str, float] = {}  # phase -> seconds, printed at the end of the e2e session (conftest)
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED")
 
@@ -113,6 +112,28 @@ class Deployment:
         assert len(found) == 1, f"expected one Secret with {key}, found {found}"
         return found[0], self.kube.secret_data(found[0])[key]
 
+    @property
+    def lab_user(self) -> str:
+        """The directory user JupyterLab runs as: its container's NB_USER (config jupyter.user)."""
+        env = self.jupyter.spec["containers"][0]["env"]
+        return next(e["value"] for e in env if e["name"] == jupyter.USER_ENV)
+
+    def directory(self) -> tuple[list[directory.User], dict[str, int]]:
+        """The users ConfigMap (components/directory.py's files) read back: (users, further groups by gid)."""
+        data = next((cm["data"] for cm in self.kube.of_kind("configmap") if "passwd" in (cm.get("data") or {})), None)
+        assert data, "no ConfigMap holds the user directory's passwd"
+        groups = [line.split(":") for line in data["group"].split()]
+        users = [directory.User(f[0], int(f[2]), int(f[3]), tuple(g[0] for g in groups if f[0] in g[3].split(",")))
+                 for f in (line.split(":") for line in data["passwd"].split())]
+        names = {u.name for u in users}
+        return users, {g[0]: int(g[2]) for g in groups if g[0] not in names}
+
+    def home_claim(self) -> str:
+        """The shared home's claim: the one the JupyterLab pod mounts at /home."""
+        volumes = {v["name"]: v for v in self.jupyter.spec["volumes"]}
+        mount = next(m for m in self.jupyter.spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/home")
+        return volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+
     def jupyter_token(self) -> str:
         """JUPYTER_TOKEN of the JupyterLab pod, from the Secret its secretKeyRef names."""
         env = self.jupyter.spec["containers"][0]["env"]
@@ -120,15 +141,18 @@ class Deployment:
         return self.kube.secret_data(ref["name"])[ref["key"]].decode()
 
     # --- Slurm -----------------------------------------------------------------------------------------------
-    def token(self, user: str = NB_USER, lifespan: int = 600) -> str:
+    def token(self, user: str, lifespan: int = 600) -> str:
         """A JWT minted in the single node (the stack output slurmTokenHint's command)."""
         out = self.kube.exec(self.slurm, "scontrol", "token", f"username={user}", f"lifespan={lifespan}").stdout
         return out.strip().split("=", 1)[1]
 
-    def sbatch(self, pod: Pod, script: str, *args: str, user: Optional[str] = NB_USER) -> str:
-        """sbatch --parsable ARGS < script, in `pod` as `user` (the notebook user's terminal); the job id."""
-        cmd = "cd /tmp && sbatch --parsable " + " ".join(shlex.quote(a) for a in args)
-        out = self.kube.exec(pod, "sh", "-c", cmd, user=user, input=script).stdout.strip()
+    def sbatch(self, pod: Pod, script: str, *args: str, user: str = "", workdir: str = "e2e") -> str:
+        """sbatch --parsable ARGS < script, in `pod` as `user` (default: lab_user), from ~user/WORKDIR (made if
+        missing), as in the user's terminal; the job id."""
+        home = f"/home/{user or self.lab_user}"
+        cmd = (f"mkdir -p {home}/{workdir} && cd {home}/{workdir} && sbatch --parsable "
+               + " ".join(shlex.quote(a) for a in args))
+        out = self.kube.exec(pod, "sh", "-c", cmd, user=user or self.lab_user, input=script).stdout.strip()
         return out.split(";")[0]
 
     def sacct(self, job_id: str, fields: str = "State", pod: Optional[Pod] = None) -> str:

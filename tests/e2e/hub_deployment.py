@@ -21,7 +21,6 @@ jupyterhubAccess) and the login form, with the password of the values' hub.confi
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -90,15 +89,16 @@ def without_nulls(values):
 USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]}}}}
 
 
-def chart_values(deployment: Deployment, notebook_ref: str, tag: str = "e2e") -> dict:
-    """jupyterhub_values() for the stack's Slurm files and munge key with USER_VALUES over them, as the program's
-    Release gets them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls),
-    checked to be all mapped by hub_config, Helm-merged over the chart's defaults."""
-    _, munge_key = deployment.secret_with("munge.key")
+def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e") -> dict:
+    """jupyterhub_values() for the stack's Slurm files, user directory, home claim and token service, with
+    USER_VALUES over them, as the program's Release gets them (components.chart_values.with_user_values: owned keys
+    refused, schema checked; no nulls), checked to be all mapped by hub_config, Helm-merged over the chart's
+    defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
+    users, groups = deployment.directory()
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
-                               munge_key_base64=base64.b64encode(munge_key).decode(),
-                               hub_password=secrets.token_hex(16), egress=[])
+                               users=users, groups=groups, home_claim=deployment.home_claim(),
+                               token_url=token_url, hub_password=secrets.token_hex(16), egress=[])
     values = with_user_values(values, USER_VALUES, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)
@@ -303,5 +303,6 @@ def public_url(deployment: Deployment) -> Iterator[str]:
 
 
 def job_script(name: str) -> str:
-    return f"#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --chdir=/tmp\n#SBATCH --output=/tmp/{name}-%j.out\n" \
-           f"echo {name} on $(hostname) as $(id -un)\n"
+    """A job that writes its output beside the script, in the submit directory (under the user's home)."""
+    return f"#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --output={name}-%j.out\n" \
+           f"echo {name} on $(hostname) as $(id -un) in $(pwd)\n"

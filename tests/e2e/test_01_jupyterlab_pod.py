@@ -1,11 +1,11 @@
 """Scenario 1: in the slurm-jupyter pod, with the generated munge key and slurm.conf, `sinfo` shows the single-node
-cluster and `sbatch examples/test.slurm` runs to COMPLETED, visible in `sacct`."""
+cluster and `sbatch test.slurm` (the example) from a directory of the user's home runs to COMPLETED as that user,
+visible in `sacct`, its output beside it in the home the Slurm nodes share."""
 
 import hashlib
 
 import pytest
 
-from tests.e2e.deployment import NB_USER
 from tests.project_env import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -25,26 +25,29 @@ def test_the_pods_run_the_generated_slurm_conf_and_munge_key(deployment):
         assert sha256_in(d, pod, "/etc/munge/munge.key") == hashlib.sha256(munge_key).hexdigest(), pod.name
     # The notebook user can read neither the key nor the files with secrets.
     for path in ("/etc/munge/munge.key", "/etc/slurm-keys/munge.key"):
-        assert d.kube.exec(d.jupyter, "cat", path, user=NB_USER, check=False).returncode != 0, path
+        assert d.kube.exec(d.jupyter, "cat", path, user=d.lab_user, check=False).returncode != 0, path
 
 
 def test_sinfo_in_the_jupyterlab_pod_shows_the_single_node_cluster(deployment):
     d = deployment
-    out = d.kube.exec(d.jupyter, "sinfo", "-h", "-N", "-o", "%N %P %t", user=NB_USER).stdout
+    out = d.kube.exec(d.jupyter, "sinfo", "-h", "-N", "-o", "%N %P %t", user=d.lab_user).stdout
     rows = [line.split() for line in out.splitlines() if line.strip()]
     assert sorted(r[0] for r in rows) == sorted(d.node_names()), out
     assert {r[2] for r in rows} == {"idle"}, f"every node idle:\n{out}"
-    cluster = d.kube.exec(d.jupyter, "scontrol", "show", "config", user=NB_USER).stdout
+    cluster = d.kube.exec(d.jupyter, "scontrol", "show", "config", user=d.lab_user).stdout
     assert f"ClusterName             = {d.image_env()['SLURM_CLUSTER_NAME']}" in cluster
 
 
-def test_sbatch_of_the_example_from_the_jupyterlab_pod_completes(deployment):
+def test_the_example_from_a_directory_of_the_home_completes_with_its_output_there(deployment):
     d = deployment
-    script = (ROOT / "examples" / "test.slurm").read_text()
-    job = d.sbatch(d.jupyter, script)
-    state = d.wait_job(job, pod=d.jupyter)  # sacct as the notebook user, in the JupyterLab pod
+    user, home = d.lab_user, f"/home/{d.lab_user}"
+    assert d.kube.exec(d.jupyter, "stat", "-c", "%U %a", home).stdout.split() == [user, "700"]
+    job = d.sbatch(d.jupyter, (ROOT / "examples" / "test.slurm").read_text(), workdir="p")
+    state = d.wait_job(job, pod=d.jupyter)  # sacct as the user, in the JupyterLab pod
     assert state.startswith("COMPLETED")
-    user, node = d.sacct(job, "User,NodeList").split("|")
-    assert user == NB_USER and node in d.node_names(), (user, node)
-    out = d.kube.exec(d.slurm, "cat", f"/tmp/test-{job}.out").stdout
-    assert f"job {job} on {node} (host {d.slurm.hostname}) as {NB_USER}" in out, out
+    who, node = d.sacct(job, "User,NodeList").split("|")
+    assert who == user and node in d.node_names(), (who, node)
+    # Written by the node, read in JupyterLab: the same file of the shared home.
+    out = d.kube.exec(d.jupyter, "cat", f"{home}/p/test-{job}.out", user=user).stdout
+    assert f"job {job} on {node} (host {d.slurm.hostname}) as {user}" in out, out
+    assert d.kube.exec(d.slurm, "stat", "-c", "%U", f"{home}/p/test-{job}.out").stdout.strip() == user

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from components.slurm_files import SLURMRESTD_PORT
-from tests.e2e.deployment import NB_USER
 from tests.slurm_rest import SlurmRest, SlurmRestError
 
 pytestmark = pytest.mark.e2e
@@ -43,30 +42,35 @@ def forged_token(user: str) -> str:
     return f"{head}.{body}.{b64(sig)}"
 
 
-def test_ping_with_a_token_minted_for_the_user(deployment, rest_url, api):
-    client = SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER))
+@pytest.fixture(scope="module")
+def user(deployment):
+    return deployment.lab_user
+
+
+def test_ping_with_a_token_minted_for_the_user(deployment, rest_url, api, user):
+    client = SlurmRest(rest_url, api, user=user, token=deployment.token(user))
     assert client.ping(), "slurmrestd (its own pod) should see slurmctld UP for a valid token"
     assert client.authenticated()
 
 
-def test_a_job_submitted_through_the_rest_api_completes(deployment, rest_url, api):
-    client = SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER))
+def test_a_job_submitted_through_the_rest_api_completes(deployment, rest_url, api, user):
+    client = SlurmRest(rest_url, api, user=user, token=deployment.token(user))
     job = client.submit("#!/bin/bash\necho rest-job on $(hostname) as $(id -un)\n", name="e2e-rest",
-                        cwd="/tmp")
+                        cwd=f"/home/{user}")
     assert client.wait_job(job, "COMPLETED", timeout=60) == "COMPLETED"
     state = deployment.wait_job(str(job))  # and in the accounting database
     assert state.startswith("COMPLETED")
-    assert deployment.sacct(str(job), "User,JobName") == f"{NB_USER}|e2e-rest"
+    assert deployment.sacct(str(job), "User,JobName") == f"{user}|e2e-rest"
 
 
 @pytest.mark.parametrize("token", [None, "not-a-jwt", "forged"])
-def test_a_missing_or_wrong_token_is_rejected(deployment, rest_url, api, token):
+def test_a_missing_or_wrong_token_is_rejected(deployment, rest_url, api, user, token):
     if token == "forged":
-        token = forged_token(NB_USER)
-    client = SlurmRest(rest_url, api, user=NB_USER, token=token)
+        token = forged_token(user)
+    client = SlurmRest(rest_url, api, user=user, token=token)
     assert not client.authenticated(), f"slurmrestd accepted token {token!r}"
     with pytest.raises(SlurmRestError):
         client.submit("#!/bin/bash\ntrue\n", name="e2e-rejected")
     assert "e2e-rejected" not in deployment.kube.exec(deployment.slurm, "squeue", "-h", "-o", "%j").stdout
     # and the user's real token still works afterwards
-    assert SlurmRest(rest_url, api, user=NB_USER, token=deployment.token(NB_USER)).authenticated()
+    assert SlurmRest(rest_url, api, user=user, token=deployment.token(user)).authenticated()

@@ -1,25 +1,28 @@
 """Scenario 3: JupyterHub as the official chart runs it, from the chart values `components.jupyterhub.jupyterhub_values()`
 computes: a real hub with KubeSpawner and configurable-http-proxy (tests/e2e/hub_deployment.py says what is deployed
-and how, tests/e2e/hub_config.py how the values become the hub's configuration). Two users log in through the proxy
-with the generated password, KubeSpawner makes their pods from the slurm-jupyter-notebook image through the
-Kubernetes API, and each user's server runs Slurm commands and submits a job that completes. The user pods' specs are
-read back from the API: the munge key stays readable by root only."""
+and how, tests/e2e/hub_config.py how the values become the hub's configuration). The users of the stack's directory
+(Pulumi.cluster.yaml: alice and bob) log in through the proxy with the generated password; anyone else is refused.
+KubeSpawner makes each user's pod from the slurm-jupyter-notebook image through the Kubernetes API, running as that
+user's own uid, with their home on the shared claim and no key of the cluster: Slurm commands there use a JWT for
+the user from the stack's token service. Each user writes a job in their home, submits it from the terminal and from
+the Slurm panel, and reads its output back; Slurm knows them apart."""
 
-import hashlib
+import base64
+import json
 import secrets
 import time
 
 import pytest
 
-from components.keys import MUNGE_KEY_FILE
+from components import token_service
+from components.jupyterhub import LOGIN_NOTE
 from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from tests.e2e import hub_config
-from tests.e2e.deployment import NB_USER, TIMINGS
+from tests.e2e.deployment import TIMINGS, stack_output
 from tests.e2e.hub_deployment import (
     USER_VALUES,
     HubUser,
     build_hub_image,
-    build_notebook_image,
     chart_values,
     crash_check,
     hub_objects,
@@ -31,18 +34,19 @@ from tests.e2e.hub_deployment import (
     start_and_time,
     wait_rollout,
 )
+from tests.e2e.test_02_rest import forged_token
 
 pytestmark = pytest.mark.e2e
 
-USERS = ("ada", "grace")  # hub user names; every server runs as the image's jovyan
+OUTSIDER = "carol"  # not in the directory
 
 
 @pytest.fixture(scope="module")
 def images(deployment):
-    """{"notebook", "hub", "proxy"}: references by digest, built here and pushed to the local registry."""
+    """{"notebook", "hub", "proxy"}: the stack's notebook image (the token service runs it too) and the hub's and
+    proxy's, built here and pushed to the local registry; references by digest."""
     t0 = time.monotonic()
-    client = deployment.restd.spec["containers"][0]["image"]  # the slurm-client image the stack deployed
-    refs = {"notebook": build_notebook_image(client, deployment.image_env()["SLURM_VERSION"]),
+    refs = {"notebook": deployment.app(token_service.APP).spec["containers"][0]["image"],
             "hub": push(build_hub_image("hub")), "proxy": push(build_hub_image("proxy"))}
     TIMINGS["JupyterHub images built and pushed"] = time.monotonic() - t0
     return refs
@@ -50,7 +54,7 @@ def images(deployment):
 
 @pytest.fixture(scope="module")
 def values(deployment, images):
-    return chart_values(deployment, images["notebook"])
+    return chart_values(deployment, images["notebook"], stack_output("slurmTokenUrl"))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,6 @@ def hub(deployment, images, values):
         d.kube.delete_labelled("pod", "component=singleuser-server")
         for obj in reversed(objects):
             d.kube.delete(obj["kind"], obj["metadata"]["name"])
-        d.kube.delete_labelled("pvc", "component=singleuser-storage")
 
 
 def hub_logs(deployment):
@@ -81,11 +84,18 @@ def hub_logs(deployment):
 
 
 @pytest.fixture(scope="module")
-def users(deployment, hub, values):
-    """{name: HubUser} of USERS, logged in through the proxy, each with a running server (one after the other, so
-    each time from login to the server answering through the proxy is its own)."""
+def directory(deployment):
+    users, groups = deployment.directory()
+    assert len(users) >= 2 and OUTSIDER not in {u.name for u in users}, users
+    return {u.name: u for u in users}
+
+
+@pytest.fixture(scope="module")
+def users(deployment, hub, values, directory):
+    """{name: HubUser} of the directory's users, logged in through the proxy, each with a running server (one after
+    the other, so each time from login to the server answering through the proxy is its own)."""
     found = {}
-    for name in USERS:
+    for name in directory:
         user = found[name] = HubUser(hub, name)
         TIMINGS[f"JupyterHub login to {name}'s server ready"] = start_and_time(
             user, password(values), crash_check(deployment, name), logs=hub_logs(deployment))
@@ -98,8 +108,13 @@ def user_pod(deployment, name):
     return deployment.kube.pod(f"jupyter-{name}")  # KubeSpawner's pod_name_template, the chart leaves it
 
 
-def test_a_wrong_password_is_refused_at_the_proxy(hub, values):
-    user = HubUser(hub, USERS[0])
+def in_pod(deployment, name, script: str, check: bool = True):
+    """`bash -c SCRIPT` in NAME's server pod, as the pod runs (their uid), with the pod's environment."""
+    return deployment.kube.exec(user_pod(deployment, name), "bash", "-c", script, check=check, timeout=60)
+
+
+def test_a_wrong_password_is_refused_at_the_proxy(hub, values, directory):
+    user = HubUser(hub, next(iter(directory)))
     r = user.login(secrets.token_hex(16))
     assert r.status_code == 403 and "Invalid username or password" in r.text, (r.status_code, r.text[-300:])
     assert user.hub_api("GET", "/user").status_code == 403
@@ -125,80 +140,126 @@ def test_each_user_gets_a_server_from_the_notebook_image_through_the_proxy(deplo
         assert r.status_code == 200 and "JupyterLab" in r.text, (r.status_code, r.url)
 
 
-def test_the_user_pods_are_made_from_the_chart_values(deployment, users, values):
+def test_a_user_outside_the_directory_is_refused_at_login(hub, values, users):
+    outsider = HubUser(hub, OUTSIDER)
+    r = outsider.login(password(values))
+    assert r.status_code == 403 and LOGIN_NOTE in r.text, (r.status_code, r.text[-500:])
+    assert outsider.hub_api("GET", "/user").status_code == 403
+    assert HubUser(hub, next(iter(users))).login(password(values)).status_code == 302  # control: same password
+
+
+def test_the_user_pods_are_made_from_the_chart_values_as_their_users(deployment, users, values, directory):
     su = values["singleuser"]
     files = su["extraFiles"]
     for name in users:
         pod = user_pod(deployment, name)
         container = pod.spec["containers"][0]
         assert container["args"] == [su["cmd"]]
-        assert container["securityContext"]["runAsUser"] == su["uid"]
-        assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        # A null or absent singleuser.fsGid leaves KubeSpawner's default (no fsGroup), as in the chart.
-        assert pod.spec.get("securityContext", {}).get("fsGroup") == su.get("fsGid"), pod.spec.get("securityContext")
+        u = directory[name]
+        context = {**pod.spec.get("securityContext", {}), **container["securityContext"]}
+        assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (u.uid, u.gid, u.gid), context
+        assert context["allowPrivilegeEscalation"] is False
         assert pod.labels.items() >= su["extraLabels"].items(), pod.labels
         volumes = {v["name"]: v for v in pod.spec["volumes"]}
         items = {i["key"]: i.get("mode") for i in volumes["files"]["secret"]["items"]}
-        assert volumes["files"]["secret"]["secretName"] == "singleuser"
         assert items == {k: f.get("mode") for k, f in files.items()}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         for key, f in files.items():
             assert (mounts[f["mountPath"]]["name"], mounts[f["mountPath"]]["subPath"]) == ("files", key)
-        home = mounts[su["storage"]["homeMountPath"]]
-        assert volumes[home["name"]]["persistentVolumeClaim"]["claimName"] == f"claim-{name}"
-        claim = deployment.kube.get("pvc", f"claim-{name}")
-        assert claim["status"]["phase"] == "Bound"
-        assert claim["spec"]["resources"]["requests"]["storage"] == su["storage"]["capacity"]
+        home = mounts[f"/home/{name}"]  # the shared claim, by subPath: the user sees only their own home
+        assert home["subPath"] == name
+        assert volumes[home["name"]]["persistentVolumeClaim"]["claimName"] == deployment.home_claim()
+        ids = in_pod(deployment, name, "id -un; id -u; pwd; echo $HOME").stdout.split()
+        assert ids[:2] == [name, str(u.uid)], ids
 
 
-def test_the_munge_key_is_readable_by_root_only(deployment, users):
+def test_no_key_of_the_cluster_reaches_a_user_pod(deployment, users):
     d = deployment
-    _, munge_key = d.secret_with("munge.key")
-    key = f"{KEYS_MOUNT}/{MUNGE_KEY_FILE}"
+    keys = {name: d.secret_with(name)[1] for name in ("munge.key", "jwt_hs256.key")}
     for name in users:
         pod = user_pod(d, name)
-        for file, text in d.config_files().items():
-            path = f"{CONFIG_MOUNT}/{file}"
-            assert d.kube.exec(pod, "stat", "-L", "-c", "%a %U", path).stdout.split() == ["644", "root"], path
-            assert d.kube.exec(pod, "cat", path).stdout == text, path
-        mode, uid, gid = d.kube.exec(pod, "stat", "-L", "-c", "%a %u %g", key).stdout.split()
-        mode = int(mode, 8)
-        assert uid == "0" and mode & 0o007 == 0, f"{name}: {key} is {oct(mode)} owned by uid {uid}"
-        # Who can read it through its group (the kubelet gives an fsGroup read on Secret files): nobody but root.
-        passwd = [line.split(":") for line in d.kube.exec(pod, "getent", "passwd").stdout.splitlines()]
-        members = (d.kube.exec(pod, "getent", "group", gid, check=False).stdout.strip().split(":") + [""] * 4)[3]
-        readers = {u[0] for u in passwd if u[2] == "0" or (mode & 0o040 and (u[3] == gid or u[0] in members.split(",")))}
-        assert readers == {"root"}, f"{name}: {key} ({oct(mode)}, group {gid}) is readable by {readers}"
-        # The running server: jovyan, without that group, cannot read it; munged's copy is munge's alone.
-        server = d.kube.exec(pod, "pgrep", "-u", NB_USER, "-f", "jupyterhub-singleuser").stdout.split()[0]
-        status = d.kube.exec(pod, "cat", f"/proc/{server}/status").stdout
-        groups = next(line.split()[1:] for line in status.splitlines() if line.startswith("Groups:"))
-        assert not (mode & 0o040 and gid in groups), f"{name}: the server's groups {groups} can read {key}"
-        assert d.kube.exec(pod, "cat", key, user=NB_USER, check=False).returncode != 0, f"{name}: jovyan reads it"
-        assert d.kube.exec(pod, "stat", "-c", "%a %U", "/etc/munge/munge.key").stdout.split() == ["400", "munge"]
-        assert d.kube.exec(pod, "sha256sum", "/etc/munge/munge.key").stdout.split()[0] == \
-            hashlib.sha256(munge_key).hexdigest(), f"{name}: munged does not use the stack's munge key"
+        spec = json.dumps(pod.spec)
+        for key_name in keys:
+            assert key_name not in spec and d.secret_with(key_name)[0] not in spec, f"{name}: {key_name} in the spec"
+        assert KEYS_MOUNT not in spec
+        # Inside: no key file anywhere it could be, no key in the environment.
+        found = in_pod(d, name, "ls /etc/munge /etc/slurm-keys /run/munge 2>/dev/null; "
+                                "find / -xdev \\( -name 'munge.key' -o -name 'jwt*.key' \\) 2>/dev/null; true").stdout
+        assert found.strip() == "", f"{name}: {found}"
+        env = in_pod(d, name, "cat /proc/1/environ | tr '\\0' '\\n'; env").stdout
+        for key_name, key in keys.items():
+            for form in (key.hex(), base64.b64encode(key).decode()):
+                assert form not in env, f"{name}: {key_name} in the environment"
+        for file, text in d.config_files().items():  # the Slurm files are there, as the chart's extraFiles
+            assert in_pod(d, name, f"cat {CONFIG_MOUNT}/{file}").stdout == text
 
 
-def test_each_user_runs_sinfo_and_a_job_submitted_through_the_proxy_completes(deployment, users):
+def test_each_user_works_in_slurm_as_themselves_from_their_home(deployment, users, directory):
+    """A job written in the home with the file browser's API, submitted from the terminal and from the Slurm panel:
+    both run as the user, in their home, and the output is read back through the file browser's API."""
     d = deployment
+    jobs = {}
     for name, user in users.items():
-        pod = user_pod(d, name)
-        partitions = d.kube.exec(pod, "timeout", "20", "sinfo", "-h", "-o", "%P %a", user=NB_USER).stdout
+        t0 = time.monotonic()
+        partitions = in_pod(d, name, "timeout 20 sinfo -h -o '%P %a'").stdout
         assert "up" in partitions.split(), f"{name}: sinfo: {partitions}"
-        job_name = f"{name}-{secrets.token_hex(3)}"
-        r = user.server("PUT", f"/api/contents/{job_name}.sh",
-                        json={"type": "file", "format": "text", "content": job_script(job_name)})
-        assert r.status_code in (200, 201), r.text
-        r = user.server("POST", "/jupyterlab_slurm/sbatch",
-                        json={"inputPath": f"/home/{NB_USER}/{job_name}.sh", "outputPath": f"/home/{NB_USER}"})
-        body = r.json()
-        assert r.status_code == 200 and body.get("success"), body
-        job = str(body["data"]["jobId"])
-        assert d.wait_job(job).startswith("COMPLETED")
-        assert d.sacct(job, "User,JobName") == f"{NB_USER}|{job_name}"
-        out = d.kube.exec(d.slurm, "cat", f"/tmp/{job_name}-{job}.out").stdout
-        assert f"{job_name} on {d.slurm.hostname} as {NB_USER}" in out, out
+        for how in ("terminal", "panel"):
+            job_name = f"{name}-{how}-{secrets.token_hex(2)}"
+            r = user.server("PUT", "/api/contents/p", json={"type": "directory"})
+            assert r.status_code in (200, 201), r.text
+            r = user.server("PUT", f"/api/contents/p/{job_name}.sh",
+                            json={"type": "file", "format": "text", "content": job_script(job_name)})
+            assert r.status_code in (200, 201), r.text
+            if how == "terminal":
+                job = in_pod(d, name, f"cd ~{name}/p && sbatch --parsable {job_name}.sh").stdout.strip().split(";")[0]
+            else:
+                r = user.server("POST", "/jupyterlab_slurm/sbatch",
+                                json={"inputPath": f"/home/{name}/p/{job_name}.sh", "outputPath": f"/home/{name}/p"})
+                body = r.json()
+                assert r.status_code == 200 and body.get("success"), body
+                job = str(body["data"]["jobId"])
+            assert d.wait_job(job).startswith("COMPLETED")
+            assert d.sacct(job, "User,JobName") == f"{name}|{job_name}"
+            r = user.server("GET", f"/api/contents/p/{job_name}-{job}.out")
+            assert r.status_code == 200, (r.status_code, r.text[:300])
+            assert r.json()["content"].strip() == f"{job_name} on {d.slurm.hostname} as {name} in /home/{name}/p"
+            jobs.setdefault(name, []).append(job)
+        TIMINGS[f"{name}: sinfo, two jobs written, submitted, COMPLETED, read"] = time.monotonic() - t0
+    # sacct tells them apart
+    all_jobs = ",".join(j for js in jobs.values() for j in js)
+    rows = d.kube.exec(d.slurm, "sacct", "-n", "-X", "-P", "-j", all_jobs, "-o", "JobID,User").stdout.split()
+    assert {tuple(r.split("|")) for r in rows} == {(j, n) for n, js in jobs.items() for j in js}, rows
+
+
+def test_a_user_cannot_touch_another_users_job_and_sees_only_their_own(deployment, users):
+    d = deployment
+    alice, bob = list(users)[:2]
+    job = in_pod(d, alice, f"cd ~{alice} && sbatch --parsable --hold --job-name=e2e-mine --output=/dev/null "
+                           "--wrap 'sleep 1'").stdout.strip()
+    try:
+        assert d.squeue(job) == "PENDING JobHeldUser"
+        cancel = in_pod(d, bob, f"scancel {job}", check=False)
+        assert cancel.returncode != 0 and "Access/permission denied" in cancel.stderr, (cancel.returncode,
+                                                                                      cancel.stderr)
+        release = in_pod(d, bob, f"scontrol release {job}", check=False)
+        assert release.returncode != 0, release.stdout + release.stderr
+        assert d.squeue(job) == "PENDING JobHeldUser", "bob changed alice's job"
+        assert in_pod(d, bob, "squeue --me -h -o %i").stdout.split() == []
+        assert job in in_pod(d, alice, "squeue --me -h -o %i").stdout.split()
+    finally:
+        in_pod(d, alice, f"scancel {job}")
+    d.wait_job(job, "CANCELLED")
+
+
+def test_slurm_tokens_are_the_users_own_and_a_forged_one_is_refused(deployment, users):
+    d = deployment
+    for name in users:
+        token = in_pod(d, name, "slurm-token").stdout.strip()
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        assert claims["sun"] == name and claims["exp"] > time.time(), claims
+        forged = in_pod(d, name, f"SLURM_JWT={forged_token(name)} squeue -h", check=False)
+        assert forged.returncode != 0, forged.stdout
+        assert in_pod(d, name, f"SLURM_JWT={token} squeue -h", check=False).returncode == 0  # control
 
 
 def test_a_users_authenticator_setting_takes_effect_in_the_running_hub(hub, values, users):
@@ -227,5 +288,5 @@ def test_the_hub_runs_the_charts_versions_and_configuration(deployment, users):
     assert hub.stdout.split() == ["5.4.4", "7.0.0"], hub.stdout
     chp = deployment.kube.kubectl("exec", "deployment/proxy", "--", "configurable-http-proxy", "--version")
     assert chp.stdout.strip() == "5.2.0", chp.stdout
-    labels = user_pod(deployment, USERS[0]).labels  # the chart's common labels, set by its hub configuration
+    labels = user_pod(deployment, next(iter(users))).labels  # the chart's common labels, set by its hub configuration
     assert labels["app.kubernetes.io/instance"] == hub_config.RELEASE, labels

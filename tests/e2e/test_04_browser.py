@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from components import jupyter
-from tests.e2e.deployment import NB_USER, stack_output
+from tests.e2e.deployment import stack_output
 from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +83,7 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
 
     url, token = lab
     d = deployment
+    user = d.lab_user
     name = f"ui-{secrets.token_hex(3)}"
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)
@@ -101,7 +102,7 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
             return d.kube.exec(d.slurm, "squeue", "-h", "--name", name, "-o", "%i %T %u %r").stdout.strip()
         # Typed until the job shows up: the first keystrokes can arrive before the terminal's shell is ready.
         for _ in range(3):
-            page.keyboard.type(f"sbatch --hold --job-name={name} --output=/tmp/{name}-%j.out "
+            page.keyboard.type(f"sbatch --hold --job-name={name} --output={name}-%j.out "
                                f"--wrap 'echo {name} on $(hostname) as $(id -un)'\n")
             try:
                 queued = wait_until(in_queue, 15, f"job {name} typed into JupyterLab's terminal to be queued")
@@ -111,14 +112,14 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
         else:
             page.screenshot(path=str(shots / "1-terminal.png"))
             pytest.fail(f"the sbatch typed into JupyterLab's terminal never queued job {name}; see {shots}")
-        job_id, state, user, reason = queued.split()
-        assert (state, user, reason) == ("PENDING", NB_USER, "JobHeldUser"), queued
+        job_id, state, owner, reason = queued.split()
+        assert (state, owner, reason) == ("PENDING", user, "JobHeldUser"), queued
 
         page.keyboard.press("Control+Shift+L")  # a new Launcher
         page.locator(".jp-LauncherCard", has_text="Slurm Dashboard").last.click()
         row = page.locator(".ag-center-cols-container .ag-row", has_text=name)
         expect(row).to_contain_text("PENDING")
-        expect(row).to_contain_text(NB_USER)
+        expect(row).to_contain_text(user)
         expect(row).to_contain_text(job_id)
         page.screenshot(path=str(shots / "2-dashboard-held.png"))
 
@@ -136,10 +137,21 @@ def test_a_job_from_jupyterlab_is_listed_in_the_slurm_dashboard_and_then_finishe
             return finished.count() == 1
         wait_until(finished_in_history, 60, f"job {name} COMPLETED in the dashboard's Job History",
                    lambda: page.content()[-2000:])
-        expect(page.locator("text=Job History for")).to_contain_text(NB_USER)
+        expect(page.locator("text=Job History for")).to_contain_text(user)
         page.screenshot(path=str(shots / "3-job-history-completed.png"))
 
-        out = d.kube.exec(d.slurm, "cat", f"/tmp/{name}-{job_id}.out").stdout
-        assert f"{name} on {d.slurm.hostname} as {NB_USER}" in out, out
+        # The output, written by the Slurm node into the terminal's directory (the user's home), opened from
+        # JupyterLab's file browser.
+        out_file = f"{name}-{job_id}.out"
+        item = page.locator(".jp-DirListing-item", has_text=out_file)
+
+        def listed():
+            page.locator(".jp-FileBrowser jp-button[title^='Refresh'], .jp-FileBrowser button[title^='Refresh']"
+                         ).first.click()
+            return item.count() == 1
+        wait_until(listed, 30, f"{out_file} in JupyterLab's file browser", lambda: page.content()[-2000:])
+        item.dblclick()
+        expect(page.locator(".jp-FileEditor .cm-content")).to_contain_text(f"{name} on {d.slurm.hostname} as {user}")
+        page.screenshot(path=str(shots / "4-output-in-file-browser.png"))
     finally:
         page.close()

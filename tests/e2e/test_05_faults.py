@@ -10,7 +10,6 @@ import os
 import pytest
 
 from components import restd
-from tests.e2e.deployment import NB_USER
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +19,7 @@ def test_restarting_the_single_node_pod_keeps_finished_and_queued_jobs(deploymen
     done = d.sbatch(d.jupyter, "#!/bin/bash\necho before the restart\n", "--job-name=e2e-before")
     d.wait_job(done)
     held = d.sbatch(d.jupyter, "#!/bin/bash\necho held across the restart as $(id -un)\n", "--hold",
-                    "--job-name=e2e-held", "--output=/tmp/e2e-held-%j.out")
+                    "--job-name=e2e-held", "--output=e2e-held-%j.out")
     assert d.squeue(held) == "PENDING JobHeldUser"
     running = d.sbatch(d.jupyter, "#!/bin/bash\nsleep 600\n", "--job-name=e2e-running")
     d.wait_job(running, "RUNNING")
@@ -36,10 +35,10 @@ def test_restarting_the_single_node_pod_keeps_finished_and_queued_jobs(deploymen
     d.wait_job(running, "NODE_FAIL")
     assert d.squeue(running, "%T") in ("", "NODE_FAIL"), "the job that ran when the pod was deleted is queued again"
     # The other pods reach the new controller without being restarted themselves.
-    d.kube.exec(d.jupyter, "scontrol", "release", held, user=NB_USER)
+    d.kube.exec(d.jupyter, "scontrol", "release", held, user=d.lab_user)
     d.wait_job(held, pod=d.jupyter)
-    out = d.kube.exec(d.slurm, "cat", f"/tmp/e2e-held-{held}.out").stdout
-    assert f"held across the restart as {NB_USER}" in out, out
+    out = d.kube.exec(d.jupyter, "cat", f"/home/{d.lab_user}/e2e/e2e-held-{held}.out", user=d.lab_user).stdout
+    assert f"held across the restart as {d.lab_user}" in out, out
 
 
 def client_pod(deployment, name: str, munge_secret: str) -> dict:

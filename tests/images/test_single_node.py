@@ -20,8 +20,8 @@ def test_nodes_idle_and_healthy(single_node):
 
 
 def test_example_job_completes_and_is_in_sacct(single_node, version):
-    with open(os.path.join(EXAMPLES, "test.slurm")) as f:
-        job = single_node.sbatch(script=f.read())
+    with open(os.path.join(EXAMPLES, "test.slurm")) as f:  # its output goes to its directory
+        job = single_node.sbatch("--chdir=/tmp", script=f.read())
     single_node.wait_job(job, "COMPLETED", timeout=90)
     out = single_node.exec("cat", f"/tmp/test-{job}.out").stdout
     assert re.search(rf"^job {job} on c\d+ .* as root with 2300 MB$", out, re.M), out
@@ -36,7 +36,7 @@ def test_example_job_completes_and_is_in_sacct(single_node, version):
 
 def test_two_node_job_runs_on_both_nodes(single_node):
     with open(os.path.join(EXAMPLES, "two-nodes.slurm")) as f:
-        job = single_node.sbatch(script=f.read())
+        job = single_node.sbatch("--chdir=/tmp", script=f.read())
     single_node.wait_job(job, "COMPLETED", timeout=60)
     # 22.05's accounting can show "c1" for a moment after COMPLETED: wait for the final record.
     single_node.wait_for(lambda: single_node.sacct(job, "NNodes,NodeList") == "2|c[1-2]",

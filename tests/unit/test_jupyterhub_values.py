@@ -17,8 +17,8 @@ from components import directory, pods
 from components.chart_values import helm_merge
 from components.jupyterhub import hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
 from tests.helm import chart_reference
-from tests.unit.test_hub_config import HubConfig
 from tests.unit.stacks import run
+from tests.unit.test_hub_config import HubConfig
 
 DIGEST = "sha256:" + "ab" * 32
 USERS = (directory.User("alice", 2001, 2001, ("physics",)), directory.User("bob", 2002, 2002))
