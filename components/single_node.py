@@ -136,7 +136,13 @@ class SlurmSingleNode(pulumi.ComponentResource):
                     ),
                 )],
             ),
-            opts=child,
+            # Replaced, not updated, when its pod changes, so that `pulumi up` returns only once the new pod is
+            # ready: the Kubernetes provider's StatefulSet update await (the newest its Go module proxy serves here,
+            # v4.0.0-20260115033456-f47bc2d6f199) reads the old status as ready before the controller has seen the
+            # change (pulumi-kubernetes issue 3329, fixed later by pull request 4094); its create await is sound.
+            # One pod either way, and the state volume stays (a StatefulSet's claims outlive it).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                replace_on_changes=["spec.template"], delete_before_replace=True)),
         )
 
         # Its own traffic to itself (through the headless name) never leaves the pod, so needs no rule.
