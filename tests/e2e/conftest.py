@@ -2,7 +2,7 @@
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 
-Order matters and is the files' order: test_00 uses the cluster alone, test_01..05 the running stack, test_06 destroys
+Order matters and is the files' order: test_00 uses the cluster alone, test_01..06 the running stack, test_07 destroys
 it and stops the cluster.
 """
 
