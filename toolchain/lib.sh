@@ -49,13 +49,12 @@ sys.exit(1) if d.get("Error") else print(d["Dir"])'
 # REPLACE lines ("OLD => NEW") and MODULE's go.sum. MODULE's packages build there, while `go install` refuses a
 # module whose go.mod has replace lines.
 go_wrapper() {
-  local dir="$1" module="$2" version="$3" src r
+  local dir="$1" module="$2" version="$3" src go r
   shift 3
   src="$(go_mod_dir "$module@$version")" || { log "$module@$version is not on the Go module proxy" >&2; return 1; }
+  go="$("$GO" mod edit -json "$src/go.mod" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Go") or "1.21")')"
   rm -rf "$dir"; mkdir -p "$dir"
-  { printf 'module sci.local/build/%s\n\ngo %s\n\nrequire %s %s\n' "${dir##*/}" \
-      "$("$GO" mod edit -json "$src/go.mod" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Go") or "1.21")')" \
-      "$module" "$version"
+  { printf 'module sci.local/build/%s\n\ngo %s\n\nrequire %s %s\n' "${dir##*/}" "$go" "$module" "$version"
     for r in "$@"; do echo "replace $r"; done; } > "$dir/go.mod"
   cp "$src/go.sum" "$dir/go.sum" 2>/dev/null || : > "$dir/go.sum"
   chmod u+w "$dir/go.sum"

@@ -135,9 +135,8 @@ standin() {  # NAME VERSION
 provider() {  # NAME PYMODULE GOMODULE VERSIONPKG FALLBACK [HOOK]
   local name="$1" pymod="$2" gomod="$3" verpkg="$4" fallback="$5" hook="${6:-}" want pm pv out
   want="$(plugin_version "$pymod")"
-  if [[ -d "$STANDINS/$name" ]] && go_fresh "$SCI_CACHE/providers/pulumi-resource-$name" "$(standin_spec "$name" "$want")"; then
-    standin "$name" "$want"; return 0
-  fi
+  out="$SCI_CACHE/providers/pulumi-resource-$name"
+  if [[ -d "$STANDINS/$name" ]] && go_fresh "$out" "$(standin_spec "$name" "$want")"; then standin "$name" "$want"; return 0; fi
   if ! read -r pm pv < <(resolve "provider-$name" "$gomod" "$want" "$fallback"); then
     if [[ -d "$STANDINS/$name" ]]; then standin "$name" "$want"; return 0; fi
     warn "provider $name v$want: $gomod is not on the Go module proxy (neither v$want nor a fallback); not installed"
@@ -146,7 +145,6 @@ provider() {  # NAME PYMODULE GOMODULE VERSIONPKG FALLBACK [HOOK]
   [[ "$pv" == "v$want" ]] || warn "provider $name: v$want is not on the Go module proxy; building $pm@$pv and registering it as v$want"
   [[ "$name" == kubernetes ]] && K8S_VERSION="$want"
   # Not in $SCI_CACHE/bin: Pulumi prefers a pulumi-resource-* found on PATH over the registered plugin.
-  out="$SCI_CACHE/providers/pulumi-resource-$name"
   rm -f "$SCI_CACHE/bin/pulumi-resource-$name" "$SCI_CACHE/bin/pulumi-resource-$name.stamp"
   go_program "provider-$name" "$out" "$pm" "$pv" "$pm/cmd/pulumi-resource-$name" "-X $verpkg.Version=$want" "$hook" \
     || { warn "provider $name: not built"; return 0; }
