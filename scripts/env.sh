@@ -20,5 +20,5 @@ export SCI_REGISTRY="${SCI_REGISTRY:-127.0.0.1:5000}"
 # The JupyterHub chart's values.yaml and values schema, to check jupyterhub.values offline (components/chart_values.py).
 export SCI_Z2JH_REFERENCE="${SCI_Z2JH_REFERENCE:-$SCI_ROOT/../shared/reference/z2jh}"
 
-# The single-node Kubernetes of scripts/kube (the `cluster` stack and the end-to-end tests).
+# The single-node Kubernetes of toolchain/kube (the `cluster` stack and the end-to-end tests).
 export SCI_KUBECONFIG="$SCI_CACHE/kube/admin.kubeconfig"

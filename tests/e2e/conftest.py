@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests: this machine's single-node Kubernetes (`scripts/kube up`), the `cluster` stack
+"""Fixtures of the end-to-end tests: this machine's single-node Kubernetes (`toolchain/kube up`), the `cluster` stack
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 
@@ -16,8 +16,8 @@ from tests.e2e.kube import Kube
 
 @pytest.fixture(scope="session")
 def cluster() -> None:
-    """This machine's Kubernetes, running (`scripts/kube up`)."""
-    TIMINGS["cluster up (scripts/kube up)"] = kube_up()
+    """This machine's Kubernetes, running (`toolchain/kube up`)."""
+    TIMINGS["cluster up (toolchain/kube up)"] = kube_up()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The `cluster` stack, deployed for real: `scripts/pulumi up --stack cluster` onto the single-node Kubernetes of
-`scripts/kube`. Shared by the end-to-end tests (tests/e2e) and scripts/bench-e2e.
+`toolchain/kube`. Shared by the end-to-end tests (tests/e2e) and scripts/bench-e2e.
 
 Everything a test needs is read from what the stack made, through the API server: the workloads by their
 `app.kubernetes.io/name` labels (the components' APP constants), the Slurm facts (REST API version, node names)
@@ -26,11 +26,12 @@ FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT
 
 
 def kube_up() -> float:
-    """`scripts/kube up` (starts the cluster, or finds it running); returns its seconds."""
+    """`toolchain/kube up` (starts the cluster, or finds it running); returns its seconds."""
     t0 = time.monotonic()
-    proc = subprocess.run([str(project_env.ROOT / "scripts" / "kube"), "up"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([str(project_env.ROOT / "toolchain" / "kube"), "up"], capture_output=True, text=True,
+                          timeout=900)
     if proc.returncode != 0:
-        raise AssertionError(f"scripts/kube up exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise AssertionError(f"toolchain/kube up exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return time.monotonic() - t0
 
 

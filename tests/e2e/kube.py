@@ -1,4 +1,4 @@
-"""The real single-node Kubernetes of `scripts/kube`, driven with kubectl as its users would drive it.
+"""The real single-node Kubernetes of `toolchain/kube`, driven with kubectl as its users would drive it.
 
 Everything here goes through the API server: pods are what the StatefulSet and Deployment controllers made,
 files are what the kubelet mounted, names resolve through CoreDNS, Services through kube-proxy. What this cluster
@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 from tests.images.slurm_containers import WaitTimeout, wait_until
 
-KUBE_DIR = os.path.join(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "kube")  # scripts/kube's
+KUBE_DIR = os.path.join(os.environ.get("SCI_CACHE", "/var/cache/slurm-cloud-integration"), "kube")  # toolchain/kube's
 KUBECTL = os.path.join(KUBE_DIR, "bin", "kubectl")
 CRICTL = [os.path.join(KUBE_DIR, "bin", "crictl"), "--runtime-endpoint", "unix:///run/sci-containerd/containerd.sock"]
 

@@ -33,7 +33,7 @@ def kube(cluster):
 
 @pytest.fixture(scope="module")
 def shell_image(cluster) -> str:
-    """The cluster's busybox image (local-path-provisioner's helper, scripts/kube.d/local-path.yaml): a shell in the
+    """The cluster's busybox image (local-path-provisioner's helper, toolchain/kube.d/local-path.yaml): a shell in the
     registry already."""
     config = Kube("local-path-storage").get("configmap", "local-path-config")
     return re.search(r"image: (\S+)", config["data"]["helperPod.yaml"]).group(1)

@@ -1,6 +1,6 @@
 """Scenario 7 (last: it removes what the other tests use): `scripts/pulumi destroy --stack cluster --yes` removes every
 object the stack made, deleting the Namespace takes the pods and the claims with it, and the dynamically made volume
-goes with its claim; then `scripts/kube down` stops the cluster. No container, volume, process, mount or network rule
+goes with its claim; then `toolchain/kube down` stops the cluster. No container, volume, process, mount or network rule
 of the deployment or of the cluster is left behind."""
 
 import json

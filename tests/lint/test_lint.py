@@ -42,7 +42,7 @@ def assert_clean(result: subprocess.CompletedProcess, tool: str) -> None:
 
 def test_the_bash_scripts_found_include_the_projects_commands():
     names = {p.relative_to(ROOT).as_posix() for p in bash_scripts()}
-    assert {"scripts/bootstrap", "scripts/test", "scripts/kube", ".ci/run"} <= names
+    assert {"scripts/bootstrap", "scripts/test", "toolchain/kube", ".ci/run"} <= names
 
 
 def test_python_passes_ruff():
