@@ -12,8 +12,14 @@ from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImage
 from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
 from components.jupyterhub import APP as HUB_APP
-from components.jupyterhub import (JupyterHub, JupyterHubArgs, app_egress, check_user_values, existing_cluster_ports,
-                                   slurm_egress)
+from components.jupyterhub import (
+    JupyterHub,
+    JupyterHubArgs,
+    app_egress,
+    check_user_values,
+    existing_cluster_ports,
+    slurm_egress,
+)
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.restd import APP as RESTD_APP
