@@ -22,6 +22,9 @@ from components.labels import PART_OF
 from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
+# app.kubernetes.io/component of the notebook pods alone: APP is also the chart's hub's and proxy's name
+# (z2jh 4.3.3 templates/_helpers.tpl), KubeSpawner adds this to the user pods (kubespawner 7.0.0 component_label).
+USER_POD_COMPONENT = "singleuser-server"
 CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
