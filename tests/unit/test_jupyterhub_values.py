@@ -103,9 +103,14 @@ def test_extra_files_follow_the_image_contract(chart):
 
 def test_user_pods_hold_no_cluster_key(chart):
     defaults, _ = chart
-    text = json.dumps(helm_merge(defaults, sample_values())["singleuser"])
-    assert "munge" not in text and "jwt" not in text and "slurm-keys" not in text
-    assert "munge" in json.dumps({"extraFiles": {"munge-key": {}}})  # control
+
+    def key_traces(values):
+        text = json.dumps(helm_merge(defaults, values)["singleuser"])
+        return [word for word in ("munge", "jwt", pods.KEYS_MOUNT) if word in text]
+    values = sample_values()
+    assert key_traces(values) == []
+    values["singleuser"]["extraFiles"]["key"] = {"mountPath": f"{pods.KEYS_MOUNT}/munge.key", "binaryData": "eA=="}
+    assert key_traces(values) == ["munge", pods.KEYS_MOUNT]  # control: the seed's munge key file is found
 
 
 class HubConfig(dict):

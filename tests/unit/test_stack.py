@@ -253,6 +253,8 @@ def test_secret_outputs_and_plain_hints(stack):
         assert result.outputs["jupyterhubPassword"][1], "the hub password must be a secret output"
         assert "jupyterhubPassword --show-secrets" in result.outputs["jupyterhubAccess"][0]
     assert ("slurmController" in result.outputs) == (name != "prod")
+    if name != "prod":  # a token for a directory user, not for jovyan whom Slurm no longer knows
+        assert "scontrol token username=alice " in result.outputs["slurmTokenHint"][0]
 
 
 def test_jupyter_token_reaches_the_pod_only_by_secret_key_ref(stack):
