@@ -58,6 +58,7 @@ OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "extraEnv", "SLURM_TOKEN_URL"): "where the user's server gets its Slurm tokens",
     ("hub", "extraConfig", "slurmUsers"): _UID,
     ("hub", "config", "Authenticator", "allowed_users"): _USERS,
+    ("hub", "config", "Authenticator", "allow_existing_users"): _USERS,
     **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
     ("hub", "config", "Spawner", "cmd"): _CMD,
 }

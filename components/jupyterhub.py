@@ -141,7 +141,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                 "JupyterHub": {"authenticator_class": "shared-password",
                                "template_vars": {"announcement_login": LOGIN_NOTE}},
                 "SharedPasswordAuthenticator": {"user_password": hub_password},
-                "Authenticator": {"allowed_users": sorted(u.name for u in users)},
+                # allow_existing_users would also let in whoever the hub's database has (its default once
+                # allowed_users is set, jupyterhub 5.4.4 auth.py), such as a user removed from `users`.
+                "Authenticator": {"allowed_users": sorted(u.name for u in users), "allow_existing_users": False},
             },
             "extraConfig": {"slurmUsers": hub_extra_config(users, groups)},
         },

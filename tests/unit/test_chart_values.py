@@ -114,6 +114,8 @@ def test_the_usual_settings_pass_and_take_effect(chart):
     ({"hub": {"config": {"KubeSpawner": {"volume_mounts": []}}}}, "hub.config.KubeSpawner.volume_mounts"),
     ({"hub": {"config": {"Authenticator": {"allowed_users": ["carol"]}}}}, "hub.config.Authenticator.allowed_users"),
     ({"hub": {"config": {"Authenticator": None}}}, "hub.config.Authenticator"),  # would delete allowed_users
+    ({"hub": {"config": {"Authenticator": {"allow_existing_users": True}}}},
+     "hub.config.Authenticator.allow_existing_users"),
     ({"hub": {"extraConfig": {"slurmUsers": "pass"}}}, "hub.extraConfig.slurmUsers"),
     ({"singleuser": {"storage": {"type": "dynamic"}}}, "singleuser.storage.type"),
     ({"singleuser": {"storage": {"static": {"subPath": "shared"}}}}, "singleuser.storage.static"),

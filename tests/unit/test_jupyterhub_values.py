@@ -179,6 +179,9 @@ def test_hub_is_not_open(chart):
     # Whatever authenticator jupyterhub.values chooses, only the directory's users get in, and the login page
     # says so.
     assert config["Authenticator"]["allowed_users"] == ["alice", "bob"]
+    # Not the users the hub's database already has (jupyterhub 5.4.4 auth.py: allow_existing_users defaults to True
+    # once allowed_users is set): a user removed from `users`, or one who logged in before, stays out.
+    assert config["Authenticator"]["allow_existing_users"] is False
     assert "allow_all" not in json.dumps(config)
     assert config["JupyterHub"]["template_vars"]["announcement_login"] == LOGIN_NOTE
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
