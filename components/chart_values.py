@@ -51,10 +51,14 @@ OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "fsGid"): _FSGID,
     ("singleuser", "cmd"): _CMD,
     ("singleuser", "extraPodConfig", "securityContext"): _FSGID,
-    ("singleuser", "storage"): _HOME,
+    # Not all of singleuser.storage: its extraVolumes and extraVolumeMounts are the chart's way to add volumes.
+    ("singleuser", "storage", "type"): _HOME,
+    ("singleuser", "storage", "static"): _HOME,
+    ("singleuser", "storage", "homeMountPath"): _HOME,
     ("singleuser", "extraEnv", "SLURM_TOKEN_URL"): "where the user's server gets its Slurm tokens",
     ("hub", "extraConfig", "slurmUsers"): _UID,
     ("hub", "config", "Authenticator", "allowed_users"): _USERS,
+    ("hub", "config", "Authenticator", "allow_existing_users"): _USERS,
     **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
     ("hub", "config", "Spawner", "cmd"): _CMD,
 }

@@ -22,6 +22,9 @@ from components.labels import PART_OF
 from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
+# app.kubernetes.io/component of the notebook pods alone: APP is also the chart's hub's and proxy's name
+# (z2jh 4.3.3 templates/_helpers.tpl), KubeSpawner adds this to the user pods (kubespawner 7.0.0 component_label).
+USER_POD_COMPONENT = "singleuser-server"
 CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
@@ -138,7 +141,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                 "JupyterHub": {"authenticator_class": "shared-password",
                                "template_vars": {"announcement_login": LOGIN_NOTE}},
                 "SharedPasswordAuthenticator": {"user_password": hub_password},
-                "Authenticator": {"allowed_users": sorted(u.name for u in users)},
+                # allow_existing_users would also let in whoever the hub's database has (its default once
+                # allowed_users is set, jupyterhub 5.4.4 auth.py), such as a user removed from `users`.
+                "Authenticator": {"allowed_users": sorted(u.name for u in users), "allow_existing_users": False},
             },
             "extraConfig": {"slurmUsers": hub_extra_config(users, groups)},
         },

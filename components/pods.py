@@ -152,13 +152,16 @@ def ingress_policy(app_selector: dict, rules: list) -> k8s.networking.v1.Network
     )
 
 
-def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
-    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty)."""
+def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = (),
+                 components: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
+    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty) and,
+    if `components` is given, whose app.kubernetes.io/component is in it."""
     peers = None
     if apps:
+        labels = {"app.kubernetes.io/name": apps, "app.kubernetes.io/component": components}
         peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
-            match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(
-                key="app.kubernetes.io/name", operator="In", values=list(apps))]))]
+            match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="In", values=list(values))
+                               for key, values in labels.items() if values]))]
     return k8s.networking.v1.NetworkPolicyIngressRuleArgs(
         from_=peers,
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)

@@ -12,6 +12,7 @@ from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImage
 from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
 from components.jupyterhub import APP as HUB_APP
+from components.jupyterhub import USER_POD_COMPONENT as HUB_USER_COMPONENT
 from components.jupyterhub import (
     JupyterHub,
     JupyterHubArgs,
@@ -151,7 +152,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "slurm-token",
             TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
                              jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
-                             image_pull_secret=pull_secret),
+                             client_components=(HUB_USER_COMPONENT,), image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         token_url = outputs["slurmTokenUrl"] = tokens.url

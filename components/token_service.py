@@ -35,6 +35,8 @@ class TokenServiceArgs:
     jwt_secret_name: pulumi.Input[str]  # SlurmKeys'
     directory_config_map: pulumi.Input[str]
     clients: tuple[str, ...]  # app.kubernetes.io/name of the pods that may ask (the hub's user pods)
+    client_components: tuple[str, ...] = ()  # and their app.kubernetes.io/component, if given (the chart's hub and
+    #                                          proxy pods have the user pods' name)
     image_pull_secret: Optional[pulumi.Input[str]] = None
 
 
@@ -56,7 +58,7 @@ class TokenService(pulumi.ComponentResource):
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
                            *pods.directory_mounts(home=False)],
             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
-            ingress=[pods.ingress_rule([PORT], args.clients)], policy="clients",
+            ingress=[pods.ingress_rule([PORT], args.clients, args.client_components)], policy="clients",
             image_pull_secret=args.image_pull_secret,
         ), self)
         self.url = pods.service_url(service.metadata.name, args.namespace, PORT, "/token")

@@ -86,7 +86,11 @@ def test_the_usual_settings_pass_and_take_effect(chart):
     program = sample_values()["singleuser"]
     assert merged["singleuser"]["image"]["name"] == program["image"]["name"]
     assert set(merged["singleuser"]["extraFiles"]) == set(program["extraFiles"]) | {"motd"}
-    assert merged["singleuser"]["fsGid"] == 0 and merged["singleuser"]["uid"] == 0
+    # Another authenticator still lets in only the directory's users, each as their own ids, in their home.
+    assert merged["hub"]["config"]["Authenticator"]["allowed_users"] == ["alice", "bob"]
+    assert merged["hub"]["extraConfig"] == sample_values()["hub"]["extraConfig"]
+    assert merged["singleuser"]["storage"] == program["storage"]
+    assert merged["singleuser"]["extraEnv"] == program["extraEnv"]
 
 
 @pytest.mark.parametrize("user, key", [
@@ -96,13 +100,29 @@ def test_the_usual_settings_pass_and_take_effect(chart):
     ({"singleuser": {"image": {"name": "quay.io/jupyter/base-notebook"}}}, "singleuser.image.name"),
     ({"singleuser": {"image": {"tag": "latest"}}}, "singleuser.image.tag"),
     ({"singleuser": {"image": None}}, "singleuser.image"),  # would delete the owned name and tag
-    ({"singleuser": {"extraFiles": {"munge-key": {"mode": 0o444}}}}, "singleuser.extraFiles.munge-key"),
+    ({"singleuser": {"extraFiles": {"slurm-users-passwd": {"mode": 0o666}}}}, "singleuser.extraFiles.slurm-users-passwd"),
     ({"singleuser": {"extraFiles": {"slurm-config-slurm-conf": {"stringData": "x"}}}},
      "singleuser.extraFiles.slurm-config-slurm-conf"),
     ({"singleuser": {"extraFiles": []}}, "singleuser.extraFiles"),
     ({"singleuser": {"extraPodConfig": {"securityContext": {"fsGroup": 100}}}},
      "singleuser.extraPodConfig.securityContext"),
     ({"hub": {"config": {"KubeSpawner": {"fs_gid": 100}}}}, "hub.config.KubeSpawner.fs_gid"),
+    ({"hub": {"config": {"KubeSpawner": {"uid": 0}}}}, "hub.config.KubeSpawner.uid"),
+    ({"hub": {"config": {"KubeSpawner": {"gid": 0}}}}, "hub.config.KubeSpawner.gid"),
+    ({"hub": {"config": {"KubeSpawner": {"supplemental_gids": [0]}}}}, "hub.config.KubeSpawner.supplemental_gids"),
+    ({"hub": {"config": {"KubeSpawner": {"volumes": []}}}}, "hub.config.KubeSpawner.volumes"),
+    ({"hub": {"config": {"KubeSpawner": {"volume_mounts": []}}}}, "hub.config.KubeSpawner.volume_mounts"),
+    ({"hub": {"config": {"Authenticator": {"allowed_users": ["carol"]}}}}, "hub.config.Authenticator.allowed_users"),
+    ({"hub": {"config": {"Authenticator": None}}}, "hub.config.Authenticator"),  # would delete allowed_users
+    ({"hub": {"config": {"Authenticator": {"allow_existing_users": True}}}},
+     "hub.config.Authenticator.allow_existing_users"),
+    ({"hub": {"extraConfig": {"slurmUsers": "pass"}}}, "hub.extraConfig.slurmUsers"),
+    ({"singleuser": {"storage": {"type": "dynamic"}}}, "singleuser.storage.type"),
+    ({"singleuser": {"storage": {"static": {"subPath": "shared"}}}}, "singleuser.storage.static"),
+    ({"singleuser": {"storage": {"homeMountPath": "/home/jovyan"}}}, "singleuser.storage.homeMountPath"),
+    ({"singleuser": {"storage": None}}, "singleuser.storage"),  # would delete the owned keys below it
+    ({"singleuser": {"extraEnv": {"SLURM_TOKEN_URL": "http://elsewhere/token"}}},
+     "singleuser.extraEnv.SLURM_TOKEN_URL"),
     ({"hub": {"config": {"Spawner": {"cmd": ["bash"]}}}}, "hub.config.Spawner.cmd"),
     ({"singleuser": {"profileList": [{"display_name": "small"}, {"display_name": "other image",
                                                                  "kubespawner_override": {"image": "x"}}]}},
@@ -117,8 +137,32 @@ def test_owned_settings_are_refused_with_the_reason(chart, user, key):
     assert "is set by this program: " in str(error) and "remove it" in str(error)
 
 
-def test_the_reason_for_fsgid_names_the_munge_key(chart):
-    assert "munge key readable by root only" in str(refused(chart, {"singleuser": {"fsGid": 100}}))
+@pytest.mark.parametrize("user, reason", [
+    ({"singleuser": {"fsGid": 100}}, "the fsGroup is the user's own group (hub.extraConfig.slurmUsers)"),
+    ({"singleuser": {"uid": 0}}, "runs as their directory uid, gid and groups"),
+    ({"hub": {"config": {"KubeSpawner": {"supplemental_gids": [0]}}}}, "never as root"),
+    ({"singleuser": {"storage": {"type": "none"}}}, "the shared home claim, mounted at /home/<user>"),
+    ({"hub": {"config": {"KubeSpawner": {"volumes": []}}}}, "the shared home claim"),
+    ({"hub": {"config": {"Authenticator": {"allowed_users": []}}}}, "only users of the stack's directory"),
+    ({"singleuser": {"extraEnv": {"SLURM_TOKEN_URL": "x"}}}, "where the user's server gets its Slurm tokens"),
+    ({"singleuser": {"extraFiles": {"slurm-users-group": {"stringData": "x"}}}}, "or the user directory"),
+])
+def test_each_refusal_gives_its_reason(chart, user, reason):
+    assert reason in str(refused(chart, user))
+
+
+@pytest.mark.parametrize("user", [
+    {"singleuser": {"extraEnv": {"MY_VAR": "1"}}},
+    {"hub": {"extraConfig": {"site": "c.JupyterHub.shutdown_on_logout = True"}}},
+    {"hub": {"config": {"Authenticator": {"admin_users": ["alice"]}}}},
+    {"hub": {"config": {"KubeSpawner": {"start_timeout": 600}}}},
+    {"singleuser": {"extraFiles": {"motd": {"mountPath": "/etc/motd", "stringData": "hi\n"}}}},
+    {"singleuser": {"storage": {"extraVolumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                                "extraVolumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}]}}},
+], ids=["extraEnv", "extraConfig", "admin_users", "start_timeout", "extraFiles", "storage.extraVolumes"])
+def test_keys_beside_the_owned_ones_stay_free(chart, user):
+    """Control for the refusals: the owned keys are leaves, not the whole extraEnv, extraConfig or Authenticator."""
+    apply(chart, user)
 
 
 @pytest.mark.parametrize("user, key, problem", [
@@ -200,7 +244,7 @@ def test_stack_values_and_file_reach_the_release(tmp_path):
                                     "values": {"singleuser": {"memory": {"limit": "3G"}}}})
     singleuser = release_values(result)["singleuser"]
     assert singleuser["memory"] == {"limit": "3G"} and singleuser["cpu"] == {"limit": 1}
-    assert singleuser["fsGid"] == 0 and singleuser["uid"] == 0
+    assert singleuser["storage"]["type"] == "static" and "SLURM_TOKEN_URL" in singleuser["extraEnv"]
 
 
 @pytest.mark.parametrize("user, key", [

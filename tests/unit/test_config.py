@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from components import directory
 from components.config import README, REQUIRED, ConfigError, parse, readme_with_table, rows, type_name
 from components.slurm_files import DEFAULT_SLURM_VERSION
 
@@ -46,12 +47,16 @@ def test_minimal_config_gets_defaults():
     assert cfg.existing_cluster is None and cfg.munge_key is None
 
 
+EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwtKey=JWT, home={"claim": "site-home"},
+                components={"singleNode": False})
+
+
 def test_existing_cluster(tmp_path):
     (tmp_path / "slurm.conf").write_text("ClusterName=prod\nSlurmctldHost=ctl(10.0.0.1)\n")
-    cfg = parse(with_(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE,
-                      components={"singleNode": False}), {"mungeKey"}, str(tmp_path))
+    cfg = parse(with_(**EXISTING), {"mungeKey", "jwtKey"}, str(tmp_path))
     assert "SlurmctldHost=ctl" in cfg.existing_cluster.slurm_conf
-    assert cfg.munge_key is not None
+    assert cfg.munge_key is not None and cfg.jwt_key is not None
+    assert cfg.home.claim == "site-home"
 
 
 @pytest.mark.parametrize("changes, key, words", [
@@ -96,6 +101,38 @@ def test_existing_cluster(tmp_path):
      "unset environment variable"),
     ({"kubernetes": {"kubeconfig": "/k/config", "renderDir": "/tmp/x"}, "components": {"jupyterhub": False}},
      "kubernetes.renderDir", "talks to no cluster"),
+    # The user directory: each entry's own key for a bad field, `users` for what only the whole list shows.
+    ({"users": "alice"}, "users", "is not a list"),
+    ({"users": []}, "users", "is empty, but JupyterLab and JupyterHub run only as users of the directory"),
+    ({"users": [{"name": "root", "uid": 2001}]}, "users[0].name", "'root' is a name the images already have"),
+    ({"users": [{"name": "alice", "uid": 2001}, {"name": "jovyan", "uid": 2002}]}, "users[1].name",
+     "'jovyan' is a name the images already have"),
+    ({"users": [{"name": "Alice", "uid": 2001}]}, "users[0].name", "'Alice' is not a valid name"),
+    ({"users": [{"name": "a" * 33, "uid": 2001}]}, "users[0].name", "longer than 32 characters"),
+    ({"users": [{"name": "alice"}]}, "users[0].uid", "is missing"),
+    ({"users": [{"name": "alice", "uid": 1000}]}, "users[0].uid", "1000 is out of range"),
+    ({"users": [{"name": "alice", "uid": 60001}]}, "users[0].uid", "60001 is out of range"),
+    ({"users": [{"name": "alice", "uid": "x"}]}, "users[0].uid", "not a whole number"),
+    ({"users": [{"name": "alice", "uid": 2001, "gid": 100}]}, "users[0].gid", "100 is out of range"),
+    ({"users": [{"name": "alice", "uid": 2001, "gorups": []}]}, "users[0].gorups", "did you mean 'users[0].groups'"),
+    ({"users": [{"name": "alice", "uid": 2001}, {"name": "bob", "uid": 2001, "gid": 2002}]}, "users",
+     "user bob's uid 2001 is also user alice's"),
+    ({"users": [{"name": "alice", "uid": 2001}, {"name": "bob", "uid": 2002, "gid": 2001}]}, "users",
+     "user bob's gid 2001 is also user alice's"),
+    ({"users": [{"name": "alice", "uid": 2001}, {"name": "alice", "uid": 2002}]}, "users",
+     "user name alice is given twice"),
+    ({"users": [{"name": "alice", "uid": 2001, "groups": ["physics"]}]}, "users",
+     "user alice is in group physics, which is not in `groups`"),
+    ({"groups": ["physics"]}, "groups", "must be an object"),
+    ({"groups": {"physics": "many"}}, "groups", "group physics's gid 'many' is not a whole number from 1001"),
+    ({"groups": {"physics": 100}}, "groups", "group physics's gid 100 is not a whole number from 1001 to 60000"),
+    ({"groups": {"users": 3000}}, "groups", "'users' is a name the images already have"),
+    ({"groups": {"alice": 3000}}, "users", "group alice has the name of a user"),
+    ({"groups": {"physics": 2001}}, "users", "group physics's gid 2001 is also user alice's"),
+    ({"jupyter": {"user": "bob"}}, "jupyter.user", "'bob' is not in `users`"),
+    ({"home": "10Gi"}, "home", "must be an object"),
+    ({"home": {"size": "ten"}}, "home.size", "not a Kubernetes quantity"),
+    ({"home": {"claim": "Site_Home"}}, "home.claim", "not a valid claim name"),
 ])
 def test_bad_values_name_key_problem_and_fix(changes, key, words):
     with pytest.raises(ConfigError) as err:
@@ -152,22 +189,94 @@ def test_existing_cluster_needs_a_real_slurm_conf_and_key(tmp_path):
         parse(with_(existingCluster={"slurmConf": "ok.conf"}, mungeKey=MUNGE), {"mungeKey"}, str(tmp_path))
 
 
+def test_the_user_directory_home_and_jupyter_user_parse():
+    cfg = parse(with_(users=[{"name": "alice", "uid": 2001, "groups": ["physics", "chem"]},
+                             {"name": "bob-2", "uid": 2002, "gid": 3100}],
+                      groups={"physics": 3000, "chem": 3001},
+                      home={"size": "50Gi", "className": "nfs-shared"}, jupyter={"user": "bob-2"}))
+    assert cfg.directory == (directory.User("alice", 2001, 2001, ("physics", "chem")),
+                             directory.User("bob-2", 2002, 3100, ()))
+    assert cfg.groups == {"physics": 3000, "chem": 3001}
+    assert (cfg.home.size, cfg.home.class_name, cfg.home.claim) == ("50Gi", "nfs-shared", None)
+    assert cfg.jupyter_user == "bob-2"
+    assert parse(with_(home={"claim": "site-home"})).home.claim == "site-home"
+
+
+def test_the_directory_defaults():
+    cfg = parse(MINIMAL)
+    assert cfg.directory == (directory.User("alice", 2001, 2001),) and cfg.groups == {}
+    assert (cfg.home.size, cfg.home.class_name, cfg.home.claim) == ("10Gi", None, None)
+    assert cfg.jupyter_user == "alice", "JupyterLab runs as the first user unless jupyter.user names another"
+    assert cfg.jwt_key is None
+
+
+def test_no_users_are_needed_without_jupyter():
+    cfg = parse(with_(users=None, components={"jupyter": False, "jupyterhub": False, "tokenService": False}))
+    assert cfg.users == () and cfg.directory == ()
+    for needs_users in ("jupyter", "tokenService"):  # control
+        with pytest.raises(ConfigError, match="users.*is empty"):
+            parse(with_(users=None, components={"jupyter": False, "jupyterhub": False, "tokenService": False,
+                                                needs_users: True}))
+
+
+def test_existing_cluster_needs_the_jwt_key_for_the_hub_and_the_site_home(tmp_path):
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\n")
+
+    def error(secrets=frozenset({"mungeKey", "jwtKey"}), **changes) -> ConfigError:
+        with pytest.raises(ConfigError) as e:
+            parse(with_(**{**EXISTING, **changes}), set(secrets), str(tmp_path))
+        return e.value
+
+    e = error(jwtKey=None)
+    assert e.key == "jwtKey" and "signs JupyterHub users' Slurm tokens with the existing cluster's JWT key" in str(e)
+    assert "pulumi config set --secret jwtKey" in str(e)
+    e = error(home=None)
+    assert e.key == "home.claim" and "existingCluster needs the site's shared home" in str(e)
+    assert error(secrets={"mungeKey"}).key == "jwtKey"  # in plain text
+    assert "plain text" in str(error(secrets={"mungeKey"}))
+    # Without the token service nobody needs tokens from the stack: no jwtKey is fine.
+    cfg = parse(with_(**{**EXISTING, "jwtKey": None,
+                         "components": {"singleNode": False, "jupyterhub": False, "tokenService": False}}),
+                {"mungeKey"}, str(tmp_path))
+    assert cfg.jwt_key is None
+
+
+def test_jwt_key_belongs_to_an_existing_cluster():
+    with pytest.raises(ConfigError) as e:
+        parse(with_(jwtKey=JWT), {"jwtKey"})
+    assert e.value.key == "jwtKey" and "is set without existingCluster" in str(e.value) and "Fix:" in str(e.value)
+
+
+@pytest.mark.parametrize("key, words", [("bm90IGJhc2U2NA=!", "not base64 text"),
+                                        (base64.b64encode(bytes(31)).decode(), "decodes to 31 bytes, an HS256 key")])
+def test_bad_jwt_key(tmp_path, key, words):
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\n")
+    with pytest.raises(ConfigError, match=words) as e:
+        parse(with_(**{**EXISTING, "jwtKey": key}), {"mungeKey", "jwtKey"}, str(tmp_path))
+    assert e.value.key == "jwtKey"
+
+
 def test_committed_stacks_parse(monkeypatch):
-    """Pulumi.local.yaml, Pulumi.cluster.yaml and Pulumi.dev.yaml are valid as committed (prod needs its munge
-    key secret)."""
+    """The committed Pulumi.<stack>.yaml files are valid as committed (prod with its key secrets set)."""
     import yaml
 
     monkeypatch.setenv("SCI_CACHE", "/var/cache/sci-test")
     monkeypatch.setenv("SCI_KUBECONFIG", "/var/cache/sci-test/kube/admin.kubeconfig")
-    for stack in ("local", "cluster", "dev"):
+    parsed = {}
+    for stack in ("local", "cluster", "dev", "prod"):
         with open(f"Pulumi.{stack}.yaml") as f:
             raw = yaml.safe_load(f)["config"]
         values = {k.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
-        cfg = parse(values)
+        secrets = {"mungeKey": MUNGE, "jwtKey": JWT} if stack == "prod" else {}
+        parsed[stack] = cfg = parse({**values, **secrets}, set(secrets))
         assert cfg.cluster_name == stack
-        if stack == "cluster":
-            assert cfg.kubernetes.kubeconfig == "/var/cache/sci-test/kube/admin.kubeconfig"
-    assert cfg.jupyterhub.chart_version == "4.3.3"
+        assert [(u.name, u.uid, u.gid, u.groups) for u in cfg.directory] == [
+            ("alice", 2001, 2001, ("research",)), ("bob", 2002, 2002, ("research",))], stack
+        assert cfg.groups == {"research": 3000}
+    assert parsed["cluster"].kubernetes.kubeconfig == "/var/cache/sci-test/kube/admin.kubeconfig"
+    assert parsed["cluster"].home.class_name == "local-path-shared"
+    assert parsed["prod"].home.claim == "site-home" and parsed["prod"].jwt_key is not None
+    assert parsed["dev"].jupyterhub.chart_version == "4.3.3"
 
 
 def test_registry_password_needs_a_user():

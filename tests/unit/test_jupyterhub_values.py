@@ -15,7 +15,7 @@ import pytest
 
 from components import directory, pods
 from components.chart_values import helm_merge
-from components.jupyterhub import hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
+from components.jupyterhub import LOGIN_NOTE, hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
 from tests.helm import chart_reference
 from tests.unit.stacks import run
 from tests.unit.test_hub_config import HubConfig
@@ -104,22 +104,45 @@ def test_extra_files_follow_the_image_contract(chart):
 
 def test_user_pods_hold_no_cluster_key(chart):
     defaults, _ = chart
-    text = json.dumps(helm_merge(defaults, sample_values())["singleuser"])
-    assert "munge" not in text and "jwt" not in text and "slurm-keys" not in text
-    assert "munge" in json.dumps({"extraFiles": {"munge-key": {}}})  # control
+
+    def key_traces(values):
+        text = json.dumps(helm_merge(defaults, values)["singleuser"])
+        return [word for word in ("munge", "jwt", pods.KEYS_MOUNT) if word in text]
+    values = sample_values()
+    assert key_traces(values) == []
+    values["singleuser"]["extraFiles"]["key"] = {"mountPath": f"{pods.KEYS_MOUNT}/munge.key", "binaryData": "eA=="}
+    assert key_traces(values) == ["munge", pods.KEYS_MOUNT]  # control: the seed's munge key file is found
+
+
+def spawner_for(name: str) -> SimpleNamespace:
+    return SimpleNamespace(user=SimpleNamespace(name=name))
 
 
 def test_each_user_runs_as_their_directory_ids():
     """The hub's extraConfig, run as the chart's hub runs it (exec with `c`), gives KubeSpawner per-user ids."""
+    users = (*USERS, directory.User("dora", 2004, 3100, ("physics", "chem")))
     c = HubConfig()
-    exec(hub_extra_config(USERS, GROUPS), {"c": c})
-    spawner = SimpleNamespace(user=SimpleNamespace(name="alice"))
+    exec(hub_extra_config(users, {**GROUPS, "chem": 3001}), {"c": c})
     ks = c.KubeSpawner
-    assert (ks.uid(spawner), ks.gid(spawner), ks.fs_gid(spawner), ks.supplemental_gids(spawner)) == (2001, 2001, 2001,
-                                                                                                   [3000])
-    assert ks.uid(SimpleNamespace(user=SimpleNamespace(name="bob"))) == 2002
-    with pytest.raises(ValueError, match="carol is not in the Slurm cluster's user directory"):
-        ks.uid(SimpleNamespace(user=SimpleNamespace(name="carol")))
+
+    def ids(name):
+        spawner = spawner_for(name)
+        return ks.uid(spawner), ks.gid(spawner), ks.fs_gid(spawner), ks.supplemental_gids(spawner)
+    assert ids("alice") == (2001, 2001, 2001, [3000])
+    assert ids("bob") == (2002, 2002, 2002, [])
+    assert ids("dora") == (2004, 3100, 3100, [3000, 3001]), "gid and fsGroup: the user's own group"
+    # A user the hub knows but the directory does not (an admin may add one) gets no server, and is named.
+    for trait in ("uid", "gid", "fs_gid", "supplemental_gids"):
+        with pytest.raises(ValueError, match="carol is not in the Slurm cluster's user directory"):
+            getattr(ks, trait)(spawner_for("carol"))
+
+
+def test_the_hub_runs_the_directory_config():
+    assert sample_values()["hub"]["extraConfig"] == {"slurmUsers": hub_extra_config(USERS, GROUPS)}
+
+
+def test_user_servers_ask_the_token_service_for_slurm_tokens():
+    assert sample_values()["singleuser"]["extraEnv"] == {"SLURM_TOKEN_URL": "http://tokens:8090/token"}
 
 
 def test_homes_are_the_shared_claim(chart):
@@ -146,8 +169,14 @@ def test_hub_is_not_open(chart):
     config = merged["hub"]["config"]
     assert config["JupyterHub"]["authenticator_class"] == "shared-password"
     assert config["SharedPasswordAuthenticator"] == {"user_password": "p" * 32}
-    # Whatever authenticator jupyterhub.values chooses, only the directory's users get in.
+    # Whatever authenticator jupyterhub.values chooses, only the directory's users get in, and the login page
+    # says so.
     assert config["Authenticator"]["allowed_users"] == ["alice", "bob"]
+    # Not the users the hub's database already has (jupyterhub 5.4.4 auth.py: allow_existing_users defaults to True
+    # once allowed_users is set): a user removed from `users`, or one who logged in before, stays out.
+    assert config["Authenticator"]["allow_existing_users"] is False
+    assert "allow_all" not in json.dumps(config)
+    assert config["JupyterHub"]["template_vars"]["announcement_login"] == LOGIN_NOTE
     assert merged["proxy"]["service"]["type"] == "ClusterIP"
 
 

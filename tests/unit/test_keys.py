@@ -1,10 +1,10 @@
-"""SlurmKeys under Pulumi mocks: sizes, rotation keepers, secrecy, and an adopted munge key."""
+"""SlurmKeys under Pulumi mocks: sizes, rotation keepers, secrecy, and an existing cluster's adopted keys."""
 
 import base64
 import json
 
 from tests.unit.harness import is_secret, run_stack
-from tests.unit.test_config import MINIMAL, MUNGE, with_
+from tests.unit.test_config import JWT, MINIMAL, MUNGE, with_
 
 KEYS = "slurm-cloud-integration:index:SlurmKeys"
 BYTES = "random:index/randomBytes:RandomBytes"
@@ -36,12 +36,28 @@ def test_no_key_in_an_unsecret_output():
         assert secret or not any(k in text for k in keys), f"output {name} shows a key in plain text"
 
 
-def test_existing_cluster_key_is_adopted_not_generated(tmp_path):
+EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwtKey=JWT, home={"claim": "site-home"},
+                components={"singleNode": False})
+
+
+def test_existing_cluster_keys_are_adopted_not_generated(tmp_path):
+    """The munge key for the Slurm clients, the JWT key for JupyterHub's token service: both the site's own."""
     (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\n")
-    result = run_stack(with_(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE,
-                             components={"singleNode": False}), {"mungeKey"}, str(tmp_path))
+    result = run_stack(with_(**EXISTING), {"mungeKey", "jwtKey"}, str(tmp_path))
+    assert not [r.name for r in result.of_type(BYTES) if r.parent == KEYS]
+    secrets = {s.name: s for s in key_secrets(result)}
+    assert set(secrets) == {"slurm-keys-munge", "slurm-keys-jwt"}
+    assert all(is_secret(s.inputs["data"]) for s in secrets.values())
+    assert secrets["slurm-keys-munge"].plain["data"] == {"munge.key": MUNGE}
+    assert secrets["slurm-keys-jwt"].plain["data"] == {"jwt_hs256.key": JWT}
+    assert base64.b64decode(MUNGE) == bytes(range(256)) * 4
+
+
+def test_existing_cluster_without_the_token_service_gets_no_jwt_key(tmp_path):
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\n")
+    components = {"singleNode": False, "jupyterhub": False, "tokenService": False}
+    result = run_stack(with_(**{**EXISTING, "jwtKey": None, "components": components}),
+                       {"mungeKey"}, str(tmp_path))
     assert not [r.name for r in result.of_type(BYTES) if r.parent == KEYS]
     (secret,) = key_secrets(result)
-    assert is_secret(secret.inputs["data"])
     assert secret.plain["data"] == {"munge.key": MUNGE}
-    assert base64.b64decode(MUNGE) == bytes(range(256)) * 4

@@ -1,8 +1,9 @@
 """The whole program under Pulumi mocks, for the committed dev, prod (existing cluster) and local stacks.
 
 What is checked: which resources exist under which component; where every key, password and token goes
-(only into Secrets and secret outputs, never a ConfigMap, an env literal or a plain output); how pods mount
-the keys and the Slurm files; images by digest; probes and labels on every workload; the outputs a user needs.
+(only into Secrets and secret outputs, never a ConfigMap, an env literal or a plain output, never a hub user's
+pod); how pods mount the keys, the Slurm files, the user directory and the shared home; images by digest; probes
+and labels on every workload; the outputs a user needs.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from collections import Counter
 
 import pytest
 
+from components import directory
+from components.jupyterhub import hub_extra_config
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
 from tests.project_env import ROOT
 from tests.unit.harness import is_secret, run_stack
 from tests.unit.stacks import run, stack_values
-from tests.unit.test_config import MUNGE
+from tests.unit.test_config import JWT, MUNGE
 from tests.workload_rules import APP_LABELS, KEY_MODE, check_workload
 
 T = "slurm-cloud-integration:index:"
@@ -29,6 +32,7 @@ BYTES = "random:index/randomBytes:RandomBytes"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 SECRET = "kubernetes:core/v1:Secret"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 SERVICE = "kubernetes:core/v1:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
@@ -48,6 +52,7 @@ COMMON = {
     (IMAGE, "slurm-jupyter", T + "SlurmImages"),
     (T + "SlurmConfig", "slurm-config", STACK),
     (CONFIG_MAP, "slurm-config-files", T + "SlurmConfig"),
+    (CONFIG_MAP, "users", STACK),  # the user directory
     (T + "SlurmRestd", "slurmrestd", STACK),
     (DEPLOYMENT, "slurmrestd-deployment", T + "SlurmRestd"),
     (SERVICE, "slurmrestd-service", T + "SlurmRestd"),
@@ -59,10 +64,13 @@ COMMON = {
     (SERVICE, "jupyter-service", T + "SlurmJupyter"),
     (NETPOL, "jupyter-ingress", T + "SlurmJupyter"),
 }
-SINGLE_NODE = {
+# The JWT key: the single node's slurmctld and slurmdbd check tokens with it, the token service signs them with it
+# (an existing cluster's, adopted from jwtKey, in prod).
+JWT_SECRET = {(SECRET, "slurm-keys-jwt", T + "SlurmKeys")}
+HOME = {(CLAIM, "home", STACK)}  # the shared home claim, unless home.claim names the site's own (prod)
+SINGLE_NODE = JWT_SECRET | {
     (BYTES, "slurm-keys-munge", T + "SlurmKeys"),  # an existing cluster's key is adopted, not generated
     (BYTES, "slurm-keys-jwt", T + "SlurmKeys"),
-    (SECRET, "slurm-keys-jwt", T + "SlurmKeys"),
     (IMAGE, "slurm-single-node", T + "SlurmImages"),
     (PASSWORD, "slurm-config-db-password", T + "SlurmConfig"),
     (SECRET, "slurm-config-secret", T + "SlurmConfig"),
@@ -71,14 +79,21 @@ SINGLE_NODE = {
     (SERVICE, "single-node-service", T + "SlurmSingleNode"),
     (NETPOL, "single-node-clients", T + "SlurmSingleNode"),
 }
-HUB = {
+# The token service (components.tokenService, on in every committed stack) runs the notebook image.
+TOKENS = JWT_SECRET | {
     (IMAGE, "slurm-jupyter-notebook", T + "SlurmImages"),
+    (T + "TokenService", "slurm-token", STACK),
+    (DEPLOYMENT, "slurm-token-deployment", T + "TokenService"),
+    (SERVICE, "slurm-token-service", T + "TokenService"),
+    (NETPOL, "slurm-token-clients", T + "TokenService"),
+}
+HUB = TOKENS | {
     (T + "JupyterHub", "jupyterhub", STACK),
     (PASSWORD, "jupyterhub-password", T + "JupyterHub"),
     (RELEASE, "jupyterhub-release", T + "JupyterHub"),
 }
-EXPECTED = {"dev": COMMON | SINGLE_NODE | HUB, "prod": COMMON | HUB, "local": COMMON | SINGLE_NODE,
-            "cluster": COMMON | SINGLE_NODE}
+EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB, "prod": COMMON | HUB,
+            "local": COMMON | HOME | SINGLE_NODE | TOKENS, "cluster": COMMON | HOME | SINGLE_NODE | TOKENS}
 STACKS = tuple(EXPECTED)
 # The stacks a test about the single node or the hub applies to; test_resources_and_their_parents holds the
 # others to having none.
@@ -123,12 +138,26 @@ def secret_values(result, stack_name: str) -> list[str]:
         values += [r.plain["base64"], raw.hex(), base64.b64encode(raw[:24]).decode()]
     values += [r.plain["result"] for r in result.of_type(PASSWORD)]
     if stack_name == "prod":
-        values += [MUNGE, base64.b64encode(base64.b64decode(MUNGE)[:24]).decode()]
+        for key in (MUNGE, JWT):
+            raw = base64.b64decode(key)
+            values += [key, raw.hex(), base64.b64encode(raw[:24]).decode()]
     return values
 
 
 def munge_key(result, stack_name: str) -> str:
     return MUNGE if stack_name == "prod" else result.one(BYTES, "slurm-keys-munge").plain["base64"]
+
+
+def jwt_key(result, stack_name: str) -> str:
+    return JWT if stack_name == "prod" else result.one(BYTES, "slurm-keys-jwt").plain["base64"]
+
+
+def slurm_files(result):
+    return result.one(CONFIG_MAP, "slurm-config-files")
+
+
+def name_of(resource) -> str:
+    return resource.plain["metadata"]["name"]
 
 
 def hub_values(result) -> dict:
@@ -150,9 +179,7 @@ def test_resources_and_their_parents(stack):
 
 def test_key_secrets_hold_exactly_the_slurm_keys(stack):
     name, result = stack
-    expected = {"munge.key": munge_key(result, name)}
-    if name != "prod":
-        expected["jwt_hs256.key"] = result.one(BYTES, "slurm-keys-jwt").plain["base64"]
+    expected = {"munge.key": munge_key(result, name), "jwt_hs256.key": jwt_key(result, name)}
     found = {}
     for secret in result.of_type(SECRET):
         data = secret.plain.get("data") or {}
@@ -161,9 +188,23 @@ def test_key_secrets_hold_exactly_the_slurm_keys(stack):
             assert is_secret(secret.inputs["data"]), f"Secret {secret.name} data is not a Pulumi secret"
             found[file] = data[file]
     assert found == expected, "the key Secrets must hold the SlurmKeys values (generated or adopted)"
-    if has_hub(result):
-        files = hub_values(result)["singleuser"]["extraFiles"]
-        assert files["munge-key"]["binaryData"] == expected["munge.key"], "notebooks must get the cluster's munge key"
+
+
+def test_hub_user_pods_hold_no_cluster_key(hub_stack):
+    """Neither the munge key nor the JWT key, in any form, reaches the chart: user pods authenticate to Slurm with
+    their own short-lived tokens from the token service."""
+    name, result = hub_stack
+    values = hub_values(result)
+    text = json.dumps(values)
+    keys = [munge_key(result, name), jwt_key(result, name)]
+    for key in keys:
+        raw = base64.b64decode(key)
+        assert not [form for form in (key, raw.hex(), base64.b64encode(raw[:24]).decode()) if form in text]
+    singleuser = values["singleuser"]
+    assert not [f for f in singleuser["extraFiles"].values() if "binaryData" in f or "slurm-keys" in f["mountPath"]]
+    assert not singleuser["storage"].get("extraVolumes") and not singleuser.get("extraEnv", {}).keys() - {
+        "SLURM_TOKEN_URL"}
+    assert keys[0] in json.dumps(result.one(SECRET, "slurm-keys-munge").plain)  # control: the forms are right
 
 
 def test_no_secret_outside_secrets(stack):
@@ -196,7 +237,7 @@ def test_db_password_only_in_the_slurmdbd_conf_secret(single_node_stack):
     assert is_secret(secret.inputs["stringData"])
     assert set(secret.plain["stringData"]) == set(SECRET_FILES)
     assert f"StoragePass={password}\n" in secret.plain["stringData"]["slurmdbd.conf"]
-    assert set(result.one(CONFIG_MAP).plain["data"]) == set(CONFIG_FILES)
+    assert set(slurm_files(result).plain["data"]) == set(CONFIG_FILES)
 
 
 def test_secret_outputs_and_plain_hints(stack):
@@ -215,6 +256,8 @@ def test_secret_outputs_and_plain_hints(stack):
         assert result.outputs["jupyterhubPassword"][1], "the hub password must be a secret output"
         assert "jupyterhubPassword --show-secrets" in result.outputs["jupyterhubAccess"][0]
     assert ("slurmController" in result.outputs) == (name != "prod")
+    if name != "prod":  # a token for a directory user, not for jovyan whom Slurm no longer knows
+        assert "scontrol token username=alice " in result.outputs["slurmTokenHint"][0]
 
 
 def test_jupyter_token_reaches_the_pod_only_by_secret_key_ref(stack):
@@ -228,12 +271,17 @@ def test_jupyter_token_reaches_the_pod_only_by_secret_key_ref(stack):
     assert env["valueFrom"]["secretKeyRef"] == {"name": token_secret.plain["metadata"]["name"], "key": "token"}
 
 
+def munge_holders(result) -> list:
+    """The workloads that hold the munge key: the Slurm nodes, slurmrestd and JupyterLab (not the token service)."""
+    return [w for w in workloads(result) if w.name != "slurm-token-deployment"]
+
+
 def test_pods_mount_the_munge_key_read_only_0400(stack):
     name, result = stack
     munge_secret = result.outputs["mungeSecret"][0]
-    jwt = None if name == "prod" else result.one(SECRET, "slurm-keys-jwt").plain["metadata"]["name"]
+    jwt = name_of(result.one(SECRET, "slurm-keys-jwt"))
     checked = 0
-    for w in workloads(result):
+    for w in munge_holders(result):
         spec = pod_spec(w)
         volumes = {v["name"]: v for v in spec["volumes"]}
         keys = volumes["slurm-keys"]["projected"]
@@ -250,17 +298,13 @@ def test_pods_mount_the_munge_key_read_only_0400(stack):
         assert "fsGroup" not in spec.get("securityContext", {}), f"{w.name}: fsGroup would make keys group-readable"
         checked += 1
     assert checked == (2 if name == "prod" else 3)
-    if has_hub(result):
-        files = hub_values(result)["singleuser"]["extraFiles"]
-        assert files["munge-key"]["mountPath"] == "/etc/slurm-keys/munge.key"
-        assert files["munge-key"]["mode"] == KEY_MODE
 
 
 def test_every_consumer_mounts_the_same_slurm_files(stack):
     name, result = stack
-    config_map = result.one(CONFIG_MAP)
+    config_map = slurm_files(result)
     cm_name = config_map.plain["metadata"]["name"]
-    for w in workloads(result):
+    for w in munge_holders(result):
         spec = pod_spec(w)
         (config,) = [v for v in spec["volumes"] if v["name"] == "slurm-config"]
         sources = config["projected"]["sources"]
@@ -275,13 +319,13 @@ def test_every_consumer_mounts_the_same_slurm_files(stack):
         assert {"name": "slurm-config", "mountPath": "/etc/slurm-config", "readOnly": True} in container["volumeMounts"]
     if has_hub(result):
         files = hub_values(result)["singleuser"]["extraFiles"]
-        given = {f["mountPath"]: f["stringData"] for f in files.values() if "stringData" in f}
+        given = {f["mountPath"]: f["stringData"] for f in files.values() if f["mountPath"].startswith("/etc/slurm-config/")}
         assert given == {f"/etc/slurm-config/{k}": v for k, v in config_map.plain["data"].items()}
 
 
 def test_single_node_hostname_and_address_match_slurm_conf(single_node_stack):
     _, result = single_node_stack
-    slurm_conf = result.one(CONFIG_MAP).plain["data"]["slurm.conf"]
+    slurm_conf = slurm_files(result).plain["data"]["slurm.conf"]
     host, addr = re.search(r"^SlurmctldHost=([^(\s]+)\(([^)]+)\)$", slurm_conf, re.M).groups()
     sts, svc = result.one(STATEFULSET).plain, result.one(SERVICE, "single-node-service").plain
     ns = result.outputs["namespace"][0]
@@ -422,10 +466,13 @@ def test_notebooks_may_reach_slurm_through_the_chart_network_policy(hub_stack):
 def test_existing_cluster_uses_its_slurm_conf_and_deploys_no_slurm():
     result = run("prod")
     conf = (ROOT / "configs" / "existing" / "slurm.conf").read_text()
-    data = result.one(CONFIG_MAP).plain["data"]
+    data = slurm_files(result).plain["data"]
     assert data["slurm.conf"] == conf
     assert "SLURM_CLUSTER_NAME=prod" in data.get("slurm-image.env", ""), "the images need the version facts"
-    assert not result.of_type(STATEFULSET) and not [s for s in result.of_type(SECRET) if s.name == "slurm-keys-jwt"]
+    assert not result.of_type(STATEFULSET) and not result.of_type(CLAIM)
+    # The site's JWT key (jwtKey), for the token service: adopted, not generated.
+    assert result.one(SECRET, "slurm-keys-jwt").plain["data"] == {"jwt_hs256.key": JWT}
+    assert not result.of_type(BYTES)
     assert hub_values(result)["singleuser"]["extraFiles"]["slurm-config-slurm-conf"]["stringData"] == conf
 
 
@@ -469,6 +516,164 @@ def test_jupyter_images_are_built_on_the_client_image_by_digest(stack):
     client = result.one(IMAGE, "slurm-client")
     client_digest = f"{client.plain['imageName'].rsplit(':', 1)[0]}@sha256:"
     built_on_client = [i for i in result.of_type(IMAGE) if i.name in ("slurm-jupyter", "slurm-jupyter-notebook")]
-    assert len(built_on_client) == (2 if has_hub(result) else 1)
+    assert {i.name for i in built_on_client} == {"slurm-jupyter", "slurm-jupyter-notebook"}  # the token service's too
     for image in built_on_client:
         assert image.plain["build"]["args"]["BASE_IMAGE"].startswith(client_digest), image.plain["build"]["args"]
+
+
+# The user directory, the shared home and the token service (issue 10).
+
+DIRECTORY_USERS = (directory.User("alice", 2001, 2001, ("research",)), directory.User("bob", 2002, 2002, ("research",)))
+DIRECTORY_GROUPS = {"research": 3000}  # as every committed stack has them
+
+
+def workload(result, name: str):
+    return next(w for w in workloads(result) if w.name == name)
+
+
+def container_of(w) -> dict:
+    (container,) = pod_spec(w)["containers"]
+    return container
+
+
+def test_the_users_config_map_is_the_directory(stack):
+    _, result = stack
+    data = result.one(CONFIG_MAP, "users").plain["data"]
+    assert data == directory.render_files(DIRECTORY_USERS, DIRECTORY_GROUPS)
+    assert data["group"].splitlines()[-1] == "research:x:3000:alice,bob"
+
+
+def test_every_pod_resolves_the_user_directory_read_only(stack):
+    """The Slurm nodes, slurmrestd, JupyterLab and the token service read the same passwd and group (through the
+    images' libnss-extrausers); the hub's user pods get the same two files from the chart's extraFiles."""
+    _, result = stack
+    users = result.one(CONFIG_MAP, "users")
+    assert {"slurmrestd-deployment", "jupyter-deployment"} <= {w.name for w in workloads(result)}
+    for w in workloads(result):
+        (volume,) = [v for v in pod_spec(w)["volumes"] if v["name"] == "users"]
+        assert volume["configMap"]["name"] == name_of(users), w.name
+        assert volume["configMap"]["defaultMode"] == 0o644, w.name
+        assert {"name": "users", "mountPath": "/var/lib/extrausers", "readOnly": True} in container_of(w)["volumeMounts"]
+    if has_hub(result):
+        files = hub_values(result)["singleuser"]["extraFiles"]
+        given = {f["mountPath"]: f["stringData"] for f in files.values()
+                 if f["mountPath"].startswith("/var/lib/extrausers/")}
+        assert given == {f"/var/lib/extrausers/{k}": v for k, v in users.plain["data"].items()}
+        assert all(f["mode"] == 0o644 for f in files.values())
+
+
+def home_claim_name(result, stack_name: str) -> str:
+    return "site-home" if stack_name == "prod" else name_of(result.one(CLAIM, "home"))
+
+
+def test_the_home_is_one_shared_claim_at_home(stack):
+    """The Slurm nodes and JupyterLab mount the whole claim at /home; the hub mounts /home/<user> of it; slurmrestd
+    and the token service need no home."""
+    name, result = stack
+    claim = home_claim_name(result, name)
+    mounting = {}
+    for w in workloads(result):
+        volumes = [v for v in pod_spec(w)["volumes"] if v["name"] == "home"]
+        mounts = [m for m in container_of(w)["volumeMounts"] if m["name"] == "home"]
+        if volumes:
+            assert volumes == [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}], w.name
+            assert mounts == [{"name": "home", "mountPath": "/home"}], w.name
+        else:
+            assert not mounts, w.name
+        mounting[w.name] = bool(volumes)
+    assert mounting.pop("jupyter-deployment") is True
+    assert mounting.pop("single-node-statefulset", True) is True
+    assert not any(mounting.values()), f"only the Slurm nodes and JupyterLab mount the home: {mounting}"
+    if has_hub(result):
+        storage = hub_values(result)["singleuser"]["storage"]
+        assert storage == {"type": "static", "static": {"pvcName": claim, "subPath": "{username}"},
+                           "homeMountPath": "/home/{username}"}
+
+
+def test_the_stack_makes_a_read_write_many_home_claim(stack):
+    name, result = stack
+    if name == "prod":
+        assert not result.of_type(CLAIM), "home.claim names the site's claim: the stack makes none"
+        return
+    spec = result.one(CLAIM, "home").plain["spec"]
+    assert spec["accessModes"] == ["ReadWriteMany"]
+    assert spec["resources"]["requests"]["storage"] == "10Gi"
+    assert spec.get("storageClassName") == ("local-path-shared" if name == "cluster" else None)
+
+
+def test_home_size_class_and_claim_come_from_config():
+    spec = run("dev", home={"size": "100Gi", "className": "nfs"}).one(CLAIM, "home").plain["spec"]
+    assert spec["resources"]["requests"]["storage"] == "100Gi" and spec["storageClassName"] == "nfs"
+    result = run("dev", home={"claim": "lab-home"})
+    assert not result.of_type(CLAIM)
+    claims = {v["persistentVolumeClaim"]["claimName"] for w in workloads(result) for v in pod_spec(w)["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {"lab-home"}
+    assert hub_values(result)["singleuser"]["storage"]["static"]["pvcName"] == "lab-home"
+
+
+def test_jupyterlab_runs_as_a_directory_user():
+    def nb_user(result):
+        (env,) = [e for e in container_of(result.one(DEPLOYMENT, "jupyter-deployment"))["env"] if e["name"] == "NB_USER"]
+        return env["value"]
+    assert nb_user(committed("local")) == "alice", "the first user by default"
+    assert nb_user(run("local", jupyter={"user": "bob"})) == "bob"
+
+
+def test_hub_users_are_the_directory_each_with_their_own_ids(hub_stack):
+    _, result = hub_stack
+    values = hub_values(result)
+    assert values["hub"]["config"]["Authenticator"]["allowed_users"] == ["alice", "bob"]
+    assert values["hub"]["extraConfig"]["slurmUsers"] == hub_extra_config(DIRECTORY_USERS, DIRECTORY_GROUPS)
+    # The ids come from extraConfig only: no fixed uid or fsGid (the chart's root 0 of before, or any other).
+    assert not values["singleuser"].keys() & {"uid", "fsGid", "extraPodConfig"}
+
+
+def test_token_service_runs_non_root_with_only_the_jwt_key(hub_stack):
+    name, result = hub_stack
+    w = result.one(DEPLOYMENT, "slurm-token-deployment")
+    spec = pod_spec(w)
+    assert spec["securityContext"]["fsGroup"] == 65534, "its group reads the key (the kubelet makes it 0440)"
+    sc = container_of(w)["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"], sc["readOnlyRootFilesystem"]) == (65534, 65534,
+                                                                                                   True, True)
+    assert {v["name"] for v in spec["volumes"]} == {"slurm-keys", "users"}, "no munge key, no Slurm files, no home"
+    keys = next(v for v in spec["volumes"] if v["name"] == "slurm-keys")["projected"]
+    jwt_secret = name_of(result.one(SECRET, "slurm-keys-jwt"))
+    assert keys["sources"] == [{"secret": {"name": jwt_secret, "items": [
+        {"key": "jwt_hs256.key", "path": "jwt_hs256.key", "mode": KEY_MODE}]}}]
+    assert {m["mountPath"] for m in container_of(w)["volumeMounts"]} == {"/etc/slurm-keys", "/var/lib/extrausers"}
+    env = {e["name"]: e.get("value") for e in container_of(w)["env"]}
+    assert env["SLURM_JWT_KEY_FILE"] == "/etc/slurm-keys/jwt_hs256.key"
+    assert env["SLURM_TOKEN_DIRECTORY"] == "/var/lib/extrausers/passwd"
+    notebook = result.one(IMAGE, "slurm-jupyter-notebook").plain["imageName"].rsplit(":", 1)[0]
+    assert container_of(w)["image"].startswith(notebook + "@sha256:")
+    # The chart's hub NetworkPolicy admits pods with this label: the service asks the hub whose API token it got.
+    assert w.plain["spec"]["template"]["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+
+
+def test_token_service_admits_only_the_hub_user_pods(hub_stack):
+    """The chart gives all its pods (hub, proxy, user pods) app.kubernetes.io/name jupyterhub; KubeSpawner gives
+    the user pods app.kubernetes.io/component singleuser-server (kubespawner 7.0.0 spawner.py component_label)."""
+    _, result = hub_stack
+    policy = result.one(NETPOL, "slurm-token-clients").plain["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels(result, "slurm-token-deployment").items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": 8090, "protocol": "TCP"}]
+    assert rule["from"] == [{"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["jupyterhub"]},
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["singleuser-server"]}]}}]
+
+
+def test_hub_user_pods_reach_the_token_service(hub_stack):
+    _, result = hub_stack
+    service = result.one(SERVICE, "slurm-token-service").plain
+    assert service["spec"]["ports"][0]["port"] == 8090
+    ns = result.outputs["namespace"][0]
+    singleuser = hub_values(result)["singleuser"]
+    assert singleuser["extraEnv"]["SLURM_TOKEN_URL"] == (
+        f"http://{service['metadata']['name']}.{ns}.svc.cluster.local:8090/token")
+    assert {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "slurm-token"}}}],
+            "ports": [{"protocol": "TCP", "port": 8090}]} in singleuser["networkPolicy"]["egress"]
+    assert pod_labels(result, "slurm-token-deployment")["app.kubernetes.io/name"] == "slurm-token"
