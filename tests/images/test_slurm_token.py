@@ -195,17 +195,17 @@ def key_dir(work: str, key: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def start_service(jupyter_images, network, containers, work, hub, directory, slurm_cluster):
-    """start_service(lifetime=None) -> Service: slurm-token-service with the cluster's JWT key, as the contract runs it
-    (the venv's python, command overriding the ENTRYPOINT, a non-root uid), once /health answers."""
+    """start_service(lifetime=None, hub_api=None) -> Service: slurm-token-service with the cluster's JWT key, as the
+    contract runs it (the venv's python, command overriding the ENTRYPOINT, a non-root uid), once /health answers."""
 
-    def start(lifetime: int | None = None) -> Service:
+    def start(lifetime: int | None = None, hub_api: str | None = None) -> Service:
         name = f"sci-tok-svc-{uuid.uuid4().hex[:6]}"
         containers.append(name)
         podman("run", "-d", "--name", name, "--network", network, "-p", "127.0.0.1::8090",
                "--user", f"{SERVICE_UID}:{SERVICE_UID}", "--entrypoint", "/opt/jupyter/bin/python",
                "-v", f"{key_dir(work, slurm_cluster.files.jwt_key)}:/etc/slurm-token:ro",
                "-v", f"{directory}:/var/lib/extrausers:ro",
-               "-e", "SLURM_JWT_KEY_FILE=/etc/slurm-token/jwt_hs256.key", "-e", f"JUPYTERHUB_API_URL={hub.api}",
+               "-e", "SLURM_JWT_KEY_FILE=/etc/slurm-token/jwt_hs256.key", "-e", f"JUPYTERHUB_API_URL={hub_api or hub.api}",
                *(["-e", f"SLURM_TOKEN_LIFETIME={lifetime}"] if lifetime else []),
                jupyter_images["slurm-jupyter-notebook"], "/usr/local/bin/slurm-token-service")
         port = podman("port", name, "8090/tcp").stdout.strip().rsplit(":", 1)[-1]
@@ -392,3 +392,11 @@ def test_slurm_token_says_what_to_do_when_it_cannot_get_a_token(pod, hub, servic
     assert p.returncode == 1 and not p.stdout and "is unreachable" in p.stderr, p
     p = pod.run(f"{fresh} slurm-token", SLURM_TOKEN_URL="")
     assert p.returncode == 1 and "SLURM_TOKEN_URL" in p.stderr, p
+
+
+def test_an_unreachable_hub_gets_502_and_slurm_token_says_so(start_service, start_pod, hub):
+    service = start_service(hub_api="http://127.0.0.1:9/hub/api")  # nothing listens there
+    r = service.token(hub.user_token("alice")["token"])
+    assert r.status_code == 502 and "unreachable" in r.json()["error"], r.text
+    p = start_pod(service).run("slurm-token")
+    assert p.returncode == 1 and not p.stdout and "cannot reach JupyterHub" in p.stderr, p
