@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+from components.directory import User, render_files
 from components.slurm_files import SLURMRESTD_PORT, version_facts
 from tests.images.slurm_containers import SingleNode, make_files, podman
 from tests.slurm_rest import SlurmRest
@@ -26,8 +27,8 @@ from tests.slurm_rest import SlurmRest
 pytestmark = pytest.mark.containers
 
 USERS = {"alice": 2001, "bob": 2002}  # uid = gid (user private groups)
-PASSWD = "".join(f"{u}:x:{i}:{i}::/home/{u}:/bin/bash\n" for u, i in USERS.items())
-GROUP = "".join(f"{u}:x:{i}:\n" for u, i in USERS.items()) + "physics:x:3000:alice,bob\n"
+GROUPS = {"physics": 3000}
+DIRECTORY = [User(name, uid, uid, ("physics",)) for name, uid in USERS.items()]
 CAROL_UID = 2003  # carol is in no directory
 JOB = "#!/bin/bash\nid\npwd\n"
 # What Slurm answers a submission for a name it cannot resolve (seen with Debian's packages).
@@ -41,9 +42,10 @@ TOKEN_REFUSED = "token refused: Slurm does not accept the token in SLURM_JWT"
 MISMATCH = "munge key mismatch"
 
 
-def write_directory(path: str, passwd: str = PASSWD, group: str = GROUP) -> None:
+def write_directory(path: str, users=DIRECTORY) -> None:
+    """The directory's files as the program renders them into its ConfigMap (components/directory.py)."""
     os.makedirs(path, exist_ok=True)
-    for name, text in (("passwd", passwd), ("group", group)):
+    for name, text in render_files(users, GROUPS).items():
         with open(os.path.join(path, name), "w") as f:
             f.write(text)
         os.chmod(os.path.join(path, name), 0o644)
@@ -156,7 +158,7 @@ def test_accounting_follows_the_directory_at_start(images, version, network):
     try:
         c.node.start().wait_ready()
         c.node.exec("sacctmgr", "-i", "add", "user", "dave", "account=users")
-        write_directory(c.directory, passwd=PASSWD.replace("alice", "ann").replace("2001", "2005"))
+        write_directory(c.directory, [User("ann", 2005, 2005), *DIRECTORY[1:]])
         c.node.stop()
         assert c.node.exit_code() == 0, c.node.logs()
         c.node.remove()
