@@ -62,12 +62,21 @@ class SlurmVersion:
 #   HTTP 500 (not 401) to a bad token; job_state is a string; the submit payload has 'script' beside 'job' and
 #   'environment' as an object. A client with another munge key gets 'Zero Bytes were transmitted or received'
 #   (24.11+: 'Protocol authentication error'). sacct shows JobName 'allocation' for batch jobs although slurmdbd
-#   stored the name.
+#   stored the name. A token-only client (SLURM_JWT, no munge): a refused token also gives 'Zero Bytes ...'
+#   (sacct: 'auth_g_pack: protocol_version 6500 not supported', exit 239); srun gets as far as the task launch
+#   and fails there with 'Zero Bytes ...'. A submission for an unknown name (uid 99): sbatch 'Invalid user id',
+#   REST 'Invalid account or account/partition combination specified'.
 # - 24.11.5 (trixie): serves REST v0.0.40-42. slurmdbd cannot create slurm_acct_db itself with Connector/C 3.4
 #   (error 5027): the image creates it first. A wrong token gets HTTP 511 from /diag but HTTP 200 with
-#   "pinged": "DOWN" from /ping; job_state is a list; submit answers a top-level job_id.
+#   "pinged": "DOWN" from /ping; job_state is a list; submit answers a top-level job_id. A submission for a name
+#   it cannot resolve is ACCEPTED and held as uid 99 unless AccountingStorageEnforce=associations, which refuses
+#   it with 'Invalid account or account/partition combination specified' (2045; REST: HTTP 500). job_submit/lua
+#   sees only user_id 99 (user_name nil), and the text of its slurm.log_user does not reach REST ('Unspecified
+#   error'), so no plugin can name the user.
 # - 26.05.5 (sid, Debian unstable): serves REST v0.0.42-45. MariaDB's socket moved to /run/mariadbd/. REST
-#   behaves as 24.11's.
+#   behaves as 24.11's, except: a submission for an unknown name is refused even without enforcement, with
+#   'Rejecting authentication of user nobody or group nobody' (6010); srun with a token says 'auth/jwt is not
+#   supported for use with srun'.
 VERSIONS: dict[str, SlurmVersion] = {
     v.version: v
     for v in (
