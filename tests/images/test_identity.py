@@ -224,6 +224,19 @@ def test_job_from_the_home_completes_as_the_user_with_its_output_there(cluster, 
     assert lines[3] == "alice|COMPLETED", lines
 
 
+def test_the_token_stays_out_of_the_jobs_environment(cluster, as_user):
+    """sbatch exports the submitter's environment, SLURM_JWT included; the nodes' TaskProlog drops it, so srun in the
+    job authenticates with the node's munge and keeps working after the token expires."""
+    token = cluster.node.token("alice")
+    p = as_user(USERS["alice"], "bash", "-c", "mkdir -p ~/env && cd ~/env && echo \"submitter: ${SLURM_JWT:+has}\" && "
+                "sbatch --parsable --wrap 'echo \"job: ${SLURM_JWT:-none}\"; srun true && echo srun-ok'", token=token)
+    assert p.returncode == 0 and p.stdout.startswith("submitter: has"), p.stdout + p.stderr  # control
+    job = p.stdout.split()[-1].split(";")[0]
+    cluster.node.wait_job(job, "COMPLETED")
+    out = as_user(USERS["alice"], "cat", f"/home/alice/env/slurm-{job}.out", token=token).stdout
+    assert out.splitlines() == ["job: none", "srun-ok"], out
+
+
 def test_squeue_me_lists_only_ones_own_jobs(cluster, as_user):
     mine = {}
     for user in USERS:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from components.images import CLIENT_BASED as JUPYTER_IMAGES
-from tests.images.jupyter_fixtures import NB_UID, client_args, processes, run_entrypoint
+from tests.images.jupyter_fixtures import client_args, processes, run_entrypoint
 from tests.images.slurm_containers import podman, wait_until
 
 pytestmark = pytest.mark.containers
@@ -70,10 +70,12 @@ def test_refuses_to_start_without_a_usable_token(jupyter_images, slurm_cluster, 
     assert "ServerApp" not in p.stderr, "JupyterLab must not have been started"
 
 
-def test_refuses_to_start_as_non_root(jupyter_images, slurm_cluster):
-    p = run_entrypoint(jupyter_images["slurm-jupyter"], "--user", str(NB_UID), *client_args(slurm_cluster),
-                       "-e", f"JUPYTER_TOKEN={TOKEN}")
-    assert p.returncode != 0 and "must start as root" in p.stderr, p.stderr
+def test_started_as_a_uid_outside_the_user_directory_it_refuses(jupyter_images, slurm_cluster):
+    """Non-root is JupyterHub's user-pod mode: the uid must be a user of the directory (none is mounted here).
+    --passwd=false: podman would otherwise add the uid to /etc/passwd, which Kubernetes does not do."""
+    p = run_entrypoint(jupyter_images["slurm-jupyter"], "--user", "2345", "--passwd=false",
+                       *client_args(slurm_cluster), "-e", f"JUPYTER_TOKEN={TOKEN}")
+    assert p.returncode != 0 and "uid 2345 is not in the user directory" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("mode, gid", [(0o444, 0), (0o440, 100)], ids=["world-readable", "fsGroup-100"])
