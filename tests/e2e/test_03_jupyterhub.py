@@ -59,7 +59,7 @@ def values(deployment, images):
 
 @pytest.fixture(scope="module")
 def hub(deployment, images, values):
-    """The hub's public URL (port-forward of proxy-public), once hub and proxy are ready and the notebook image is
+    """The hub's public URL (proxy-public's cluster IP), once hub and proxy are ready and the notebook image is
     on the node. Removes the hub's objects and what KubeSpawner made afterwards."""
     d = deployment
     objects = hub_objects(values, d.namespace, images["hub"], images["proxy"], secrets.token_hex(32))
@@ -71,8 +71,7 @@ def hub(deployment, images, values):
         wait_rollout(d, "hub")
         TIMINGS["JupyterHub hub and proxy ready"] = time.monotonic() - t0
         pull_image(d, images["notebook"])
-        with public_url(d) as url:
-            yield url
+        yield public_url(d)
     finally:
         d.kube.delete_labelled("pod", "component=singleuser-server")
         for obj in reversed(objects):
