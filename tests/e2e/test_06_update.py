@@ -9,8 +9,8 @@ import time
 import pytest
 
 from components import jupyter, restd, single_node, token_service
-from tests.e2e.deployment import TIMINGS, pulumi
-from tests.project_env import ROOT
+from tests.e2e.deployment import STACK, TIMINGS
+from tests.project_env import ROOT, pulumi
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +27,10 @@ def test_pulumi_up_returns_when_every_updated_workload_is_ready_again(deployment
     _, old_key = d.secret_with("munge.key")
     config = tmp_path / "Pulumi.cluster.yaml"
     config.write_text((ROOT / "Pulumi.cluster.yaml").read_text())
-    pulumi("config", "set", "keyRotation", f"e2e-{secrets.token_hex(4)}", config_file=config)
+    pulumi("config", "set", "keyRotation", f"e2e-{secrets.token_hex(4)}", stack=STACK, config_file=config)
 
     t0 = time.monotonic()
-    pulumi("up", "--yes", "--skip-preview", config_file=config)
+    pulumi("up", "--yes", "--skip-preview", stack=STACK, config_file=config)
     TIMINGS["pulumi up after keyRotation (every pod new)"] = time.monotonic() - t0
 
     pods = {p.labels.get("app.kubernetes.io/name"): p for p in d.kube.pods}
