@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import chart_values, directory, pods
+from components.config import ConfigError
 from components.labels import PART_OF
 from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
 
@@ -168,15 +169,24 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     return values
 
 
-def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any]) -> None:
-    """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns
-    or fail the chart's schema (`chart`: load_chart()'s defaults and schema). stack.build() calls it before it
-    makes any resource, so that `pulumi up` without a preview creates nothing either; the values here stand in
-    for the program's Outputs, JupyterHub merges the real ones."""
+def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any],
+                      users: Sequence[directory.User]) -> None:
+    """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns,
+    fail the chart's schema (`chart`: load_chart()'s defaults and schema), or make admins of names outside the
+    directory (`users`): JupyterHub 5.4.4 adds admin_users to the allowed users (app.py), so they could log in and
+    then never get a server. stack.build() calls it before it makes any resource, so that `pulumi up` without a
+    preview creates nothing either; the values here stand in for the program's Outputs, JupyterHub merges the real
+    ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
-                                users=(), groups={}, home_claim="home", token_url="url", hub_password="",
-                                egress=[])
-    chart_values.with_user_values(program, user_values, *chart)
+                                users=users, groups={g: 0 for u in users for g in u.groups}, home_claim="home",
+                                token_url="url", hub_password="", egress=[])
+    merged = chart_values.with_user_values(program, user_values, *chart)
+    admins = ((merged["hub"].get("config") or {}).get("Authenticator") or {}).get("admin_users") or []
+    outside = sorted(set(admins) - {u.name for u in users})
+    if outside:
+        raise ConfigError(f"{chart_values.KEY}.hub.config.Authenticator.admin_users",
+                          f"names {', '.join(outside)}, not in `users`: JupyterHub lets admins log in, but their "
+                          "servers could not start", "add them to `users`, or remove them from admin_users")
 
 
 @dataclass

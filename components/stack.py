@@ -38,7 +38,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     chart = None
     if cfg.components.jupyterhub:  # before any resource: a bad value must not leave half a stack behind
         chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
-        check_user_values(chart, cfg.jupyterhub.values)
+        check_user_values(chart, cfg.jupyterhub.values, cfg.directory)
     provider = k8s.Provider(
         "kubernetes",
         context=cfg.kubernetes.context,

@@ -193,6 +193,9 @@ def test_each_user_works_in_slurm_as_themselves_from_their_home(deployment, user
                 assert r.status_code == 200 and body.get("success"), body
                 job = str(body["data"]["jobId"])
             assert d.wait_job(job).startswith("COMPLETED")
+            if how == "terminal":  # the user's first job: from login (the users fixture timed it) to COMPLETED
+                TIMINGS[f"JupyterHub login to {name}'s first job COMPLETED"] = (
+                    TIMINGS[f"JupyterHub login to {name}'s server ready"] + time.monotonic() - t0)
             assert d.sacct(job, "User,JobName") == f"{name}|{job_name}"
             r = user.server("GET", f"/api/contents/p/{job_name}-{job}.out")
             assert r.status_code == 200, (r.status_code, r.text[:300])

@@ -82,7 +82,7 @@ def test_destroy_and_teardown_leave_nothing_behind(deployment):
                 if c["labels"].get("io.kubernetes.pod.namespace") == ns and c["state"] != "CONTAINER_EXITED"]
     assert not running, f"pods or containers of {ns} still running in containerd: {running}"
 
-    proc = subprocess.run([str(ROOT / "scripts" / "kube"), "down"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(ROOT / "toolchain" / "kube"), "down"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cluster = [f"{p}: {cmd}" for p, (_, cmd) in processes().items()
                if cmd.split(" ")[0].rsplit("/", 1)[-1] in DAEMONS and (str(KUBE) in cmd or "sci-containerd" in cmd)]

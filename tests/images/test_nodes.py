@@ -23,7 +23,7 @@ from tests.images.slurm_containers import podman, wait_until
 pytestmark = pytest.mark.containers
 
 POD_MEMORY_MIB = parse({"clusterName": "t", "images": '{"registry": "r"}',
-                        "components": '{"jupyterhub": false}'}).single_node_memory_mib
+                        "components": '{"jupyter": false, "jupyterhub": false, "tokenService": false}'}).single_node_memory_mib
 BURSTABLE_OOM_SCORE_ADJ = "999"  # the kubelet's highest value for a Burstable container: the daemons' worst case
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "slurmrestd")
 

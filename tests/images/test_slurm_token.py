@@ -228,10 +228,13 @@ def service(start_service) -> Service:
 
 @pytest.fixture(scope="module")
 def cluster(slurm_cluster):
-    """The private Slurm cluster, which knows the directory's users (a site's LDAP/SSSD, here useradd)."""
+    """The private Slurm cluster, which knows the directory's users (a site's LDAP/SSSD, here useradd) and has them in
+    its accounting (slurm.conf enforces associations; the single node's entrypoint would register a mounted
+    directory's users at start, this one adds them later)."""
     for user, uid in USERS.items():
         slurm_cluster.exec("sh", "-c", f"getent passwd {user} >/dev/null || "
                                        f"(groupadd -g {uid} {user} && useradd -u {uid} -g {uid} -M {user})")
+        slurm_cluster.exec("sacctmgr", "-i", "add", "user", user, "account=users")
     return slurm_cluster
 
 

@@ -30,8 +30,10 @@ HERE = Path(__file__).resolve().parent
 ACCEPTED = HERE / "accepted-findings.yaml"
 KUBERNETES_VERSIONS = ("1.32.0", "1.33.0", "1.34.0", "1.35.0")  # the versions the README claims
 # What the local stack (single node, slurmrestd, JupyterLab; no JupyterHub) renders.
-EXPECTED_KINDS = {"Namespace": 1, "ConfigMap": 1, "Secret": 4, "StatefulSet": 1, "Deployment": 2, "Service": 3,
-                  "NetworkPolicy": 3}
+# Slurm files and the user directory (ConfigMaps); slurmrestd, JupyterLab and the token service (Deployments,
+# Services, NetworkPolicies, with the single node's); the shared home's claim.
+EXPECTED_KINDS = {"Namespace": 1, "ConfigMap": 2, "Secret": 4, "StatefulSet": 1, "Deployment": 3, "Service": 4,
+                  "NetworkPolicy": 4, "PersistentVolumeClaim": 1}
 
 
 def tool(name: str, env: str) -> str:

@@ -238,6 +238,12 @@ def release_values(result):
     return result.one("kubernetes:helm.sh/v3:Release").plain["values"]
 
 
+def test_admins_of_the_directory_are_fine():  # the control of the admin case below
+    result = run("dev", jupyterhub={"chartVersion": "4.3.3",
+                                    "values": {"hub": {"config": {"Authenticator": {"admin_users": ["alice"]}}}}})
+    assert release_values(result)["hub"]["config"]["Authenticator"]["admin_users"] == ["alice"]
+
+
 def test_stack_values_and_file_reach_the_release(tmp_path):
     (tmp_path / "hub.yaml").write_text("singleuser: {memory: {limit: 2G}, cpu: {limit: 1}}\n")
     result = run("dev", jupyterhub={"chartVersion": "4.3.3", "valuesFile": str(tmp_path / "hub.yaml"),
@@ -250,7 +256,9 @@ def test_stack_values_and_file_reach_the_release(tmp_path):
 @pytest.mark.parametrize("user, key", [
     ({"singleuser": {"cpu": {"limit": "two"}}}, "jupyterhub.values.singleuser.cpu.limit"),
     ({"singleuser": {"fsGid": 100}}, "jupyterhub.values.singleuser.fsGid"),
-])
+    ({"hub": {"config": {"Authenticator": {"admin_users": ["alice", "carol"]}}}},
+     "jupyterhub.values.hub.config.Authenticator.admin_users"),
+], ids=["schema", "owned", "admin outside the directory"])
 def test_bad_stack_values_fail_the_preview(user, key):
     with pytest.raises(ConfigError) as e:
         run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
