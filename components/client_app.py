@@ -43,6 +43,7 @@ class ClientApp:
     replicas: int = 1
     strategy: Optional[str] = None  # the Deployment's strategy type (None: Kubernetes' RollingUpdate)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+    startup_probe: Optional[k8s.core.v1.ProbeArgs] = None  # e.g. the readiness check at a short period
 
 
 def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str]
@@ -79,6 +80,7 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
                         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
                         env=list(spec.env) or None,
                         volume_mounts=list(spec.volume_mounts),
+                        startup_probe=spec.startup_probe,
                         readiness_probe=spec.readiness_probe,
                         liveness_probe=spec.liveness_probe,
                         resources=spec.resources,

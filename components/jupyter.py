@@ -66,7 +66,9 @@ class SlurmJupyter(pulumi.ComponentResource):
         service = client_app(name, ClientApp(
             app=APP, component="notebook", name=args.name, namespace=args.namespace, container="jupyterlab",
             image=args.image, port=PORT,
-            # GET /api answers without authentication (server version only).
+            # GET /api answers without authentication (server version only). Each second until it first answers,
+            # so the pod is Ready within a second of JupyterLab (up to 120 s for a slow start); then every 5 s.
+            startup_probe=pods.http_probe("/api", PORT, period=1, failures=120),
             readiness_probe=pods.http_probe("/api", PORT, period=5),
             liveness_probe=pods.http_probe("/api", PORT, period=20, initial_delay=30),
             resources=pods.resources("250m", "512Mi", "2", "4Gi"),

@@ -90,8 +90,10 @@ class SlurmSingleNode(pulumi.ComponentResource):
                    for n, p in all_ports.items()],
             volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=True),
                            k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
-            # First start initialises MariaDB: give it time before liveness counts.
-            startup_probe=pods.tcp_probe(SLURMCTLD_PORT, period=5, failures=60),
+            # The healthcheck each second until it first passes, so the pod is Ready within a second of Slurm (a
+            # readiness probe alone would first pass up to its period later); up to 300 failures, as the first
+            # start initialises MariaDB; liveness counts only after it. Then readiness every 15 s.
+            startup_probe=pods.exec_probe([HEALTHCHECK], period=1, timeout=20, failures=300),
             readiness_probe=pods.exec_probe([HEALTHCHECK], period=15, timeout=20),
             liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
             # Memory request = limit: the nodes' RealMemory is promised to jobs, so the scheduler must reserve it.

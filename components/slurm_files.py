@@ -1,6 +1,6 @@
 """One source for the Slurm configuration: per-version facts and the rendered files.
 
-Pure Python (no Pulumi import): the Pulumi components, the image tests and `scripts/bench-images` all call
+Pure Python (no Pulumi import): the Pulumi components, the image tests and `scripts/bench` all call
 `render_slurm_files()` and read `VERSIONS`, so a fact such as a path, a port or a plugin name is written here
 (or in `configs/*.j2`) and nowhere else.
 

@@ -1,5 +1,5 @@
 """The `cluster` stack, deployed for real: `scripts/pulumi up --stack cluster` onto the single-node Kubernetes of
-`toolchain/kube`. Shared by the end-to-end tests (tests/e2e) and scripts/bench-e2e.
+`toolchain/kube`. Shared by the end-to-end tests (tests/e2e) and scripts/bench.
 
 Everything a test needs is read from what the stack made, through the API server: the workloads by their
 `app.kubernetes.io/name` labels (the components' APP constants), the Slurm facts (REST API version, node names)
@@ -8,10 +8,12 @@ from the ConfigMap every Slurm pod mounts, keys and the token from the Secrets.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
 import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 from components import directory, jupyter, restd, single_node
@@ -45,6 +47,86 @@ def pulumi_up() -> float:
     t0 = time.monotonic()
     pulumi("up", "--yes", "--skip-preview")
     return time.monotonic() - t0
+
+
+@dataclass
+class Step:
+    """One resource step of an update (`op`: create, same, update, replace, ...), in seconds since `pulumi up`
+    started: from the engine's resourcePreEvent to its resOutputsEvent (for a workload, that includes the Kubernetes
+    provider's wait for Ready)."""
+    type: str  # e.g. docker:index/image:Image, kubernetes:apps/v1:StatefulSet
+    name: str
+    op: str
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Update:
+    """A `pulumi up`, timed: `seconds` wall clock from `started` (time.time()); `steps` in start order; `summary`
+    when the engine reported the update done; `changes` its resourceChanges ({op: count})."""
+    seconds: float
+    started: float = 0.0
+    steps: list[Step] = field(default_factory=list)
+    summary: float = float("nan")
+    changes: dict[str, int] = field(default_factory=dict)
+
+    def of_type(self, suffix: str) -> list[Step]:
+        return [s for s in self.steps if s.type.endswith(suffix)]
+
+
+def update_of(stamped: list[tuple[float, dict]], seconds: float) -> Update:
+    """The Update of `pulumi up --json`'s engine events (one JSON object a line: resourcePreEvent, resOutputsEvent,
+    summaryEvent, ...), each stamped with the seconds since the command started when its line arrived."""
+    update, open_steps = Update(seconds), {}
+    for t, event in stamped:
+        for kind in ("resourcePreEvent", "resOutputsEvent", "resOpFailedEvent"):
+            meta = (event.get(kind) or {}).get("metadata")
+            if not meta:
+                continue
+            key = (meta["urn"], meta["op"])
+            if kind == "resourcePreEvent":
+                open_steps[key] = Step(meta["type"], meta["urn"].rsplit("::", 1)[-1], meta["op"], t, float("nan"))
+            elif key in open_steps:
+                step = open_steps.pop(key)
+                step.end = t
+                update.steps.append(step)
+        if "summaryEvent" in event:
+            update.summary = t
+            update.changes = dict(event["summaryEvent"].get("resourceChanges") or {})
+    update.steps.sort(key=lambda s: s.start)
+    return update
+
+
+def pulumi_up_timed(timeout: float = 3600) -> Update:
+    """`scripts/pulumi up --stack cluster --yes --json`, its engine events stamped as they arrive; AssertionError
+    with the output's tail if it fails."""
+    cmd = project_env.pulumi_command("up", "--yes", "--skip-preview", "--json", stack=STACK)
+    stamped, lines = [], []
+    t0, started = time.monotonic(), time.time()
+    with subprocess.Popen(cmd, cwd=project_env.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        for line in proc.stdout:
+            now = time.monotonic() - t0
+            lines.append(line)
+            if now > timeout:
+                proc.kill()
+                raise AssertionError(f"pulumi up did not finish within {timeout:g}s")
+            try:
+                stamped.append((now, json.loads(line)))
+            except ValueError:
+                pass  # not an event (e.g. a plain message on stderr)
+        code = proc.wait()
+    seconds = time.monotonic() - t0
+    if code != 0:
+        raise AssertionError(f"scripts/pulumi up --stack {STACK} exited {code}:\n{''.join(lines[-60:])}")
+    update = update_of(stamped, seconds)
+    update.started = started
+    return update
 
 
 def pulumi_destroy() -> float:

@@ -26,10 +26,13 @@ import os
 import secrets
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Optional
 
 import requests
 
+from components import token_service
 from components.chart_values import with_user_values
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
@@ -70,6 +73,13 @@ def build_hub_image(which: str, tag: str | None = None) -> str:
     tag = tag or registry_name({"hub": "jupyterhub", "proxy": "configurable-http-proxy"}[which])
     podman_build(str(HUB_IMAGES / which), tag, ca_certs=True)
     return tag
+
+
+def hub_images(deployment: Deployment) -> dict[str, str]:
+    """{"notebook", "hub", "proxy"}: the stack's notebook image (the token service runs it too) and the hub's and
+    proxy's, built here and pushed to the local registry; references by digest."""
+    return {"notebook": deployment.app(token_service.APP).spec["containers"][0]["image"],
+            "hub": push(build_hub_image("hub")), "proxy": push(build_hub_image("proxy"))}
 
 
 # --- values -----------------------------------------------------------------------------------------------------
@@ -207,6 +217,35 @@ def wait_rollout(deployment: Deployment, name: str, timeout: float = 300) -> Non
         events = deployment.kube.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]
         raise WaitTimeout(f"deployment {name} not ready within {timeout:g}s: {proc.stderr}\n{logs.stdout}"
                           f"{logs.stderr}\n{events}")
+
+
+@contextmanager
+def running_hub(deployment: Deployment, images: dict[str, str], values: dict,
+                timings: Optional[dict[str, float]] = None) -> Iterator[str]:
+    """Deploys the hub (hub_objects) and yields its public URL (public_url) once hub and proxy are ready and the
+    notebook image is on the node; `timings` gets "JupyterHub hub and proxy ready" (s). Afterwards removes the hub's
+    objects and the user pods KubeSpawner made."""
+    d = deployment
+    objects = hub_objects(values, d.namespace, images["hub"], images["proxy"], secrets.token_hex(32))
+    t0 = time.monotonic()
+    try:
+        for obj in objects:
+            d.kube.create(obj)
+        wait_rollout(d, "proxy")
+        wait_rollout(d, "hub")
+        if timings is not None:
+            timings["JupyterHub hub and proxy ready"] = time.monotonic() - t0
+        pull_image(d, images["notebook"])
+        yield public_url(d)
+    finally:
+        d.kube.delete_labelled("pod", "component=singleuser-server")
+        for obj in reversed(objects):
+            d.kube.delete(obj["kind"], obj["metadata"]["name"])
+
+
+def hub_logs(deployment: Deployment):
+    """A function giving the hub's log tail (for start_and_time's `logs`)."""
+    return lambda: deployment.kube.kubectl("logs", "deployment/hub", "--tail=40", check=False).stdout
 
 
 # --- a user, through the proxy ----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from components import token_service
 from components.jupyterhub import LOGIN_NOTE
 from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from tests.e2e import hub_config
@@ -22,17 +21,14 @@ from tests.e2e.deployment import TIMINGS, stack_output
 from tests.e2e.hub_deployment import (
     USER_VALUES,
     HubUser,
-    build_hub_image,
     chart_values,
     crash_check,
-    hub_objects,
+    hub_images,
+    hub_logs,
     job_script,
     password,
-    public_url,
-    pull_image,
-    push,
+    running_hub,
     start_and_time,
-    wait_rollout,
 )
 from tests.e2e.test_02_rest import forged_token
 
@@ -43,11 +39,8 @@ OUTSIDER = "carol"  # not in the directory
 
 @pytest.fixture(scope="module")
 def images(deployment):
-    """{"notebook", "hub", "proxy"}: the stack's notebook image (the token service runs it too) and the hub's and
-    proxy's, built here and pushed to the local registry; references by digest."""
     t0 = time.monotonic()
-    refs = {"notebook": deployment.app(token_service.APP).spec["containers"][0]["image"],
-            "hub": push(build_hub_image("hub")), "proxy": push(build_hub_image("proxy"))}
+    refs = hub_images(deployment)
     TIMINGS["JupyterHub images built and pushed"] = time.monotonic() - t0
     return refs
 
@@ -59,27 +52,9 @@ def values(deployment, images):
 
 @pytest.fixture(scope="module")
 def hub(deployment, images, values):
-    """The hub's public URL (proxy-public's cluster IP), once hub and proxy are ready and the notebook image is
-    on the node. Removes the hub's objects and what KubeSpawner made afterwards."""
-    d = deployment
-    objects = hub_objects(values, d.namespace, images["hub"], images["proxy"], secrets.token_hex(32))
-    t0 = time.monotonic()
-    try:
-        for obj in objects:
-            d.kube.create(obj)
-        wait_rollout(d, "proxy")
-        wait_rollout(d, "hub")
-        TIMINGS["JupyterHub hub and proxy ready"] = time.monotonic() - t0
-        pull_image(d, images["notebook"])
-        yield public_url(d)
-    finally:
-        d.kube.delete_labelled("pod", "component=singleuser-server")
-        for obj in reversed(objects):
-            d.kube.delete(obj["kind"], obj["metadata"]["name"])
-
-
-def hub_logs(deployment):
-    return lambda: deployment.kube.kubectl("logs", "deployment/hub", "--tail=40", check=False).stdout
+    """The hub's public URL (tests/e2e/hub_deployment.running_hub)."""
+    with running_hub(deployment, images, values, TIMINGS) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Real podman containers of slurm-single-node and slurm-client, for tests/images and scripts/bench-images.
+"""Real podman containers of slurm-single-node and slurm-client, for tests/images and scripts/bench.
 
 No mocks: images are built from dockerfiles/ with podman, configuration comes from
 components/slurm_files.render_slurm_files(), and every wait is on an actual condition with a timeout.

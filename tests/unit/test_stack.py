@@ -349,6 +349,18 @@ def test_single_node_state_volume_and_probes(single_node_stack):
     assert {"name": claim["metadata"]["name"], "mountPath": "/var/lib/slurm-state"} in container["volumeMounts"]
     assert container["readinessProbe"]["exec"]["command"] == ["/usr/local/bin/slurm-healthcheck"]
     assert container["livenessProbe"]["tcpSocket"]["port"] == 6817
+    # Until the healthcheck first passes, it runs each second (Ready within a second of Slurm), for up to 300 s.
+    startup = container["startupProbe"]
+    assert startup["exec"] == container["readinessProbe"]["exec"] and startup["periodSeconds"] == 1
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+
+
+def test_jupyterlab_is_probed_each_second_until_it_first_answers(stack):
+    _, result = stack
+    (container,) = result.one(DEPLOYMENT, "jupyter-deployment").plain["spec"]["template"]["spec"]["containers"]
+    startup, readiness = container["startupProbe"], container["readinessProbe"]
+    assert startup["httpGet"] == readiness["httpGet"] and startup["periodSeconds"] == 1
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120 and readiness["periodSeconds"] == 5
 
 
 def test_storage_size_and_class_come_from_config():
