@@ -3,7 +3,7 @@ keys it generated at its first start."""
 
 import pytest
 
-from tests.images.slurm_containers import SingleNode
+from tests.images.slurm_containers import SingleNode, podman
 
 pytestmark = pytest.mark.containers
 
@@ -37,5 +37,23 @@ def test_restart_keeps_jobs_and_generated_keys(fresh_single_node):
         # The held job still runs once released.
         again.exec("scontrol", "release", held)
         again.wait_job(held, "COMPLETED")
+    finally:
+        again.remove()
+
+
+def test_a_volume_whose_database_belongs_to_another_uid_still_starts(fresh_single_node):
+    """An upgrade: the volume was written by an image whose `mysql` had another uid (Debian gives system uids
+    out at install time; the image that dropped the mariadb-server package got another one)."""
+    node = fresh_single_node().start().wait_ready()
+    done = node.sbatch("--wrap", "echo finished")
+    node.wait_job(done, "COMPLETED")
+    node.stop()
+    node.remove()
+    podman("run", "--rm", "--entrypoint", "chown", "-v", f"{node.volume}:/s", node.image, "-R", "4321:4321", "/s/mysql")
+    again = SingleNode(node.name + "-b", node.image, node.files, node.network, node.volume)
+    try:
+        again.start().wait_ready()
+        assert "gave /var/lib/slurm-state/mysql to this image's mysql" in again.logs()
+        assert again.sacct(done, "State") == "COMPLETED", "the accounting database did not survive"
     finally:
         again.remove()
