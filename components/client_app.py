@@ -91,7 +91,11 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
                 ),
             ),
         ),
-        opts=child,
+        # One at a time (Recreate): replaced, not updated, when its pod changes, so that `pulumi up` returns only
+        # once the new pod is ready. Updated in place, `pulumi up` once returned while the new JupyterLab pod was
+        # still starting (tests/e2e/test_06_update.py); the provider's create await is sound (see single_node.py).
+        opts=child if spec.strategy != "Recreate" else pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+            replace_on_changes=["spec.template"], delete_before_replace=True)),
     )
     service = k8s.core.v1.Service(
         f"{name}-service",
