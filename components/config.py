@@ -118,24 +118,21 @@ def each(check: Check) -> Check:
     return check_all
 
 
-def check_munge_key(text: str) -> None:
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("is not base64 text", "set it from base64 -w0 /etc/munge/munge.key") from None
-    if len(raw) < MUNGE_KEY_MIN_BYTES:
-        raise Invalid(f"decodes to {len(raw)} bytes, munged needs at least {MUNGE_KEY_MIN_BYTES}",
-                      "use the cluster's real /etc/munge/munge.key")
+def base64_key(min_bytes: int, needs: str, file: str) -> Check:
+    """A check of a base64 key of at least `min_bytes` bytes (`needs`: who needs that many; `file`: where it is)."""
+    def check(text: str) -> None:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise Invalid("is not base64 text", f"set it from base64 -w0 {file}") from None
+        if len(raw) < min_bytes:
+            raise Invalid(f"decodes to {len(raw)} bytes, {needs} at least {min_bytes}",
+                          f"use the cluster's real {file}")
+    return check
 
 
-def check_jwt_key(text: str) -> None:
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("is not base64 text", "set it from base64 -w0 of the cluster's jwt_hs256.key") from None
-    if len(raw) < JWT_KEY_MIN_BYTES:
-        raise Invalid(f"decodes to {len(raw)} bytes, an HS256 key needs at least {JWT_KEY_MIN_BYTES}",
-                      "use the cluster's real JWT key")
+check_munge_key = base64_key(MUNGE_KEY_MIN_BYTES, "munged needs", "/etc/munge/munge.key")
+check_jwt_key = base64_key(JWT_KEY_MIN_BYTES, "an HS256 key needs", "jwt_hs256.key")
 
 
 def check_slurm_conf(text: str) -> None:
