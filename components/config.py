@@ -27,7 +27,7 @@ from typing import Any, Callable, NewType, Optional
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from components import directory
+from components import directory, site
 from components.slurm_files import (
     DEFAULT_CPUS_PER_NODE,
     DEFAULT_MEMORY_MB_PER_NODE,
@@ -35,7 +35,6 @@ from components.slurm_files import (
     DEFAULT_SLURM_VERSION,
     MIN_MEMORY_MB_PER_NODE,
     VERSIONS,
-    parse_slurm_conf,
 )
 
 PROJECT = "slurm-cloud-integration"
@@ -136,9 +135,10 @@ check_jwt_key = base64_key(JWT_KEY_MIN_BYTES, "an HS256 key needs", "jwt_hs256.k
 
 
 def check_slurm_conf(text: str) -> None:
-    if not {"slurmctldhost", "controlmachine"} & parse_slurm_conf(text).keys():
-        raise Invalid("has no SlurmctldHost line, so it is not a usable slurm.conf",
-                      "copy the cluster's real /etc/slurm/slurm.conf")
+    try:
+        site.describe(text)
+    except ValueError as e:
+        raise Invalid(f"is not a usable slurm.conf: {e}", "copy the cluster's real /etc/slurm/slurm.conf") from None
 
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -180,8 +180,12 @@ class Components:
 
 @dataclass(frozen=True, kw_only=True)
 class ExistingCluster:
-    slurm_conf: FileText = key(REQUIRED, "path, relative to the project, of the cluster's slurm.conf", check_slurm_conf,
+    slurm_conf: FileText = key(REQUIRED, "path, relative to the project, of the cluster's slurm.conf (the stack reads "
+                                         "the controller's address and ports from it)", check_slurm_conf,
                                example="configs/existing/slurm.conf")
+    configless: bool = key(False, "the clients fetch the configuration from the cluster's slurmctld (Slurm's "
+                                  "configless mode, `SlurmctldParameters=enable_configless`) instead of getting a "
+                                  "copy of `slurmConf`")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,8 +282,13 @@ class Home:
         example="local-path-shared")
     claim: Optional[str] = key(
         None, "an existing ReadWriteMany claim in the namespace to use instead (e.g. bound to the site's NFS "
-              "export); required with `existingCluster`",
+              "export); with `existingCluster` this or `home.volume` is required",
         matches(DNS_LABEL, "a valid claim name", DNS_LABEL_FIX), example="site-home")
+    volume: Optional[str] = key(
+        None, "an existing PersistentVolume (e.g. of the site's NFS export) that the claim the stack makes binds to, "
+              "instead of a new volume of `home.className`",
+        matches(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", "a valid volume name",
+                "use lowercase letters, digits, '-' and '.'"), example="site-home")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,6 +341,11 @@ class StackConfig:
         return tuple(directory.User(name=u.name, uid=u.uid, gid=u.gid or u.uid, groups=u.groups) for u in self.users)
 
     @property
+    def site(self) -> Optional[site.Site]:
+        """The existing cluster's facts (None without `existingCluster`)."""
+        return site.describe(self.existing_cluster.slurm_conf) if self.existing_cluster else None
+
+    @property
     def jupyter_user(self) -> str:
         return self.jupyter.user or self.users[0].name
 
@@ -375,6 +389,11 @@ def _rules(cfg: StackConfig) -> None:
         if components.token_service:
             _check(cfg.jwt_key is not None, "jwtKey", "is missing but the token service signs JupyterHub users' "
                    "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
+        jwt_clients = tuple(name for name, on in (("slurmrestd", components.restd),
+                                                  ("JupyterHub's users", components.jupyterhub)) if on)
+        found = site.problems(cfg.site, jwt_clients=jwt_clients, configless=cfg.existing_cluster.configless)
+        _check(not found, "existingCluster.slurmConf", "; ".join(found),
+               "fix the cluster's slurm.conf (and copy it again), or change what the stack deploys")
     else:
         _check(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
                "remove it (the stack makes its own Slurm's key)")
@@ -400,9 +419,15 @@ def _check_directory(cfg: StackConfig) -> None:
     if components.jupyter:
         _check(cfg.jupyter_user in {u.name for u in cfg.users}, "jupyter.user",
                f"'{cfg.jupyter_user}' is not in `users`", "name a user of the directory")
+    home = cfg.home
+    _check(not (home.claim and home.volume), "home.volume", "is set together with home.claim, but the stack "
+           "makes no claim when it is given one", "remove one of them")
+    _check(not (home.volume and home.class_name), "home.className", "is set together with home.volume, but a claim "
+           "bound to a given volume has no class", "remove one of them")
     if cfg.existing_cluster:
-        _check(cfg.home.claim, "home.claim", "is missing but existingCluster needs the site's shared home "
-               "(the Slurm nodes must see the files Jupyter users write)", how_to_set("home.claim"))
+        _check(home.claim or home.volume, "home.claim", "is missing but existingCluster needs the site's shared home "
+               "(the Slurm nodes must see the files Jupyter users write)",
+               f"{how_to_set('home.claim')}, or name the site's PersistentVolume: {how_to_set('home.volume')}")
 
 
 def _check_nodes_fit(cfg: StackConfig) -> None:

@@ -6,8 +6,8 @@ secretKeyRef (JUPYTER_TOKEN, which the image's entrypoint requires); the stack e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,6 +36,7 @@ class SlurmJupyterArgs:
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany), mounted at /home
     user: str  # a directory user: JupyterLab runs as them, in /home/<user>
     rotation: str  # changing it generates a new token
+    slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
@@ -79,7 +80,7 @@ class SlurmJupyter(pulumi.ComponentResource):
                 name=TOKEN_ENV,
                 value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
                     name=token_secret.metadata.name, key=TOKEN_KEY))),
-                k8s.core.v1.EnvVarArgs(name=USER_ENV, value=args.user)],
+                k8s.core.v1.EnvVarArgs(name=USER_ENV, value=args.user), *pods.env(args.slurm_env)],
             strategy="Recreate",  # one JupyterLab at a time
             image_pull_secret=args.image_pull_secret,
         ), self)

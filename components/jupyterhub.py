@@ -20,7 +20,7 @@ import pulumi_random as random
 from components import chart_values, directory, pods
 from components.config import ConfigError
 from components.labels import PART_OF
-from components.slurm_files import CONFIG_FILES, SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
+from components.slurm_files import CONFIG_FILES
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
 # app.kubernetes.io/component of the notebook pods alone: APP is also the chart's hub's and proxy's name
@@ -55,7 +55,7 @@ def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str 
     rules: list[dict] = []
     if single_node_ports:
         rules += app_egress(single_node_app, *single_node_ports)
-    if existing_ports:  # an existing cluster's controller and slurmdbd: addresses unknown here, ports known
+    if existing_ports:  # an existing cluster's controller and slurmdbd (components/site.py): any address, their ports
         rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(existing_ports)})
     return rules
 
@@ -67,16 +67,6 @@ def app_egress(app: str, *ports: int) -> list[dict]:
 
 def _tcp(ports: Sequence[int]) -> list[dict]:
     return [{"protocol": "TCP", "port": p} for p in ports]
-
-
-def existing_cluster_ports(slurm_conf: str) -> list[int]:
-    """slurmctld's and slurmdbd's ports of an existing cluster's slurm.conf (Slurm's defaults if unset)."""
-    conf = parse_slurm_conf(slurm_conf)
-    low, _, high = (conf.get("slurmctldport") or str(SLURMCTLD_PORT)).partition("-")
-    ports = list(range(int(low), int(high or low) + 1))
-    if "slurmdbd" in conf.get("accountingstoragetype", ""):
-        ports.append(int(conf.get("accountingstorageport") or SLURMDBD_PORT))
-    return ports
 
 
 def hub_extra_config(users: Sequence[directory.User], groups: Mapping[str, int]) -> str:
@@ -106,6 +96,7 @@ c.KubeSpawner.supplemental_gids = lambda spawner: slurm_user(spawner)["supplemen
 def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[str],
                       config_files: Mapping[str, str], users: Sequence[directory.User], groups: Mapping[str, int],
                       home_claim: pulumi.Input[str], token_url: pulumi.Input[str],
+                      slurm_env: Optional[Mapping[str, str]] = None,
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
                       image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
     """The chart values: notebook image by digest, Slurm files and the user directory as extraFiles, each user
@@ -154,7 +145,7 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
             "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
             "cmd": NOTEBOOK_CMD,
             "extraFiles": extra_files,
-            "extraEnv": {"SLURM_TOKEN_URL": token_url},
+            "extraEnv": {**(slurm_env or {}), "SLURM_TOKEN_URL": token_url},
             "storage": {"type": "static", "static": {"pvcName": home_claim, "subPath": "{username}"},
                         "homeMountPath": f"{directory.HOME_ROOT}/{{username}}"},
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
@@ -198,6 +189,7 @@ class JupyterHubArgs:
     notebook_image: pulumi.Input[str]  # slurm-jupyter-notebook by digest
     image_tag: str  # the tag the images were pushed with (the digest is what pins them)
     config_files: Mapping[str, str]  # non-secret Slurm files (SlurmConfig.files)
+    slurm_env: Mapping[str, str]  # SlurmConfig.client_env
     users: Sequence[directory.User]  # StackConfig.directory
     groups: Mapping[str, int]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
@@ -220,7 +212,7 @@ class JupyterHub(pulumi.ComponentResource):
         self.password = pulumi.Output.secret(password.result)
         image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
         program = jupyterhub_values(
-            image_name=image[0], image_tag=image[1], config_files=args.config_files,
+            image_name=image[0], image_tag=image[1], config_files=args.config_files, slurm_env=args.slurm_env,
             users=args.users, groups=args.groups, home_claim=args.home_claim, token_url=args.token_url,
             hub_password=self.password,
             egress=args.egress, image_pull_secret=args.image_pull_secret)

@@ -6,7 +6,7 @@ these helpers, so a path or a mode is written here once.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -79,6 +79,11 @@ def directory_mounts(home: bool) -> list[k8s.core.v1.VolumeMountArgs]:
 def pull_secrets(secret_name: Optional[pulumi.Input[str]]) -> Optional[list[k8s.core.v1.LocalObjectReferenceArgs]]:
     """A pod's imagePullSecrets: the registry Secret of SlurmImages, if it made one."""
     return None if secret_name is None else [k8s.core.v1.LocalObjectReferenceArgs(name=secret_name)]
+
+
+def env(values: Mapping[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
+    """A container's environment variables from {name: value}."""
+    return [k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in values.items()]
 
 
 def slurm_mounts() -> list[k8s.core.v1.VolumeMountArgs]:

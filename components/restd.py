@@ -7,8 +7,8 @@ app.kubernetes.io/name is in `allowed_clients`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 
@@ -28,6 +28,7 @@ class SlurmRestdArgs:
     munge_secret_name: pulumi.Input[str]
     directory_config_map: pulumi.Input[str]  # the user directory (X-SLURM-USER-NAME resolves through it)
     allowed_clients: Sequence[str]  # app.kubernetes.io/name values admitted to port 6820
+    slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     replicas: int = 1
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
@@ -48,6 +49,7 @@ class SlurmRestd(pulumi.ComponentResource):
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             # No allowed clients: the policy admits nothing.
             ingress=[pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients)] if args.allowed_clients else [],
+            env=pods.env(args.slurm_env),
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,
         ), self)
         self.service_name = service.metadata.name

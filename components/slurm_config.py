@@ -2,7 +2,8 @@
 
 Every consumer (slurm-single-node, slurmrestd, JupyterLab, JupyterHub's notebooks) mounts these same files,
 so they cannot drift apart. The files come from `components/slurm_files.render_slurm_files()`; for an
-existing cluster the ConfigMap holds that cluster's slurm.conf instead.
+existing cluster the ConfigMap holds that cluster's slurm.conf instead, or, for a configless one, no slurm.conf:
+the clients fetch it from the cluster's controller, named by `client_env` (Slurm's SLURM_CONF_SERVER).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import site
 from components.labels import labels
 from components.slurm_files import CONFIG_FILES, SECRET_FILES, parse_slurm_conf, render_slurm_files
 
@@ -35,11 +37,13 @@ class SlurmConfigArgs:
     controller_host: Optional[str] = None  # the single node pod's hostname (SlurmctldHost)
     controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
+    configless: bool = False  # with existing_slurm_conf: the clients fetch slurm.conf from its controller
 
 
 class SlurmConfig(pulumi.ComponentResource):
     """Outputs: `config_map_name`; `secret_name` (slurmdbd.conf, None for an existing cluster) and
-    `secret_files`; `files` (the non-secret files' text, {name: text}); `slurm_conf` (its text)."""
+    `secret_files`; `files` (the non-secret files' text, {name: text}); `client_env` (environment every Slurm
+    client container gets, {name: value})."""
 
     def __init__(self, name: str, args: SlurmConfigArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:SlurmConfig", name, None, opts)
@@ -48,9 +52,13 @@ class SlurmConfig(pulumi.ComponentResource):
 
         self.secret_name: Optional[pulumi.Output[str]] = None
         self.secret_files: tuple[str, ...] = ()
+        self.client_env: dict[str, str] = {}
         if args.existing_slurm_conf is not None:
-            self.files = {"slurm.conf": args.existing_slurm_conf,
-                          **existing_cluster_image_env(args.existing_slurm_conf, args.cluster_name, args.slurm_version)}
+            self.files = existing_cluster_image_env(args.existing_slurm_conf, args.cluster_name, args.slurm_version)
+            if args.configless:
+                self.client_env["SLURM_CONF_SERVER"] = site.describe(args.existing_slurm_conf).conf_server
+            else:
+                self.files["slurm.conf"] = args.existing_slurm_conf
         else:
             if not args.controller_host or not args.controller_addr:
                 raise ValueError("SlurmConfig needs controller_host and controller_addr unless existing_slurm_conf is set")
@@ -82,7 +90,6 @@ class SlurmConfig(pulumi.ComponentResource):
             self.secret_name = secret.metadata.name
             self.secret_files = SECRET_FILES
 
-        self.slurm_conf: str = self.files["slurm.conf"]
         # Auto-named: a changed file makes a new ConfigMap, so every pod that mounts it rolls.
         config_map = k8s.core.v1.ConfigMap(f"{name}-files", metadata=k8s.meta.v1.ObjectMetaArgs(**meta),
                                            data=self.files, opts=child)

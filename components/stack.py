@@ -18,7 +18,6 @@ from components.jupyterhub import (
     JupyterHubArgs,
     app_egress,
     check_user_values,
-    existing_cluster_ports,
     slurm_egress,
 )
 from components.keys import SlurmKeys, SlurmKeysArgs
@@ -81,6 +80,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             controller_host=None if existing else single_node.controller_host(node_name),
             controller_addr=None if existing else single_node.controller_addr(node_name, ns),
             existing_slurm_conf=existing.slurm_conf if existing else None,
+            configless=bool(existing and existing.configless),
         ),
         opts=k8s_opts,
     )
@@ -121,6 +121,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
                            directory_config_map=users, allowed_clients=cfg.restd.allowed_clients,
+                           slurm_env=config.client_env,
                            image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
@@ -135,7 +136,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
                              config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
                              directory_config_map=users, home_claim=home_claim, user=cfg.jupyter_user,
-                             rotation=cfg.key_rotation,
+                             rotation=cfg.key_rotation, slurm_env=config.client_env,
                              slurm_apps=(single_node.APP,) if cfg.components.single_node else (),
                              image_pull_secret=pull_secret),
             opts=k8s_opts,
@@ -159,7 +160,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
     if cfg.components.jupyterhub:
         if existing:
-            egress = slurm_egress(existing_ports=existing_cluster_ports(existing.slurm_conf))
+            egress = slurm_egress(existing_ports=cfg.site.ports)
         else:
             egress = slurm_egress(single_node_app=single_node.APP,
                                   single_node_ports=list(single_node.ports(cfg.nodes).values()))
@@ -170,7 +171,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
                            chart_version=cfg.jupyterhub.chart_version, chart=chart, notebook_image=images.refs[NOTEBOOK],
-                           image_tag=cfg.images.tag, config_files=config.files, users=cfg.directory,
+                           image_tag=cfg.images.tag, config_files=config.files,
+                           slurm_env=config.client_env, users=cfg.directory,
                            groups=cfg.groups, home_claim=home_claim, token_url=token_url, egress=egress,
                            rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
@@ -186,12 +188,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
 
 def home_volume_claim(cfg: StackConfig, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-    """The shared home claim (ReadWriteMany, config `home`); its name."""
+    """The shared home claim (ReadWriteMany, config `home`): a new volume of `home.className`, or bound to the
+    existing PersistentVolume `home.volume` (class "", so that no class provisions one instead); its name."""
     return k8s.core.v1.PersistentVolumeClaim(
         "home",
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("home", "storage")),
         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-            access_modes=["ReadWriteMany"], storage_class_name=cfg.home.class_name,
+            access_modes=["ReadWriteMany"], volume_name=cfg.home.volume,
+            storage_class_name="" if cfg.home.volume else cfg.home.class_name,
             resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": cfg.home.size})),
         opts=opts,
     ).metadata.name

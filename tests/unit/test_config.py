@@ -52,7 +52,7 @@ EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwt
 
 
 def test_existing_cluster(tmp_path):
-    (tmp_path / "slurm.conf").write_text("ClusterName=prod\nSlurmctldHost=ctl(10.0.0.1)\n")
+    (tmp_path / "slurm.conf").write_text("ClusterName=prod\nSlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n")
     cfg = parse(with_(**EXISTING), {"mungeKey", "jwtKey"}, str(tmp_path))
     assert "SlurmctldHost=ctl" in cfg.existing_cluster.slurm_conf
     assert cfg.munge_key is not None and cfg.jwt_key is not None
@@ -182,7 +182,7 @@ def test_existing_cluster_needs_a_real_slurm_conf_and_key(tmp_path):
         parse(with_(existingCluster={"slurmConf": "nope.conf"}, mungeKey=MUNGE, **base), {"mungeKey"}, str(tmp_path))
     with pytest.raises(ConfigError, match="no SlurmctldHost line"):
         parse(with_(existingCluster={"slurmConf": "empty.conf"}, mungeKey=MUNGE, **base), {"mungeKey"}, str(tmp_path))
-    (tmp_path / "ok.conf").write_text("SlurmctldHost=ctl\n")
+    (tmp_path / "ok.conf").write_text("SlurmctldHost=ctl\nAuthAltTypes=auth/jwt\n")
     with pytest.raises(ConfigError, match="needs the cluster's munge key"):
         parse(with_(existingCluster={"slurmConf": "ok.conf"}, **base), set(), str(tmp_path))
     with pytest.raises(ConfigError, match="would deploy a second Slurm"):
@@ -220,7 +220,7 @@ def test_no_users_are_needed_without_jupyter():
 
 
 def test_existing_cluster_needs_the_jwt_key_for_the_hub_and_the_site_home(tmp_path):
-    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\n")
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\nAuthAltTypes=auth/jwt\n")
 
     def error(secrets=frozenset({"mungeKey", "jwtKey"}), **changes) -> ConfigError:
         with pytest.raises(ConfigError) as e:
@@ -241,6 +241,31 @@ def test_existing_cluster_needs_the_jwt_key_for_the_hub_and_the_site_home(tmp_pa
     assert cfg.jwt_key is None
 
 
+def test_what_an_existing_cluster_lacks_is_named_at_preview(tmp_path):
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\n")
+    site = with_(**EXISTING)
+    with pytest.raises(ConfigError) as e:
+        parse(site, {"mungeKey", "jwtKey"}, str(tmp_path))
+    assert e.value.key == "existingCluster.slurmConf" and "no auth/jwt in AuthAltTypes" in str(e.value)
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n")
+    configless = changed(site, existingCluster={"slurmConf": "slurm.conf", "configless": True})
+    with pytest.raises(ConfigError, match="no enable_configless in SlurmctldParameters") as e:
+        parse(configless, {"mungeKey", "jwtKey"}, str(tmp_path))
+    assert e.value.key == "existingCluster.slurmConf"
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n"
+                                         "SlurmctldParameters=enable_configless\n")
+    assert parse(configless, {"mungeKey", "jwtKey"}, str(tmp_path)).site.conf_server == "10.0.0.1:6817"
+
+
+def test_home_volume_and_claim_exclude_each_other(tmp_path):
+    with pytest.raises(ConfigError, match="set together with home.claim") as e:
+        parse(with_(home={"claim": "a", "volume": "b"}))
+    assert e.value.key == "home.volume"
+    with pytest.raises(ConfigError, match="set together with home.volume") as e:
+        parse(with_(home={"className": "nfs", "volume": "b"}))
+    assert e.value.key == "home.className"
+
+
 def test_jwt_key_belongs_to_an_existing_cluster():
     with pytest.raises(ConfigError) as e:
         parse(with_(jwtKey=JWT), {"jwtKey"})
@@ -250,7 +275,7 @@ def test_jwt_key_belongs_to_an_existing_cluster():
 @pytest.mark.parametrize("key, words", [("bm90IGJhc2U2NA=!", "not base64 text"),
                                         (base64.b64encode(bytes(31)).decode(), "decodes to 31 bytes, an HS256 key")])
 def test_bad_jwt_key(tmp_path, key, words):
-    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\n")
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl\nAuthAltTypes=auth/jwt\n")
     with pytest.raises(ConfigError, match=words) as e:
         parse(with_(**{**EXISTING, "jwtKey": key}), {"mungeKey", "jwtKey"}, str(tmp_path))
     assert e.value.key == "jwtKey"

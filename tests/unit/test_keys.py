@@ -42,7 +42,7 @@ EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwt
 
 def test_existing_cluster_keys_are_adopted_not_generated(tmp_path):
     """The munge key for the Slurm clients, the JWT key for JupyterHub's token service: both the site's own."""
-    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\n")
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n")
     result = run_stack(with_(**EXISTING), {"mungeKey", "jwtKey"}, str(tmp_path))
     assert not [r.name for r in result.of_type(BYTES) if r.parent == KEYS]
     secrets = {s.name: s for s in key_secrets(result)}
@@ -54,7 +54,7 @@ def test_existing_cluster_keys_are_adopted_not_generated(tmp_path):
 
 
 def test_existing_cluster_without_the_token_service_gets_no_jwt_key(tmp_path):
-    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\n")
+    (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n")
     components = {"singleNode": False, "jupyterhub": False, "tokenService": False}
     result = run_stack(with_(**{**EXISTING, "jwtKey": None, "components": components}),
                        {"mungeKey"}, str(tmp_path))

@@ -488,6 +488,29 @@ def test_existing_cluster_uses_its_slurm_conf_and_deploys_no_slurm():
     assert hub_values(result)["singleuser"]["extraFiles"]["slurm-config-slurm-conf"]["stringData"] == conf
 
 
+def test_a_configless_site_gets_no_copy_of_slurm_conf_and_every_client_names_its_controller(tmp_path):
+    conf = (ROOT / "configs" / "existing" / "slurm.conf").read_text() + "SlurmctldParameters=enable_configless\n"
+    (tmp_path / "slurm.conf").write_text(conf)
+    result = run("prod", existingCluster={"slurmConf": str(tmp_path / "slurm.conf"), "configless": True})
+    assert set(slurm_files(result).plain["data"]) == {"slurm-image.env"}, "the clients fetch slurm.conf themselves"
+    server = {"name": "SLURM_CONF_SERVER", "value": "slurmctl.hpc.example.com:6817"}  # SlurmctldHost's address
+    for name in ("slurmrestd-deployment", "jupyter-deployment"):
+        assert server in container_of(result.one(DEPLOYMENT, name))["env"], name
+    singleuser = hub_values(result)["singleuser"]
+    assert singleuser["extraEnv"]["SLURM_CONF_SERVER"] == server["value"]
+    assert "slurm-config-slurm-conf" not in singleuser["extraFiles"]
+    # Copied, as before: no SLURM_CONF_SERVER anywhere.
+    copied = run("prod")
+    assert all(e["name"] != "SLURM_CONF_SERVER" for w in workloads(copied) for e in container_of(w).get("env") or [])
+
+
+def test_the_home_claim_can_bind_the_sites_volume():
+    result = run("prod", home={"volume": "site-home-nfs", "size": "1Ti"})
+    spec = result.one(CLAIM, "home").plain["spec"]
+    assert (spec["volumeName"], spec["storageClassName"], spec["accessModes"]) == ("site-home-nfs", "", ["ReadWriteMany"])
+    assert hub_values(result)["singleuser"]["storage"]["static"]["pvcName"] == name_of(result.one(CLAIM, "home"))
+
+
 def test_components_can_be_switched_off():
     result = run("dev", components={"restd": False, "jupyter": False, "jupyterhub": False})
     types = {r.typ for r in result.resources}

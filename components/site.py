@@ -1,0 +1,105 @@
+"""An existing Slurm cluster ("the site") as the stack sees it: the facts it reads from the site's slurm.conf.
+
+The client pods need the site's controller address and ports (NetworkPolicy egress; `SLURM_CONF_SERVER` for
+configless clients) and the site must accept what they bring: munge credentials (the clients hold the site's
+munge key), JWTs (slurmrestd and JupyterHub users' tokens need `AuthAltTypes=auth/jwt`) and, for configless
+clients, configuration requests (`SlurmctldParameters=enable_configless`). Keys and defaults: slurm.conf(5).
+
+Pure Python: `describe()` and `problems()` raise or return plain text; components/config.py names the config keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
+
+MUNGE = "auth/munge"
+JWT = "auth/jwt"
+SLURMDBD = "accounting_storage/slurmdbd"
+CONFIGLESS = "enable_configless"
+_HOST = re.compile(r"^([^()\s,]+)(?:\(([^()\s,]+)\))?$")  # SlurmctldHost=name or name(address)
+_PORTS = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")  # SlurmctldPort=6817 or a range 6817-6820
+
+
+@dataclass(frozen=True)
+class Site:
+    cluster_name: Optional[str]  # ClusterName (Slurm requires it; None if the file lacks it)
+    controller: str  # the address clients connect to: SlurmctldHost's address in parentheses, else its name
+    slurmctld_ports: tuple[int, ...]  # every port of SlurmctldPort (clients pick one of a range)
+    slurmdbd: Optional[tuple[str, int]]  # (AccountingStorageHost, AccountingStoragePort) with slurmdbd accounting
+    auth_type: str  # AuthType
+    alt_auth_types: tuple[str, ...]  # AuthAltTypes
+    configless: bool  # SlurmctldParameters has enable_configless
+    includes: tuple[str, ...]  # the files of its Include lines (a copy of slurm.conf does not carry them)
+
+    @property
+    def conf_server(self) -> str:
+        """host:port for configless clients (Slurm's SLURM_CONF_SERVER)."""
+        return f"{self.controller}:{self.slurmctld_ports[0]}"
+
+    @property
+    def ports(self) -> list[int]:
+        """The TCP ports clients connect to: slurmctld's, then slurmdbd's (sacct, sacctmgr)."""
+        return [*self.slurmctld_ports, *([self.slurmdbd[1]] if self.slurmdbd else [])]
+
+
+def describe(slurm_conf: str) -> Site:
+    """The facts of a site's slurm.conf text. ValueError (what is wrong, in slurm.conf's words) if it has no
+    SlurmctldHost, a malformed one, or a port that is not one."""
+    conf = parse_slurm_conf(slurm_conf)
+    line = conf.get("slurmctldhost") or conf.get("controlmachine")
+    if not line:
+        raise ValueError("it has no SlurmctldHost line, so clients cannot find the controller")
+    host = _HOST.match(line)
+    if not host:
+        raise ValueError(f"SlurmctldHost={line} is not NAME or NAME(ADDRESS)")
+    if "controlmachine" in conf and "controladdr" in conf:  # the older spelling keeps the address apart
+        controller = conf["controladdr"]
+    else:
+        controller = host.group(2) or host.group(1)
+    slurmdbd = None
+    if conf.get("accountingstoragetype") == SLURMDBD:
+        if not conf.get("accountingstoragehost"):
+            raise ValueError(f"AccountingStorageType={SLURMDBD} without AccountingStorageHost: clients (sacct) "
+                             "cannot find slurmdbd")
+        slurmdbd = (conf["accountingstoragehost"], _ports("AccountingStoragePort",
+                                                          conf.get("accountingstorageport"), SLURMDBD_PORT)[0])
+    return Site(
+        cluster_name=conf.get("clustername"),
+        controller=controller,
+        slurmctld_ports=_ports("SlurmctldPort", conf.get("slurmctldport"), SLURMCTLD_PORT),
+        slurmdbd=slurmdbd,
+        auth_type=conf.get("authtype", MUNGE),
+        alt_auth_types=tuple(t for t in conf.get("authalttypes", "").split(",") if t),
+        configless=CONFIGLESS in conf.get("slurmctldparameters", "").split(","),
+        includes=tuple(words[1] for line in slurm_conf.splitlines()
+                       if len(words := line.split("#", 1)[0].split()) > 1 and words[0].lower() == "include"),
+    )
+
+
+def problems(site: Site, *, jwt_clients: tuple[str, ...], configless: bool) -> list[str]:
+    """What keeps the deployed clients from working with `site`: each a sentence naming the slurm.conf line.
+    `jwt_clients`: the deployed parts that authenticate with JWTs; `configless`: clients fetch the files."""
+    found = []
+    if site.auth_type != MUNGE:
+        found.append(f"AuthType={site.auth_type}, but the clients authenticate with munge (AuthType={MUNGE})")
+    if jwt_clients and JWT not in site.alt_auth_types:
+        found.append(f"no {JWT} in AuthAltTypes, so the cluster refuses the JWTs of {' and '.join(jwt_clients)}")
+    if configless and not site.configless:
+        found.append(f"no {CONFIGLESS} in SlurmctldParameters, so the controller does not serve its files to "
+                     "configless clients")
+    if site.includes and not configless:
+        found.append(f"Include {', '.join(site.includes)}: the clients get a copy of slurm.conf alone, without "
+                     "the files it includes")
+    return found
+
+
+def _ports(name: str, value: Optional[str], default: int) -> tuple[int, ...]:
+    match = _PORTS.match(value or str(default))
+    low, high = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, -1)
+    if not 0 < low <= high <= 65535:
+        raise ValueError(f"{name}={value} is not a port or a range of ports LOW-HIGH (1-65535)")
+    return tuple(range(low, high + 1))
