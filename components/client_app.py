@@ -86,6 +86,8 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
                         resources=spec.resources,
                         security_context=(pods.root_start_security_context() if spec.run_as is None
                                           else pods.non_root_security_context(spec.run_as)),
+                        # A container that fails says why in the pod's status (and `pulumi up`'s wait).
+                        termination_message_policy="FallbackToLogsOnError",
                     )],
                     volumes=list(spec.volumes),
                 ),

@@ -25,6 +25,7 @@ from components.labels import labels
 from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
+from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_files import SLURMRESTD_PORT
 from components.token_service import APP as TOKEN_APP
 from components.token_service import PORT as TOKEN_PORT
@@ -92,6 +93,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         opts=k8s_opts,
     ).metadata.name
     home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, k8s_opts)
+    munge_secret = keys.munge_secret_name  # for an existing cluster, once its slurmctld accepted it
+    if existing:
+        munge_secret = SiteCheck("site-check", SiteCheckArgs(
+            namespace=namespace, image=images.refs[CLIENT], config_map_name=config.config_map_name,
+            munge_secret_name=keys.munge_secret_name, slurm_env=config.client_env, image_pull_secret=pull_secret,
+        ), opts=k8s_opts).munge_secret_name
 
     restd_url = None
     if cfg.components.single_node:
@@ -119,7 +126,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         restd = SlurmRestd(
             "slurmrestd",
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
-                           config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
+                           config_map_name=config.config_map_name, munge_secret_name=munge_secret,
                            directory_config_map=users, allowed_clients=cfg.restd.allowed_clients,
                            slurm_env=config.client_env,
                            image_pull_secret=pull_secret),
@@ -134,7 +141,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         jupyter = SlurmJupyter(
             "jupyter",
             SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
-                             config_map_name=config.config_map_name, munge_secret_name=keys.munge_secret_name,
+                             config_map_name=config.config_map_name, munge_secret_name=munge_secret,
                              directory_config_map=users, home_claim=home_claim, user=cfg.jupyter_user,
                              rotation=cfg.key_rotation, slurm_env=config.client_env,
                              slurm_apps=(single_node.APP,) if cfg.components.single_node else (),

@@ -57,7 +57,7 @@ class TokenService(pulumi.ComponentResource):
             volumes=[pods.keys_volume(None, args.jwt_secret_name), pods.directory_volume(args.directory_config_map)],
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
                            *pods.directory_mounts(home=False)],
-            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
+            env=pods.env(env),
             ingress=[pods.ingress_rule([PORT], args.clients, args.client_components)], policy="clients",
             image_pull_secret=args.image_pull_secret,
         ), self)

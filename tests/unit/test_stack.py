@@ -92,7 +92,9 @@ HUB = TOKENS | {
     (PASSWORD, "jupyterhub-password", T + "JupyterHub"),
     (RELEASE, "jupyterhub-release", T + "JupyterHub"),
 }
-EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB, "prod": COMMON | HUB,
+# An existing cluster: its clients roll out once a Job has seen its slurmctld accept the munge key (prod).
+SITE_CHECK = {(T + "SiteCheck", "site-check", STACK), ("kubernetes:batch/v1:Job", "site-check-job", T + "SiteCheck")}
+EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB, "prod": COMMON | HUB | SITE_CHECK,
             "local": COMMON | HOME | SINGLE_NODE | TOKENS, "cluster": COMMON | HOME | SINGLE_NODE | TOKENS}
 STACKS = tuple(EXPECTED)
 # The stacks a test about the single node or the hub applies to; test_resources_and_their_parents holds the
@@ -502,6 +504,22 @@ def test_a_configless_site_gets_no_copy_of_slurm_conf_and_every_client_names_its
     # Copied, as before: no SLURM_CONF_SERVER anywhere.
     copied = run("prod")
     assert all(e["name"] != "SLURM_CONF_SERVER" for w in workloads(copied) for e in container_of(w).get("env") or [])
+
+
+def test_an_existing_clusters_clients_mount_the_key_its_check_job_was_given():
+    result = run("prod")
+    (job,) = result.of_type("kubernetes:batch/v1:Job")
+    spec = job.plain["spec"]["template"]["spec"]
+    (check,) = spec["containers"]
+    assert check["args"] == ["slurm-munge-check"] and check["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert job.plain["spec"]["backoffLimit"] == 0 and spec["restartPolicy"] == "Never"
+    munge = name_of(result.one(SECRET, "slurm-keys-munge"))
+    def munge_secrets(pod):
+        return {s["secret"]["name"] for v in pod["volumes"] for s in (v.get("projected") or {}).get("sources", [])
+                if "secret" in s}
+    assert munge_secrets(spec) == {munge}
+    for name in ("slurmrestd-deployment", "jupyter-deployment"):
+        assert munge_secrets(pod_spec(result.one(DEPLOYMENT, name))) == {munge}, name
 
 
 def test_the_home_claim_can_bind_the_sites_volume():
