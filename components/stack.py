@@ -24,8 +24,8 @@ from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
-from components.slurm_config import SlurmConfig, SlurmConfigArgs
 from components.site_check import SiteCheck, SiteCheckArgs
+from components.slurm_config import SlurmConfig, SlurmConfigArgs
 from components.slurm_files import SLURMRESTD_PORT
 from components.token_service import APP as TOKEN_APP
 from components.token_service import PORT as TOKEN_PORT
