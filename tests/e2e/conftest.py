@@ -2,8 +2,8 @@
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 
-Order matters and is the files' order: test_00 uses the cluster alone, test_01..06 the running stack, test_07 destroys
-it and stops the cluster.
+Order matters and is the files' order: test_00 uses the cluster alone, test_01..06 the running stack, test_07 a
+second stack (`site`) against a Slurm cluster outside Kubernetes, test_08 destroys the first and stops the cluster.
 """
 
 from __future__ import annotations

@@ -282,17 +282,17 @@ def test_bad_jwt_key(tmp_path, key, words):
 
 
 def test_committed_stacks_parse(monkeypatch):
-    """The committed Pulumi.<stack>.yaml files are valid as committed (prod with its key secrets set)."""
+    """The committed Pulumi.<stack>.yaml files are valid as committed (prod and site with their key secrets set)."""
     import yaml
 
     monkeypatch.setenv("SCI_CACHE", "/var/cache/sci-test")
     monkeypatch.setenv("SCI_KUBECONFIG", "/var/cache/sci-test/kube/admin.kubeconfig")
     parsed = {}
-    for stack in ("local", "cluster", "dev", "prod"):
+    for stack in ("local", "cluster", "dev", "prod", "site"):
         with open(f"Pulumi.{stack}.yaml") as f:
             raw = yaml.safe_load(f)["config"]
         values = {k.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
-        secrets = {"mungeKey": MUNGE, "jwtKey": JWT} if stack == "prod" else {}
+        secrets = {"prod": {"mungeKey": MUNGE, "jwtKey": JWT}, "site": {"mungeKey": MUNGE}}.get(stack, {})
         parsed[stack] = cfg = parse({**values, **secrets}, set(secrets))
         assert cfg.cluster_name == stack
         assert [(u.name, u.uid, u.gid, u.groups) for u in cfg.directory] == [
@@ -302,6 +302,7 @@ def test_committed_stacks_parse(monkeypatch):
     assert parsed["cluster"].home.class_name == "local-path-shared"
     assert parsed["prod"].home.claim == "site-home" and parsed["prod"].jwt_key is not None
     assert parsed["dev"].jupyterhub.chart_version == "4.3.3"
+    assert parsed["site"].home.volume == "sci-site-home" and parsed["site"].jwt_key is None
 
 
 def test_registry_password_needs_a_user():
