@@ -498,6 +498,8 @@ def test_a_configless_site_gets_no_copy_of_slurm_conf_and_every_client_names_its
     server = {"name": "SLURM_CONF_SERVER", "value": "slurmctl.hpc.example.com:6817"}  # SlurmctldHost's address
     for name in ("slurmrestd-deployment", "jupyter-deployment"):
         assert server in container_of(result.one(DEPLOYMENT, name))["env"], name
+    (job,) = result.of_type("kubernetes:batch/v1:Job")
+    assert job.plain["spec"]["template"]["spec"]["containers"][0]["env"] == [server], "the check asks the same server"
     singleuser = hub_values(result)["singleuser"]
     assert singleuser["extraEnv"]["SLURM_CONF_SERVER"] == server["value"]
     assert "slurm-config-slurm-conf" not in singleuser["extraFiles"]
