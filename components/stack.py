@@ -26,7 +26,7 @@ from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
-from components.slurm_files import SLURMRESTD_PORT
+from components.slurm_files import SLURMRESTD_PORT, version_facts
 from components.token_service import APP as TOKEN_APP
 from components.token_service import PORT as TOKEN_PORT
 from components.token_service import TokenService, TokenServiceArgs
@@ -135,6 +135,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         restd_url = restd.url
     if restd_url is not None:
         outputs["slurmrestdUrl"] = restd_url
+        # The newest API version its slurmrestd serves (the images' Slurm): URLs are {url}/slurm/{version}/...
+        outputs["slurmrestdApiVersion"] = version_facts(cfg.slurm_version).rest_api_version
 
     if cfg.components.jupyter:
         name = f"{cfg.cluster_name}-jupyter"

@@ -250,6 +250,7 @@ def test_secret_outputs_and_plain_hints(stack):
     assert not hint_secret and hint == "pulumi stack output jupyterToken --show-secrets"
     assert result.outputs["jupyterLabUrl"][0].endswith(":8888/lab")
     assert result.outputs["slurmrestdUrl"][0].endswith(":6820")
+    assert result.outputs["slurmrestdApiVersion"][0] == "v0.0.42", "24.11's newest REST API (components/slurm_files.py)"
     for out in ("jupyterLabUrl", "slurmrestdUrl", "jupyterLabAccess", "namespace"):
         assert not result.outputs[out][1], f"{out} should be plain text"
     if not has_hub(result):
