@@ -305,8 +305,8 @@ class StackConfig:
                             example="mycluster")
     slurm_version: str = key(DEFAULT_SLURM_VERSION, "Slurm version of the images: " + ", ".join(
         f"`{v}` ({f.debian_suite})" for v, f in VERSIONS.items()) + "; see `components/slurm_files.py`. With "
-        "`existingCluster`: the cluster's own release (its slurmctld refuses newer clients and ones more than two "
-        "releases older)",
+        "`existingCluster`: the cluster's own release (its slurmctld refuses newer clients, and older ones past Slurm's "
+        "compatibility window)",
         one_of(VERSIONS, "a supported Slurm version"))
     namespace: str = key("slurm", "Kubernetes namespace to deploy into",
                          matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
