@@ -2,8 +2,8 @@
 SLURM_CONF_SERVER=<addr>:<port>; the site's slurmctld has SlurmctldParameters=enable_configless.
 
 Real podman containers: the identity test's single node (user directory, shared /home) with configless
-enabled by the test (appended to its slurm.conf), and slurm-client containers in both modes (munge as root;
-JWT as the directory user alice, no key). Contract: dockerfiles/README.md "Configless sites".
+enabled by the test (appended to its slurm.conf), and slurm-client and slurm-jupyter containers in both modes
+(munge, started as root; JWT, as the directory user alice from the start, no key). Contract: dockerfiles/README.md "Configless sites".
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import tempfile
 import time
 
 import pytest
+import requests
 
 from components.slurm_files import SLURMRESTD_PORT, version_facts
-from tests.images.slurm_containers import SingleNode, make_files, podman, write_key_dir
+from tests.images.slurm_containers import SingleNode, make_files, podman, wait_until, write_key_dir
 from tests.images.test_identity import JOB, MISMATCH, USERS, Cluster
 from tests.slurm_rest import SlurmRest
 
@@ -171,3 +172,47 @@ def test_not_enabled(images, version, network):
         shutil.rmtree(config, ignore_errors=True)
     for p in (munge, jwt):
         assert p.returncode != 0 and NOT_ENABLED in p.stderr, p.stdout + p.stderr
+
+
+# --- the Jupyter images: jupyter-entrypoint's two modes, jupyterlab-slurm's commands ------------------------
+LAB_TOKEN = os.urandom(16).hex()
+
+
+@pytest.mark.parametrize("mode", ["munge", "jwt"])
+def test_jupyterlab_slurm(jupyter_images, start_jupyter, site, mode):
+    """slurm-jupyter as alice: started as root with munge (NB_USER=alice), or as alice's uid with her token;
+    jupyterlab-slurm submits a script saved in her home, lists it (squeue) and finds it in sacct."""
+    node = site.node
+    args = ["--network", node.network, "--add-host", f"{node.files.controller_host}:{node.ip}",
+            "-e", f"SLURM_CONF_SERVER={node.ip}:{port(node.files)}", "-v", f"{site.config}:/etc/slurm-config:ro",
+            "-v", f"{site.directory}:/var/lib/extrausers:ro", "-v", f"{site.home}:/home",
+            "-e", f"JUPYTER_TOKEN={LAB_TOKEN}"]
+    if mode == "munge":
+        args += ["-e", "NB_USER=alice", "-v", f"{node.files.client_keys}:/etc/slurm-keys:ro"]
+    else:
+        args += ["--passwd=false", "--user", f"{USERS['alice']}:{USERS['alice']}",
+                 "-e", f"SLURM_JWT={node.token('alice')}"]
+    lab = start_jupyter(jupyter_images["slurm-jupyter"], *args)
+
+    def api(method, path, **kw):
+        return requests.request(method, lab.url + path, headers={"Authorization": f"token {LAB_TOKEN}"},
+                                timeout=30, **kw)
+    name = f"lab-{mode}"
+    r = api("PUT", f"/api/contents/{name}.sh", json={"type": "file", "format": "text", "content": JOB})
+    assert r.status_code in (200, 201), r.text
+    r = api("POST", "/jupyterlab_slurm/sbatch", json={"inputPath": f"/home/alice/{name}.sh", "outputPath": "/home/alice"})
+    assert r.status_code == 200 and r.json()["success"], r.text
+    job_id = r.json()["data"]["jobId"]
+    r = api("GET", "/jupyterlab_slurm/squeue")
+    assert r.status_code == 200 and r.json()["success"], r.text
+    node.wait_job(job_id)
+
+    def in_history():
+        r = api("GET", "/jupyterlab_slurm/sacct", params={"user": "alice"})
+        assert r.status_code == 200 and r.json()["success"], r.text
+        data = r.json()["data"]
+        rows = [dict(zip(data["columns"], v, strict=True)) for v in data["rows"]]
+        return any(row["JobID"] == job_id and row["State"].startswith("COMPLETED") for row in rows)
+    wait_until(in_history, 30, f"job {job_id} COMPLETED in sacct (jupyterlab_slurm)", lab.logs)
+    out = lab.exec("cat", f"/home/alice/slurm-{job_id}.out").stdout
+    assert "uid=2001(alice)" in out, out
