@@ -393,7 +393,12 @@ def _rules(cfg: StackConfig) -> None:
                    "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
         jwt_clients = tuple(name for name, on in (("slurmrestd", components.restd),
                                                   ("JupyterHub's users", components.jupyterhub)) if on)
-        found = site.problems(cfg.site, jwt_clients=jwt_clients, configless=cfg.existing_cluster.configless)
+        configless = cfg.existing_cluster.configless
+        if configless and components.restd:
+            _check(VERSIONS[cfg.slurm_version].sackd, "existingCluster.configless", f"is true, but slurmrestd of "
+                   f"Slurm {cfg.slurm_version} cannot run configless (it fetches the files through sackd, Slurm "
+                   "23.11+)", "copy slurm.conf (configless false), or set components.restd to false")
+        found = site.problems(cfg.site, jwt_clients=jwt_clients, configless=configless)
         _check(not found, "existingCluster.slurmConf", "; ".join(found),
                "fix the cluster's slurm.conf (and copy it again), or change what the stack deploys")
     else:

@@ -55,6 +55,7 @@ class SlurmVersion:
     cgroup_plugin: Optional[str]  # CgroupPlugin= in cgroup.conf; None = leave the line out
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
+    sackd: bool  # the suite has sackd (Slurm 23.11+), which slurmrestd needs on a configless site (slurm-client image)
 
 
 # What else was seen of each version, for whoever debugs one:
@@ -82,13 +83,13 @@ VERSIONS: dict[str, SlurmVersion] = {
     for v in (
         SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
                      restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
-                     mariadb_socket="/run/mysqld/mysqld.sock"),
+                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False),
         SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
-                     mariadb_socket="/run/mysqld/mysqld.sock"),
+                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=True),
         SlurmVersion(version="26.05", debian_suite="sid", rest_api_version="v0.0.44",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
-                     mariadb_socket="/run/mariadbd/mysqld.sock"),
+                     mariadb_socket="/run/mariadbd/mysqld.sock", sackd=True),
     )
 }
 

@@ -255,6 +255,11 @@ def test_what_an_existing_cluster_lacks_is_named_at_preview(tmp_path):
     (tmp_path / "slurm.conf").write_text("SlurmctldHost=ctl(10.0.0.1)\nAuthAltTypes=auth/jwt\n"
                                          "SlurmctldParameters=enable_configless\n")
     assert parse(configless, {"mungeKey", "jwtKey"}, str(tmp_path)).site.conf_server == "10.0.0.1:6817"
+    with pytest.raises(ConfigError, match="slurmrestd of Slurm 22.05 cannot run configless") as e:
+        parse(changed(configless, slurmVersion="22.05"), {"mungeKey", "jwtKey"}, str(tmp_path))
+    assert e.value.key == "existingCluster.configless"
+    no_restd = changed(configless, slurmVersion="22.05", components={"singleNode": False, "restd": False})
+    assert parse(no_restd, {"mungeKey", "jwtKey"}, str(tmp_path)).existing_cluster.configless
 
 
 def test_home_volume_and_claim_exclude_each_other(tmp_path):
