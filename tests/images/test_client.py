@@ -11,7 +11,7 @@ from tests.images.slurm_containers import image_size, podman, run_client, wait_u
 from tests.slurm_rest import SlurmRest
 
 pytestmark = pytest.mark.containers
-MISMATCH = "munge key mismatch: this container's munge key differs from the cluster's"
+MISMATCH = "munge key mismatch: slurmctld at"
 
 
 def test_client_runs_sinfo_and_sbatch(images, single_node):
