@@ -77,7 +77,8 @@ class SlurmImages(pulumi.ComponentResource):
                     target=image if image in CLIENT_BASED else None,
                     args=build_args,
                     platform="linux/amd64",
-                    # podman's Docker API has no BuildKit sessions; the classic builder works everywhere.
+                    # podman's Docker API has no BuildKit sessions: the classic builder, which on podman also runs
+                    # slurm-jupyter's `RUN --mount` (a Docker engine's classic builder refuses it: BuildKit there).
                     builder_version=docker.BuilderVersion.BUILDER_V1,
                 ),
                 registry=registry,
