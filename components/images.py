@@ -29,7 +29,7 @@ def build_dir(image: str) -> str:
 def extra_ca_certs() -> str:
     """PEM text of the CA certificates this machine added to its trust store (Debian's
     /usr/local/share/ca-certificates), e.g. of a TLS-inspecting proxy in front of PyPI. The Jupyter images'
-    pip stage trusts them (build arg EXTRA_CA_CERTS, in a discarded stage); empty where there are none."""
+    venv step trusts them (build arg EXTRA_CA_CERTS; the file is gone after that step); empty where there are none."""
     paths = sorted(glob.glob("/usr/local/share/ca-certificates/**/*.crt", recursive=True))
     return "\n".join(open(p, encoding="utf-8").read().strip() for p in paths)
 
@@ -77,8 +77,7 @@ class SlurmImages(pulumi.ComponentResource):
                     target=image if image in CLIENT_BASED else None,
                     args=build_args,
                     platform="linux/amd64",
-                    # podman's Docker API has no BuildKit sessions: the classic builder, which on podman also runs
-                    # slurm-jupyter's `RUN --mount` (a Docker engine's classic builder refuses it: BuildKit there).
+                    # podman's Docker API has no BuildKit sessions; the classic builder works everywhere.
                     builder_version=docker.BuilderVersion.BUILDER_V1,
                 ),
                 registry=registry,
