@@ -1,14 +1,18 @@
 """Scenario 7: an existing Slurm cluster that the program did not deploy ("the site", tests/site_cluster.py: its
 own controller, slurmdbd, MariaDB and two compute nodes in podman containers on a network of their own, outside
 Kubernetes, with its own keys and a site-written slurm.conf). The `site` stack (Pulumi.site.yaml, like `prod`)
-deploys only the clients, slurmrestd and JupyterLab, into this machine's Kubernetes, first with a copy of the
-site's slurm.conf, then configless (the clients fetch it from the site's slurmctld). In each mode:
+deploys only the clients, slurmrestd, JupyterLab and the token service (signing with the site's JWT key), into
+this machine's Kubernetes, first with a copy of the site's slurm.conf, then configless (the clients fetch it from
+the site's slurmctld). In each mode:
 - a munge key that is not the site's stops `pulumi up` with the message that names the munge key, before any
   client rolls out;
 - with the site's key: JupyterLab's `sinfo` shows the site's nodes, `sbatch examples/test.slurm` from alice's home
   runs on the site (its sacct) and its output is read back in JupyterLab, a two-node job runs on both nodes;
 - the stack's slurmrestd: ping and a job with a token the site minted complete, a token signed with another key is
-  refused.
+  refused;
+- JupyterHub (tests/e2e/hub_deployment.py, from the stack's chart values): alice's server runs as her with her home
+  from the site's /home and no key of the site; from its terminal `sinfo` shows the site's nodes and a job written
+  in her home runs on the site as her (with only her JWT, configless too), its output read through the contents API.
 Then `pulumi destroy` leaves the site as it was (running, its jobs in its accounting) until the tests stop it,
 after which nothing of it is left."""
 
@@ -100,7 +104,7 @@ class SiteStack(Deployment):
                          user=USER, token=token)
 
     def output(self, name: str) -> str:
-        return pulumi("stack", "output", name, stack=STACK, config_file=self.config).stdout.strip()
+        return pulumi("stack", "output", name, stack=STACK).stdout.strip()  # (`stack output` takes no config file)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +236,7 @@ class TestSite:
         assert stack.kube.get("pvc", claim)["spec"]["volumeName"] == HOME_VOLUME  # the site's /home
         # What the pod writes in its home is in the site's home, as USER.
         mark = f"from-the-hub-{secrets.token_hex(3)}"
-        assert user_pod_exec(stack, f"id -u && cd && pwd && touch {mark}").split() == [str(SITE_USERS[USER]),
+        assert user_pod_exec(stack, f"id -u && cd ~{USER} && pwd && touch {mark}").split() == [str(SITE_USERS[USER]),
                                                                                       f"/home/{USER}"]
         assert (Path(site.home) / USER / mark).stat().st_uid == SITE_USERS[USER]
         # No key of the site: not in the spec, not in any file or the environment of the pod.
@@ -262,7 +266,7 @@ class TestSite:
         r = user.server("PUT", f"/api/contents/p/{name}.sh", json={"type": "file", "format": "text",
                                                                      "content": job_script(name)})
         assert r.status_code in (200, 201), r.text
-        job = user_pod_exec(stack, f"cd ~/p && sbatch --parsable {name}.sh").strip().split(";")[0]
+        job = user_pod_exec(stack, f"cd ~{USER}/p && sbatch --parsable {name}.sh").strip().split(";")[0]
         stack.jobs.append(job)
         site.wait_job(job, timeout=90)
         TIMINGS[f"site ({mode_name(configless)}): JupyterHub login to {USER}'s first job COMPLETED"] = (
