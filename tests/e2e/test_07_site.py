@@ -145,7 +145,6 @@ def hub_images_built(stack):
 
 @dataclass
 class SiteHub:
-    values: dict  # the chart values it runs
     user: HubUser  # USER, logged in, their server running
     login_seconds: float  # from login to the server answering through the proxy
 
@@ -162,7 +161,7 @@ def hub(stack, site, configless, hub_images_built):
         user = HubUser(url, USER)
         seconds = start_and_time(user, password(values), crash_check(stack, USER), logs=hub_logs(stack))
         TIMINGS[f"site ({mode_name(configless)}): JupyterHub login to {USER}'s server ready"] = seconds
-        yield SiteHub(values, user, seconds)
+        yield SiteHub(user, seconds)
         user.hub_api("DELETE", f"/users/{USER}/server")
 
 
