@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -168,14 +170,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         token_url = outputs["slurmTokenUrl"] = tokens.url
 
     if cfg.components.jupyterhub:
-        if existing:
-            egress = slurm_egress(existing_ports=cfg.site.ports)
-        else:
-            egress = slurm_egress(single_node_app=single_node.APP,
-                                  single_node_ports=list(single_node.ports(cfg.nodes).values()))
-        if cfg.components.restd and HUB_APP in cfg.restd.allowed_clients:
-            egress += app_egress(RESTD_APP, SLURMRESTD_PORT)
-        egress += app_egress(TOKEN_APP, TOKEN_PORT)
+        egress = hub_egress(site_ports=cfg.site.ports if existing else (),
+                            single_node_ports=() if existing else list(single_node.ports(cfg.nodes).values()),
+                            restd=cfg.components.restd and HUB_APP in cfg.restd.allowed_clients)
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
@@ -194,6 +191,19 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                                        f"{SHOW_SECRET.format('jupyterhubPassword')}")
         outputs["jupyterhubPassword"] = hub.password
     return outputs
+
+
+def hub_egress(*, site_ports: Sequence[int] = (), single_node_ports: Sequence[int] = (), restd: bool) -> list[dict]:
+    """The NetworkPolicy egress rules of JupyterHub's user pods (the chart's singleuser.networkPolicy.egress): an
+    existing cluster's slurmctld and slurmdbd ports (`site_ports`, components/site.py) or the single node pod's,
+    slurmrestd if it admits them (`restd`), the token service."""
+    if site_ports:
+        egress = slurm_egress(existing_ports=site_ports)
+    else:
+        egress = slurm_egress(single_node_app=single_node.APP, single_node_ports=single_node_ports)
+    if restd:
+        egress += app_egress(RESTD_APP, SLURMRESTD_PORT)
+    return egress + app_egress(TOKEN_APP, TOKEN_PORT)
 
 
 def home_volume_claim(cfg: StackConfig, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> pulumi.Output[str]:

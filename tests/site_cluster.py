@@ -40,7 +40,7 @@ FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT
 
 class SiteCluster:
     """The site. `version`: Slurm version (default $SLURM_VERSION or the project's); `subnet`: its podman network
-    (hosts at .10 ctl, .11 cn1, .12 cn2); `name`: prefix of its containers and network (unique by default);
+    (hosts at .10 ctl, .11 cn1, .12 cn2; default $SCI_SITE_SUBNET or 10.89.77.0/24: two sites at once need two); `name`: prefix of its containers and network (unique by default);
     `image`: the slurm-single-node image to take Slurm from (default: built/cached by build_image);
     `timeout`: seconds start() waits for both nodes to be idle.
 
@@ -51,11 +51,11 @@ class SiteCluster:
     `network`, `addresses` ({host: address}), `timings` (seconds: "idle" = start() to both nodes idle).
     """
 
-    def __init__(self, version: Optional[str] = None, subnet: str = "10.89.77.0/24", name: Optional[str] = None,
+    def __init__(self, version: Optional[str] = None, subnet: Optional[str] = None, name: Optional[str] = None,
                  image: Optional[str] = None, timeout: float = 90):
         self.version = version or slurm_version()
         self.facts = version_facts(self.version)
-        net = ipaddress.ip_network(subnet)
+        net = ipaddress.ip_network(subnet or os.environ.get("SCI_SITE_SUBNET", "10.89.77.0/24"))
         self.subnet, self.gateway = str(net), str(net[1])
         self.addresses = {h: str(net[i]) for h, i in HOST_INDEX.items()}
         self.name = name or f"sci-site-{secrets.token_hex(3)}"

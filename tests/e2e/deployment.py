@@ -175,11 +175,18 @@ class Deployment:
 
     # --- what the stack deployed -----------------------------------------------------------------------------
     def config_files(self) -> dict[str, str]:
-        """The Slurm files of the ConfigMap every Slurm pod mounts ({name: text})."""
+        """The Slurm files of the ConfigMap every Slurm pod mounts ({name: text}; a configless site's has no
+        slurm.conf, only slurm-image.env)."""
         for cm in self.kube.of_kind("configmap"):
-            if "slurm.conf" in (cm.get("data") or {}):
+            if "slurm-image.env" in (cm.get("data") or {}):
                 return dict(cm["data"])
-        raise AssertionError("no ConfigMap holds slurm.conf")
+        raise AssertionError("no ConfigMap holds slurm-image.env")
+
+    def slurm_env(self) -> dict[str, str]:
+        """The Slurm clients' environment (SlurmConfig.client_env: SLURM_CONF_SERVER for a configless site), as
+        the JupyterLab container has it."""
+        env = self.jupyter.spec["containers"][0].get("env") or []
+        return {e["name"]: e["value"] for e in env if e["name"].startswith("SLURM_") and "value" in e}
 
     def image_env(self) -> dict[str, str]:
         text = self.config_files()["slurm-image.env"]

@@ -1,5 +1,7 @@
-"""A real JupyterHub on the deployed stack, run as the official chart (z2jh 4.3.3) runs it, from the chart values the
-program computes. The cluster stack has no JupyterHub release (the chart cannot be fetched here), so the tests deploy:
+"""A real JupyterHub on a deployed stack, run as the official chart (z2jh 4.3.3) runs it, from the chart values the
+program computes. `deployment` is either stack's (tests/e2e/deployment.Deployment: `cluster` in test_03, the `site`
+stack's clients of an outside Slurm in test_07). Neither has a JupyterHub release (the chart cannot be fetched here),
+so the tests deploy:
 
 - images built here with podman (tests/e2e/hub/): the hub (jupyterhub 5.4.4 + jupyterhub-kubespawner 7.0.0, the
   chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's), and
@@ -28,7 +30,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import requests
 
@@ -97,16 +99,18 @@ def without_nulls(values):
 USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]}}}}
 
 
-def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e") -> dict:
-    """jupyterhub_values() for the stack's Slurm files, user directory, home claim and token service, with
-    USER_VALUES over them, as the program's Release gets them (components.chart_values.with_user_values: owned keys
-    refused, schema checked; no nulls), checked to be all mapped by hub_config, Helm-merged over the chart's
-    defaults."""
+def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e",
+                 egress: Sequence[dict] = ()) -> dict:
+    """jupyterhub_values() for the stack's Slurm files and client environment, user directory, home claim, token
+    service and `egress` (components.stack.hub_egress), with USER_VALUES over them, as the program's Release gets
+    them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls), checked to be
+    all mapped by hub_config, Helm-merged over the chart's defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
     users, groups = deployment.directory()
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
-                               users=users, groups=groups, home_claim=deployment.home_claim(),
-                               token_url=token_url, hub_password=secrets.token_hex(16), egress=[])
+                               slurm_env=deployment.slurm_env(), users=users, groups=groups,
+                               home_claim=deployment.home_claim(), token_url=token_url,
+                               hub_password=secrets.token_hex(16), egress=egress)
     values = with_user_values(values, USER_VALUES, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)

@@ -1,33 +1,53 @@
 """Scenario 7: an existing Slurm cluster that the program did not deploy ("the site", tests/site_cluster.py: its
 own controller, slurmdbd, MariaDB and two compute nodes in podman containers on a network of their own, outside
 Kubernetes, with its own keys and a site-written slurm.conf). The `site` stack (Pulumi.site.yaml, like `prod`)
-deploys only the clients, slurmrestd and JupyterLab, into this machine's Kubernetes, first with a copy of the
-site's slurm.conf, then configless (the clients fetch it from the site's slurmctld). In each mode:
+deploys only the clients, slurmrestd, JupyterLab and the token service (signing with the site's JWT key), into
+this machine's Kubernetes, first with a copy of the site's slurm.conf, then configless (the clients fetch it from
+the site's slurmctld). In each mode:
 - a munge key that is not the site's stops `pulumi up` with the message that names the munge key, before any
   client rolls out;
 - with the site's key: JupyterLab's `sinfo` shows the site's nodes, `sbatch examples/test.slurm` from alice's home
   runs on the site (its sacct) and its output is read back in JupyterLab, a two-node job runs on both nodes;
 - the stack's slurmrestd: ping and a job with a token the site minted complete, a token signed with another key is
-  refused.
+  refused;
+- JupyterHub (tests/e2e/hub_deployment.py, from the stack's chart values): alice's server runs as her with her home
+  from the site's /home and no key of the site; from its terminal `sinfo` shows the site's nodes and a job written
+  in her home runs on the site as her (with only her JWT, configless too), its output read through the contents API.
 Then `pulumi destroy` leaves the site as it was (running, its jobs in its accounting) until the tests stop it,
 after which nothing of it is left."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from components import jupyter, restd
+from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from components.slurm_files import SLURMRESTD_PORT
-from tests.e2e.deployment import TIMINGS
+from components.stack import hub_egress
+from tests.e2e.deployment import TIMINGS, Deployment
+from tests.e2e.hub_deployment import (
+    HubUser,
+    chart_values,
+    crash_check,
+    hub_images,
+    hub_logs,
+    job_script,
+    password,
+    running_hub,
+    start_and_time,
+)
 from tests.e2e.kube import Kube
 from tests.e2e.test_02_rest import forged_token
 from tests.project_env import ROOT, pulumi
+from tests.site_cluster import USERS as SITE_USERS
 from tests.site_cluster import SiteCluster
 from tests.slurm_rest import SlurmRest, SlurmRestError
 
@@ -47,12 +67,12 @@ def site(cluster):
         yield s
 
 
-class SiteStack:
-    """The `site` stack on a copy of Pulumi.site.yaml, pointed at `site`."""
+class SiteStack(Deployment):
+    """The `site` stack on a copy of Pulumi.site.yaml, pointed at `site`, with the site's keys."""
 
     def __init__(self, site: SiteCluster, config: Path):
+        super().__init__(Kube(NAMESPACE))
         self.site, self.config = site, config
-        self.kube = Kube(NAMESPACE)
         self.jobs: list[str] = []  # submitted from JupyterLab: the site's accounting keeps them after the destroy
         config.write_text((ROOT / "Pulumi.site.yaml").read_text())
         self.set("--path", "existingCluster.slurmConf", str(site.slurm_conf_path))
@@ -62,6 +82,7 @@ class SiteStack:
 
     def up(self, *, munge_key: bytes, configless: bool, check: bool = True):
         self.set("mungeKey", base64.b64encode(munge_key).decode(), secret=True)
+        self.set("jwtKey", base64.b64encode(self.site.jwt_key).decode(), secret=True)  # the token service signs with it
         self.set("--path", "existingCluster.configless", str(configless).lower())
         t0 = time.monotonic()
         proc = pulumi("up", "--yes", "--skip-preview", stack=STACK, config_file=self.config, check=check,
@@ -69,10 +90,6 @@ class SiteStack:
         TIMINGS[f"pulumi up --stack site ({'configless' if configless else 'copied slurm.conf'}"
                 f"{'' if munge_key == self.site.munge_key else ', another munge key'})"] = time.monotonic() - t0
         return proc
-
-    def app(self, app: str):
-        (pod,) = [p for p in self.kube.pods if p.labels.get("app.kubernetes.io/name") == app]
-        return pod
 
     def exec(self, *cmd: str, input: str | None = None) -> str:
         """A command in the JupyterLab pod as the user JupyterLab runs as, in their home (as its terminal)."""
@@ -86,9 +103,8 @@ class SiteStack:
         return SlurmRest(f"http://{svc['spec']['clusterIP']}:{SLURMRESTD_PORT}", api,
                          user=USER, token=token)
 
-    def config_files(self) -> dict[str, str]:
-        (data,) = [cm["data"] for cm in self.kube.of_kind("configmap") if "slurm-image.env" in (cm.get("data") or {})]
-        return data
+    def output(self, name: str) -> str:
+        return pulumi("stack", "output", name, stack=STACK).stdout.strip()  # (`stack output` takes no config file)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +132,46 @@ def stack(site, tmp_path_factory):
 @pytest.fixture(scope="class", params=[False, True], ids=["copied slurm.conf", "configless"])
 def configless(request):
     return request.param
+
+
+@pytest.fixture(scope="module")
+def hub_images_built(stack):
+    """The hub's and proxy's images, and the stack's notebook image (tests/e2e/hub_deployment.hub_images)."""
+    t0 = time.monotonic()
+    refs = hub_images(stack)
+    TIMINGS["JupyterHub images built and pushed (site)"] = time.monotonic() - t0
+    return refs
+
+
+@dataclass
+class SiteHub:
+    user: HubUser  # USER, logged in, their server running
+    login_seconds: float  # from login to the server answering through the proxy
+
+
+@pytest.fixture(scope="class")
+def hub(stack, site, configless, hub_images_built):
+    """JupyterHub (tests/e2e/hub_deployment.py) from the chart values for the stack as this mode deployed it (the
+    tests before it in the class), the user pods' egress to the site's ports; USER logged in with a running server.
+    Afterwards their server is stopped and the hub removed with the pods KubeSpawner made (running_hub): before the
+    next mode's `pulumi up` and the stack's destroy."""
+    values = chart_values(stack, hub_images_built["notebook"], stack.output("slurmTokenUrl"),
+                          egress=hub_egress(site_ports=site.ports, restd=True))
+    with running_hub(stack, hub_images_built, values) as url:
+        user = HubUser(url, USER)
+        seconds = start_and_time(user, password(values), crash_check(stack, USER), logs=hub_logs(stack))
+        TIMINGS[f"site ({mode_name(configless)}): JupyterHub login to {USER}'s server ready"] = seconds
+        yield SiteHub(user, seconds)
+        user.hub_api("DELETE", f"/users/{USER}/server")
+
+
+def mode_name(configless: bool) -> str:
+    return "configless" if configless else "copied slurm.conf"
+
+
+def user_pod_exec(stack: SiteStack, script: str, check: bool = True) -> str:
+    """`bash -c SCRIPT` in USER's server pod as the pod runs (their uid), as their terminal; its stdout."""
+    return stack.kube.exec(stack.kube.pod(f"jupyter-{USER}"), "bash", "-c", script, check=check, timeout=60).stdout
 
 
 @pytest.mark.usefixtures("configless")  # every test once per mode, in this order: pytest groups by the class fixture
@@ -165,3 +221,57 @@ class TestSite:
         assert site.sacct_state(str(job)) == "COMPLETED"
         with pytest.raises(SlurmRestError):
             stack.rest(forged_token(USER)).submit("#!/bin/bash\ntrue\n", name="forged", cwd=f"/home/{USER}")
+
+    def test_a_hub_users_server_runs_as_them_on_the_sites_home_with_no_key(self, stack, site, hub, configless):
+        pod = stack.kube.pod(f"jupyter-{USER}")  # KubeSpawner's pod_name_template, the chart leaves it
+        container = pod.spec["containers"][0]
+        context = {**pod.spec.get("securityContext", {}), **container["securityContext"]}
+        assert (context["runAsUser"], context["runAsGroup"]) == (SITE_USERS[USER], SITE_USERS[USER]), context
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod.spec["volumes"]}
+        home = mounts[f"/home/{USER}"]
+        claim = volumes[home["name"]]["persistentVolumeClaim"]["claimName"]
+        assert home["subPath"] == USER and claim == stack.home_claim()
+        assert stack.kube.get("pvc", claim)["spec"]["volumeName"] == HOME_VOLUME  # the site's /home
+        # What the pod writes in its home is in the site's home, as USER.
+        mark = f"from-the-hub-{secrets.token_hex(3)}"
+        assert user_pod_exec(stack, f"id -u && cd ~{USER} && pwd && touch {mark}").split() == [str(SITE_USERS[USER]),
+                                                                                      f"/home/{USER}"]
+        assert (Path(site.home) / USER / mark).stat().st_uid == SITE_USERS[USER]
+        # No key of the site: not in the spec, not in any file or the environment of the pod.
+        spec = json.dumps(pod.spec)
+        env = user_pod_exec(stack, "cat /proc/1/environ | tr '\\0' '\\n'; env")
+        for key_name, key in (("munge.key", site.munge_key), ("jwt_hs256.key", site.jwt_key)):
+            assert stack.secret_with(key_name)[0] not in spec, f"{key_name}'s Secret in the user pod"
+            assert key.hex() not in env and base64.b64encode(key).decode() not in env, key_name
+        assert KEYS_MOUNT not in spec
+        found = user_pod_exec(stack, "ls /etc/munge /etc/slurm-keys /run/munge 2>/dev/null; "
+                                     "find / -xdev \\( -name 'munge.key' -o -name 'jwt*.key' \\) 2>/dev/null; true")
+        assert found.strip() == "", found
+        # The Slurm files: a copy of slurm.conf, or (configless) none, and where to fetch it from.
+        files = user_pod_exec(stack, f"ls {CONFIG_MOUNT}").split()
+        assert files == sorted(stack.config_files()) and ("slurm.conf" in files) != configless, files
+        server = user_pod_exec(stack, "printenv SLURM_CONF_SERVER", check=False).strip()
+        assert server == (site.conf_server if configless else ""), server
+
+    def test_a_hub_users_job_from_their_home_runs_on_the_site_as_them(self, stack, site, hub, configless):
+        """sinfo from the terminal shows the site's nodes; a job written in ~/p through the contents API and
+        submitted from the terminal runs on the site as USER; its output is read back through the contents API."""
+        user, t0 = hub.user, time.monotonic()
+        assert user_pod_exec(stack, "timeout 20 sinfo -h -N -o %N").split() == ["cn1", "cn2"]
+        name = f"hub-{secrets.token_hex(2)}"
+        r = user.server("PUT", "/api/contents/p", json={"type": "directory"})
+        assert r.status_code in (200, 201), r.text
+        r = user.server("PUT", f"/api/contents/p/{name}.sh", json={"type": "file", "format": "text",
+                                                                     "content": job_script(name)})
+        assert r.status_code in (200, 201), r.text
+        job = user_pod_exec(stack, f"cd ~{USER}/p && sbatch --parsable {name}.sh").strip().split(";")[0]
+        stack.jobs.append(job)
+        site.wait_job(job, timeout=90)
+        TIMINGS[f"site ({mode_name(configless)}): JupyterHub login to {USER}'s first job COMPLETED"] = (
+            hub.login_seconds + time.monotonic() - t0)
+        acct = site.exec("sacct", "-n", "-X", "-P", "-j", job, "-o", "User,JobName").stdout.split()
+        assert acct == [f"{USER}|{name}"], acct
+        r = user.server("GET", f"/api/contents/p/{name}-{job}.out")
+        assert r.status_code == 200, (r.status_code, r.text[:300])
+        assert re.fullmatch(rf"{name} on cn[12] as {USER} in /home/{USER}/p", r.json()["content"].strip()), r.text

@@ -297,7 +297,7 @@ def test_committed_stacks_parse(monkeypatch):
         with open(f"Pulumi.{stack}.yaml") as f:
             raw = yaml.safe_load(f)["config"]
         values = {k.split(":", 1)[1]: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
-        secrets = {"prod": {"mungeKey": MUNGE, "jwtKey": JWT}, "site": {"mungeKey": MUNGE}}.get(stack, {})
+        secrets = {"prod": {"mungeKey": MUNGE, "jwtKey": JWT}, "site": {"mungeKey": MUNGE, "jwtKey": JWT}}.get(stack, {})
         parsed[stack] = cfg = parse({**values, **secrets}, set(secrets))
         assert cfg.cluster_name == stack
         assert [(u.name, u.uid, u.gid, u.groups) for u in cfg.directory] == [
@@ -307,7 +307,7 @@ def test_committed_stacks_parse(monkeypatch):
     assert parsed["cluster"].home.class_name == "local-path-shared"
     assert parsed["prod"].home.claim == "site-home" and parsed["prod"].jwt_key is not None
     assert parsed["dev"].jupyterhub.chart_version == "4.3.3"
-    assert parsed["site"].home.volume == "sci-site-home" and parsed["site"].jwt_key is None
+    assert parsed["site"].home.volume == "sci-site-home" and parsed["site"].components.token_service
 
 
 def test_registry_password_needs_a_user():

@@ -1,13 +1,16 @@
 """Pure helpers for an existing cluster's slurm.conf: the images' version facts, what the stack reads of the site
 (components/site.py) and what it refuses."""
 
+import json
 import re
 
 import pytest
 
-from components import site
+from components import restd, site, token_service
 from components.jupyterhub import slurm_egress
 from components.slurm_config import existing_cluster_image_env
+from components.slurm_files import SLURMRESTD_PORT
+from components.stack import hub_egress
 
 
 def test_image_env_uses_the_clusters_own_names():
@@ -102,3 +105,12 @@ def test_egress_for_an_existing_cluster_names_only_its_ports():
     (rule,) = slurm_egress(existing_ports=[6817, 6819])
     assert rule == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
                     "ports": [{"protocol": "TCP", "port": 6817}, {"protocol": "TCP", "port": 6819}]}
+
+
+def test_hub_users_egress_on_a_site_is_its_ports_slurmrestd_and_the_token_service():
+    rules = hub_egress(site_ports=[7817, 7818, 7819], restd=True)
+    assert rules[0] == slurm_egress(existing_ports=[7817, 7818, 7819])[0]
+    assert [(r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], r["ports"][0]["port"])
+            for r in rules[1:]] == [(restd.APP, SLURMRESTD_PORT),
+                                                                  (token_service.APP, token_service.PORT)]
+    assert "ipBlock" not in json.dumps(hub_egress(single_node_ports=[6817], restd=False))  # control: no site
