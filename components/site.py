@@ -61,7 +61,7 @@ def describe(slurm_conf: str) -> Site:
     else:
         controller = host.group(2) or host.group(1)
     slurmdbd = None
-    if conf.get("accountingstoragetype") == SLURMDBD:
+    if conf.get("accountingstoragetype", "").lower() == SLURMDBD:
         if not conf.get("accountingstoragehost"):
             raise ValueError(f"AccountingStorageType={SLURMDBD} without AccountingStorageHost: clients (sacct) "
                              "cannot find slurmdbd")
@@ -72,9 +72,9 @@ def describe(slurm_conf: str) -> Site:
         controller=controller,
         slurmctld_ports=_ports("SlurmctldPort", conf.get("slurmctldport"), SLURMCTLD_PORT),
         slurmdbd=slurmdbd,
-        auth_type=conf.get("authtype", MUNGE),
-        alt_auth_types=tuple(t for t in conf.get("authalttypes", "").split(",") if t),
-        configless=CONFIGLESS in conf.get("slurmctldparameters", "").split(","),
+        auth_type=conf.get("authtype", MUNGE).lower(),
+        alt_auth_types=_list(conf.get("authalttypes", "")),
+        configless=CONFIGLESS in _list(conf.get("slurmctldparameters", "")),
         includes=tuple(words[1] for line in slurm_conf.splitlines()
                        if len(words := line.split("#", 1)[0].split()) > 1 and words[0].lower() == "include"),
     )
@@ -95,6 +95,11 @@ def problems(site: Site, *, jwt_clients: tuple[str, ...], configless: bool) -> l
         found.append(f"Include {', '.join(site.includes)}: the clients get a copy of slurm.conf alone, without "
                      "the files it includes")
     return found
+
+
+def _list(value: str) -> tuple[str, ...]:
+    """A comma-separated slurm.conf value, lowercase, without blanks."""
+    return tuple(v for v in (v.strip().lower() for v in value.split(",")) if v)
 
 
 def _ports(name: str, value: Optional[str], default: int) -> tuple[int, ...]:

@@ -132,18 +132,26 @@ def slurmd_ports(nodes: int) -> list[int]:
     return ports
 
 
+_PAIR = re.compile(r'([A-Za-z][A-Za-z0-9_]*)\s*=\s*("[^"]*"|\S*)')
+# Lines whose first pair names a thing and whose further pairs describe it (slurm.conf(5)).
+_DESCRIBED = {"nodename", "partitionname", "nodeset", "downnodes", "frontendname", "switchname"}
+
+
 def parse_slurm_conf(text: str) -> dict[str, str]:
     """The parameters of a slurm.conf as {key in lowercase: value} (slurm.conf(5): keys are case-insensitive).
 
-    Each line's first `Key=Value` counts, its value up to the first white space; `#` starts a comment. A line
-    such as `NodeName=c1 CPUs=2` gives `nodename` (its further pairs describe that node). A key given twice
-    keeps its first value (for SlurmctldHost, the primary controller). `Include` lines are not followed.
+    Every `Key=Value` of a line counts (a line may hold several), its value up to white space (or in double
+    quotes); `#` starts a comment. A line such as `NodeName=c1 CPUs=2` gives only `nodename` (its further pairs
+    describe that node). A key given twice keeps its first value (for SlurmctldHost, the primary controller).
+    `Include` lines are not followed.
     """
     params: dict[str, str] = {}
     for line in text.splitlines():
-        key, eq, value = line.split("#", 1)[0].partition("=")
-        if eq and key.strip():
-            params.setdefault(key.strip().lower(), (value.split() or [""])[0])
+        pairs = _PAIR.findall(line.split("#", 1)[0])
+        if pairs and pairs[0][0].lower() in _DESCRIBED:
+            pairs = pairs[:1]
+        for key, value in pairs:
+            params.setdefault(key.lower(), value.strip('"'))
     return params
 
 

@@ -96,6 +96,12 @@ def test_what_the_clients_need_of_a_site(change, configless, message):
     assert len(found) == 1 and found[0].startswith(message), found
 
 
+def test_lists_and_plugin_names_are_read_as_slurm_reads_them():
+    s = site.describe("SlurmctldHost=c AuthType=auth/munge AuthAltTypes=Auth/JWT\n"
+                      'SlurmctldParameters="idle_on_node_suspend, enable_configless"\n')
+    assert s.alt_auth_types == ("auth/jwt",) and s.configless and s.auth_type == "auth/munge"
+
+
 def test_a_configless_client_does_not_need_the_included_files():
     s = site.describe(SITE + "Include nodes.conf\n")
     assert s.includes == ("nodes.conf",) and site.problems(s, jwt_clients=(), configless=True) == []

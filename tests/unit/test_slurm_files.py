@@ -79,6 +79,13 @@ MailProg=
                     "nodename": "c[1-2]", "mailprog": ""}
 
 
+def test_parse_slurm_conf_reads_every_pair_of_a_line_but_a_nodes_description():
+    conf = parse_slurm_conf('AuthType=auth/munge AuthAltTypes=auth/jwt\nSlurmctldParameters="enable_configless"\n'
+                            "PartitionName=batch Nodes=cn[1-2] Default=YES\n")
+    assert conf == {"authtype": "auth/munge", "authalttypes": "auth/jwt", "slurmctldparameters": "enable_configless",
+                    "partitionname": "batch"}
+
+
 def test_parse_slurm_conf_reads_the_rendered_file():
     conf = parse_slurm_conf(render_slurm_files("demo", db_password=PW)["slurm.conf"])
     assert conf["clustername"] == "demo" and conf["slurmctldport"] == "6817"
