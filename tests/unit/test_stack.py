@@ -418,6 +418,17 @@ def test_services_select_their_workloads(stack):
         assert all(k in svc.plain["metadata"]["labels"] for k in APP_LABELS)
 
 
+def test_only_services_whose_pods_a_workload_awaits_skip_the_providers_await(stack):
+    # A ClusterIP Service's await would hold `pulumi up` until its Endpoints are 10 s unchanged; its Deployment's
+    # await covers the pods. The headless single-node Service is never awaited for pods by the provider.
+    _, result = stack
+    services = result.of_type(SERVICE)
+    assert services
+    for svc in services:
+        skips = (svc.plain["metadata"].get("annotations") or {}).get("pulumi.com/skipAwait") == "true"
+        assert skips == (svc.plain["spec"].get("clusterIP") != "None"), svc.name
+
+
 def test_restd_admits_only_allowed_clients(stack):
     _, result = stack
     policy = result.one(NETPOL, "slurmrestd-clients").plain["spec"]
