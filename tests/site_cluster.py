@@ -194,10 +194,15 @@ class SiteCluster:
         return out.splitlines()[0].split()[0] if out else ""
 
     def nodes_of(self, job_id) -> list[str]:
-        """The nodes the job ran on, from the site's accounting (sorted)."""
-        nodelist = self.exec("timeout", "10", "sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "NodeList"
+        """The nodes the job ran on, from the site's accounting (sorted). Read until they are as many as its NNodes:
+        22.05's slurmdbd may still hold only the first node in the job's NodeList when it is already COMPLETED."""
+        def nodes():
+            line = self.exec("timeout", "10", "sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "NodeList,NNodes"
                              ).stdout.strip().splitlines()[0]
-        return sorted(self.exec("scontrol", "show", "hostnames", nodelist).stdout.split())
+            nodelist, count = line.split("|")
+            names = sorted(self.exec("scontrol", "show", "hostnames", nodelist).stdout.split())
+            return len(names) == int(count) and names
+        return wait_until(nodes, 30, f"job {job_id}'s NodeList to hold its NNodes nodes in sacct")
 
     def wait_job(self, job_id, state: str = "COMPLETED", timeout: float = 60) -> str:
         """Wait until the job is `state` in the site's sacct; WaitTimeout at once if it ends otherwise."""

@@ -418,7 +418,7 @@ def test_services_select_their_workloads(stack):
         assert all(k in svc.plain["metadata"]["labels"] for k in APP_LABELS)
 
 
-def test_only_services_whose_pods_a_workload_awaits_skip_the_providers_await(stack):
+def test_clusterip_services_skip_the_providers_service_await(stack):
     # A ClusterIP Service's await would hold `pulumi up` until its Endpoints are 10 s unchanged; its Deployment's
     # await covers the pods. The headless single-node Service is never awaited for pods by the provider.
     _, result = stack
