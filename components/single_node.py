@@ -92,7 +92,8 @@ class SlurmSingleNode(pulumi.ComponentResource):
                            k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
             # The healthcheck each second until it first passes, so the pod is Ready within a second of Slurm (a
             # readiness probe alone would first pass up to its period later); up to 300 failures, as the first
-            # start makes the database and slurmdbd its tables; liveness counts only after it. Then readiness every 15 s.
+            # start makes the database and slurmdbd its tables; liveness counts only after it. Then readiness each
+            # 15 s.
             startup_probe=pods.exec_probe([HEALTHCHECK], period=1, timeout=20, failures=300),
             readiness_probe=pods.exec_probe([HEALTHCHECK], period=15, timeout=20),
             liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
