@@ -46,9 +46,6 @@ class ClientApp:
     startup_probe: Optional[k8s.core.v1.ProbeArgs] = None  # e.g. the readiness check at a short period
 
 
-SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}  # the Kubernetes provider's annotation: created is done
-
-
 def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str]
                   ) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
     """The volumes and mounts of a Slurm client: the Slurm files and the munge key (SlurmConfig's, SlurmKeys')."""
@@ -104,11 +101,12 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
     )
     service = k8s.core.v1.Service(
         f"{name}-service",
-        # Not awaited: the provider's Service await returns only once the Service's Endpoints have not changed
-        # for 10 s (pulumi-kubernetes provider/pkg/await/service.go, "settled"), which held every `pulumi up` 10 s
-        # past the pod's readiness. The Deployment's await already waits for the pods the Service selects.
+        # Not awaited (the Kubernetes provider's skipAwait): its Service await returns only once the Endpoints have
+        # not changed for 10 s (pulumi-kubernetes provider/pkg/await/service.go, "settled"), which held the `pulumi
+        # up` that makes the Service 10 s past the pods' readiness. The Deployment's await waits for those pods.
         metadata=k8s.meta.v1.ObjectMetaArgs(name=spec.name, namespace=spec.namespace,
-                                            labels=labels(spec.app, spec.component), annotations=SKIP_AWAIT),
+                                            labels=labels(spec.app, spec.component),
+                                            annotations={"pulumi.com/skipAwait": "true"}),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="ClusterIP",
             selector=selector(spec.app),
