@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.images.directory_cluster import Cluster
 from tests.images.slurm_containers import (
     SingleNode,
     build_image,
@@ -51,11 +52,11 @@ def network():
     podman("network", "rm", "-f", name, check=False)
 
 
-def _single_node(images, version, network, mount_keys=True, nodes=2, run_args=()):
+def _single_node(images, version, network, mount_keys=True, nodes=2, run_args=(), **more):
     suffix = uuid.uuid4().hex[:6]
     files = make_files(version, f"sn-{suffix}", nodes=nodes)
     node = SingleNode(f"sci-sn-{suffix}", images["slurm-single-node"], files, network, f"sci-state-{suffix}",
-                      mount_keys=mount_keys, run_args=tuple(run_args))
+                      mount_keys=mount_keys, run_args=tuple(run_args), **more)
     return node
 
 
@@ -78,8 +79,9 @@ def fresh_single_node(images, version, network):
     """A factory for private single-node containers (tests that stop or break them); all removed after."""
     made: list[SingleNode] = []
 
-    def make(mount_keys=True, nodes=2, run_args=()) -> SingleNode:
-        node = _single_node(images, version, network, mount_keys, nodes, run_args)
+    def make(mount_keys=True, nodes=2, run_args=(), **more) -> SingleNode:
+        """**more: further SingleNode fields (rest_listen)."""
+        node = _single_node(images, version, network, mount_keys, nodes, run_args, **more)
         made.append(node)
         return node
 
@@ -88,6 +90,38 @@ def fresh_single_node(images, version, network):
         node.remove()
         podman("volume", "rm", "-f", node.volume, check=False)
         node.files.cleanup()
+
+
+@pytest.fixture(scope="module")
+def cluster(images, version, network):
+    c = Cluster(images["slurm-single-node"], version, network)
+    try:
+        c.node.start().wait_ready()
+        yield c
+    finally:
+        c.remove()
+
+
+@pytest.fixture
+def as_user(images, cluster):
+    """as_user(uid, *cmd, token=None, env=(), mounts=()) -> CompletedProcess: a slurm-client container as uid
+    (gid = uid), with the directory, /home and the client's Slurm files, SLURM_JWT=token; no key, no SLURM_CONF."""
+    node = cluster.node
+
+    def run(uid: int, *cmd: str, token: str | None = None, env=(), mounts=(), directory=True, timeout=60):
+        args = ["run", "--rm", "--no-healthcheck", "--passwd=false", "--user", f"{uid}:{uid}",
+                "--network", node.network, "--add-host", f"{node.files.controller_host}:{node.ip}",
+                "-v", f"{node.files.client_config}:/etc/slurm-config:ro", "-v", f"{cluster.home}:/home"]
+        if directory:
+            args += ["-v", f"{cluster.directory}:/var/lib/extrausers:ro"]
+        for src, dst in mounts:
+            args += ["-v", f"{src}:{dst}:ro"]
+        if token is not None:
+            args += ["-e", f"SLURM_JWT={token}"]
+        for e in env:
+            args += ["-e", e]
+        return podman(*args, images["slurm-client"], *cmd, check=False, timeout=timeout)
+    return run
 
 
 # The Jupyter images' fixtures (tests/images/test_jupyter*.py), defined once here so that the session-scoped

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from components.slurm_files import SLURMRESTD_PORT, version_facts
+from tests.images.directory_cluster import JOB, MISMATCH, USERS, Cluster
 from tests.images.slurm_containers import SingleNode, make_files, podman, wait_until, write_key_dir
-from tests.images.test_identity import JOB, MISMATCH, USERS, Cluster
 from tests.slurm_rest import SlurmRest
 
 pytestmark = pytest.mark.containers

@@ -7,30 +7,30 @@ user's uid (no root step, no key, no SLURM_CONF: the image contract of dockerfil
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import shutil
 import tempfile
 import time
-import uuid
 
 import pytest
 
-from components.directory import User, render_files
+from components.directory import User
 from components.slurm_files import SLURMRESTD_PORT, version_facts
-from tests.images.slurm_containers import SingleNode, make_files, podman
+from tests.images.directory_cluster import (
+    CAROL_UID,
+    DIRECTORY,
+    JOB,
+    MISMATCH,
+    USERS,
+    Cluster,
+    hs256_token,
+    write_directory,
+)
+from tests.images.slurm_containers import SingleNode
 from tests.slurm_rest import SlurmRest
 
 pytestmark = pytest.mark.containers
 
-USERS = {"alice": 2001, "bob": 2002}  # uid = gid (user private groups)
-GROUPS = {"physics": 3000}
-DIRECTORY = [User(name, uid, uid, ("physics",)) for name, uid in USERS.items()]
-CAROL_UID = 2003  # carol is in no directory
-JOB = "#!/bin/bash\nid\npwd\n"
 # What Slurm answers a submission for a name it cannot resolve (seen with Debian's packages).
 UNKNOWN_USER_SBATCH = {"22.05": "Invalid user id",
                        "24.11": "Invalid account or account/partition combination specified",
@@ -39,78 +39,6 @@ UNKNOWN_USER_REST = {"22.05": "Invalid account or account/partition combination 
                      "24.11": "Invalid account or account/partition combination specified",
                      "26.05": "Rejecting authentication of user nobody or group nobody"}
 TOKEN_REFUSED = "token refused: Slurm does not accept the token in SLURM_JWT"
-MISMATCH = "munge key mismatch"
-
-
-def write_directory(path: str, users=DIRECTORY) -> None:
-    """The directory's files as the program renders them into its ConfigMap (components/directory.py)."""
-    os.makedirs(path, exist_ok=True)
-    for name, text in render_files(users, GROUPS).items():
-        with open(os.path.join(path, name), "w") as f:
-            f.write(text)
-        os.chmod(os.path.join(path, name), 0o644)
-    os.chmod(path, 0o755)
-
-
-def hs256_token(key: bytes, user: str, lifetime: int) -> str:
-    """A JWT as `scontrol token` makes it (HS256; claims iat, exp, sun), for tokens Slurm would not mint."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    now = int(time.time())
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    signed = header + "." + b64(json.dumps({"iat": now - 60, "exp": now + lifetime, "sun": user}).encode())
-    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
-
-
-class Cluster:
-    """A slurm-single-node with the directory at /var/lib/extrausers and the volume `home` at /home."""
-
-    def __init__(self, image: str, version: str, network: str):
-        suffix = uuid.uuid4().hex[:6]
-        self.directory = tempfile.mkdtemp(prefix="sci-directory-")
-        write_directory(self.directory)
-        self.home = f"sci-home-{suffix}"
-        files = make_files(version, f"id-{suffix}", nodes=1, cluster_name="idtest")
-        self.node = SingleNode(f"sci-id-{suffix}", image, files, network, f"sci-id-state-{suffix}",
-                               run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"))
-
-    def remove(self):
-        self.node.remove()
-        podman("volume", "rm", "-f", self.node.volume, self.home, check=False)
-        self.node.files.cleanup()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def cluster(images, version, network):
-    c = Cluster(images["slurm-single-node"], version, network)
-    try:
-        c.node.start().wait_ready()
-        yield c
-    finally:
-        c.remove()
-
-
-@pytest.fixture
-def as_user(images, cluster):
-    """as_user(uid, *cmd, token=None, env=(), mounts=()) -> CompletedProcess: a slurm-client container as uid
-    (gid = uid), with the directory, /home and the client's Slurm files, SLURM_JWT=token; no key, no SLURM_CONF."""
-    node = cluster.node
-
-    def run(uid: int, *cmd: str, token: str | None = None, env=(), mounts=(), directory=True, timeout=60):
-        args = ["run", "--rm", "--no-healthcheck", "--passwd=false", "--user", f"{uid}:{uid}",
-                "--network", node.network, "--add-host", f"{node.files.controller_host}:{node.ip}",
-                "-v", f"{node.files.client_config}:/etc/slurm-config:ro", "-v", f"{cluster.home}:/home"]
-        if directory:
-            args += ["-v", f"{cluster.directory}:/var/lib/extrausers:ro"]
-        for src, dst in mounts:
-            args += ["-v", f"{src}:{dst}:ro"]
-        if token is not None:
-            args += ["-e", f"SLURM_JWT={token}"]
-        for e in env:
-            args += ["-e", e]
-        return podman(*args, images["slurm-client"], *cmd, check=False, timeout=timeout)
-    return run
 
 
 def submit_in_home(as_user, user: str, token: str, *sbatch_args: str, sub: str = "p"):

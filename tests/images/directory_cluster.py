@@ -1,0 +1,66 @@
+"""A slurm-single-node with the user directory and a shared /home, as the program deploys them (issue 10), for
+the image tests that act as the directory's users (test_identity, test_configless, test_hostile).
+
+The fixtures `cluster` and `as_user` (tests/images/conftest.py) start one per test module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+from components.directory import User, render_files
+from tests.images.slurm_containers import SingleNode, make_files, podman
+
+USERS = {"alice": 2001, "bob": 2002}  # uid = gid (user private groups)
+GROUPS = {"physics": 3000}
+DIRECTORY = [User(name, uid, uid, ("physics",)) for name, uid in USERS.items()]
+CAROL_UID = 2003  # carol is in no directory
+JOB = "#!/bin/bash\nid\npwd\n"
+MISMATCH = "munge key mismatch"
+
+
+def write_directory(path: str, users=DIRECTORY) -> None:
+    """The directory's files as the program renders them into its ConfigMap (components/directory.py)."""
+    os.makedirs(path, exist_ok=True)
+    for name, text in render_files(users, GROUPS).items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(path, name), 0o644)
+    os.chmod(path, 0o755)
+
+
+def hs256_token(key: bytes, user: str, lifetime: int) -> str:
+    """A JWT as `scontrol token` makes it (HS256; claims iat, exp, sun), for tokens Slurm would not mint."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signed = header + "." + b64(json.dumps({"iat": now - 60, "exp": now + lifetime, "sun": user}).encode())
+    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+
+
+class Cluster:
+    """A slurm-single-node with the directory at /var/lib/extrausers and the volume `home` at /home."""
+
+    def __init__(self, image: str, version: str, network: str):
+        suffix = uuid.uuid4().hex[:6]
+        self.directory = tempfile.mkdtemp(prefix="sci-directory-")
+        write_directory(self.directory)
+        self.home = f"sci-home-{suffix}"
+        files = make_files(version, f"id-{suffix}", nodes=1, cluster_name="idtest")
+        self.node = SingleNode(f"sci-id-{suffix}", image, files, network, f"sci-id-state-{suffix}",
+                               run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"))
+
+    def remove(self):
+        self.node.remove()
+        podman("volume", "rm", "-f", self.node.volume, self.home, check=False)
+        self.node.files.cleanup()
+        shutil.rmtree(self.directory, ignore_errors=True)
