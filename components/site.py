@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, parse_slurm_conf
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, TOKEN_LIFETIME_S, parse_slurm_conf
 
 MUNGE = "auth/munge"
 JWT = "auth/jwt"
@@ -34,6 +34,7 @@ class Site:
     alt_auth_types: tuple[str, ...]  # AuthAltTypes
     configless: bool  # SlurmctldParameters has enable_configless
     includes: tuple[str, ...]  # the files of its Include lines (a copy of slurm.conf does not carry them)
+    token_params: tuple[str, ...] = ()  # AuthAltParameters, each `key` or `key=value`, lowercase
 
     @property
     def conf_server(self) -> str:
@@ -77,7 +78,21 @@ def describe(slurm_conf: str) -> Site:
         configless=CONFIGLESS in _list(conf.get("slurmctldparameters", "")),
         includes=tuple(words[1] for line in slurm_conf.splitlines()
                        if len(words := line.split("#", 1)[0].split()) > 1 and words[0].lower() == "include"),
+        token_params=_list(conf.get("authaltparameters", "")),
     )
+
+
+def unbounded_tokens(site: Site) -> Optional[str]:
+    """A sentence for `pulumi preview` if the site takes JWTs and lets its users mint them for as long as they like
+    (`scontrol token lifespan=...`: a leaked token then outlives the user's access), else None. Either of
+    slurm.conf(5) AuthAltParameters `disable_token_creation` or `max_token_lifespan=SECONDS` bounds them."""
+    if JWT not in site.alt_auth_types:
+        return None
+    names = {param.split("=", 1)[0] for param in site.token_params}
+    if names & {"disable_token_creation", "max_token_lifespan"}:
+        return None
+    return (f"its users can mint Slurm JWTs of any lifetime (scontrol token lifespan=...): add "
+            f"max_token_lifespan={TOKEN_LIFETIME_S} (or disable_token_creation) to AuthAltParameters in its slurm.conf")
 
 
 def problems(site: Site, *, jwt_clients: tuple[str, ...], configless: bool) -> list[str]:

@@ -37,6 +37,12 @@ SLURMD_FIRST_PORT = 6818
 SLURMDBD_PORT = 6819
 SLURMRESTD_PORT = 6820
 MARIADB_PORT = 3306
+
+# How long a user's Slurm JWT is valid at most, in seconds: the token service mints JupyterHub users' tokens for
+# this long, and slurmctld refuses any user's request for a longer one (slurm.conf AuthAltParameters
+# max_token_lifespan, Slurm 22.05+: `scontrol token`, in a terminal, a job, or with a JWT). Root and SlurmUser
+# are exempt (Slurm's jwt.html). Why 15 minutes: dockerfiles/slurm-jupyter/slurm-token-service.
+TOKEN_LIFETIME_S = 900
 _RESERVED_PORTS = {SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT}
 
 # Files render_slurm_files() returns. Only slurmdbd.conf is secret (it holds the database password).
@@ -220,7 +226,7 @@ def render_slurm_files(
         nodes=list(zip(node_names(nodes, node_prefix), slurmd_ports(nodes), strict=True)),
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
-        slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT,
+        slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT, token_lifetime=TOKEN_LIFETIME_S,
     )
     return {name: env.get_template(name + ".j2").render(context)
             for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env")}

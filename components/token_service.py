@@ -19,6 +19,7 @@ from components import pods
 from components.client_app import ClientApp, client_app
 from components.directory import EXTRAUSERS_DIR
 from components.keys import JWT_KEY_FILE
+from components.slurm_files import TOKEN_LIFETIME_S
 
 APP = "slurm-token"
 PORT = 8090
@@ -46,7 +47,8 @@ class TokenService(pulumi.ComponentResource):
     def __init__(self, name: str, args: TokenServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:TokenService", name, None, opts)
         env = {"SLURM_JWT_KEY_FILE": f"{pods.KEYS_MOUNT}/{JWT_KEY_FILE}", "JUPYTERHUB_API_URL": HUB_API,
-               "SLURM_TOKEN_DIRECTORY": f"{EXTRAUSERS_DIR}/passwd", "SLURM_TOKEN_PORT": str(PORT)}
+               "SLURM_TOKEN_DIRECTORY": f"{EXTRAUSERS_DIR}/passwd", "SLURM_TOKEN_PORT": str(PORT),
+               "SLURM_TOKEN_LIFETIME": str(TOKEN_LIFETIME_S)}
         service = client_app(name, ClientApp(
             app=APP, component="tokens", name=args.name, namespace=args.namespace, container="slurm-token",
             image=args.image, port=PORT, command=COMMAND, run_as=RUN_AS,

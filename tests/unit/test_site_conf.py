@@ -107,6 +107,20 @@ def test_a_configless_client_does_not_need_the_included_files():
     assert s.includes == ("nodes.conf",) and site.problems(s, jwt_clients=(), configless=True) == []
 
 
+@pytest.mark.parametrize("params, bounded", [
+    ("", False),
+    ("AuthAltParameters=jwt_key=/etc/slurm/jwt.key\n", False),
+    ("AuthAltParameters=jwt_key=/etc/slurm/jwt.key,max_token_lifespan=600\n", True),
+    ("AuthAltParameters=disable_token_creation, jwt_key=/k\n", True),
+])
+def test_preview_names_a_site_whose_users_can_mint_tokens_of_any_lifetime(params, bounded):
+    conf = SITE.replace("AuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key\n", params)
+    warning = site.unbounded_tokens(site.describe(conf))
+    assert (warning is None) == bounded, warning
+    assert bounded or "max_token_lifespan=900" in warning
+    assert site.unbounded_tokens(site.describe(conf.replace("AuthAltTypes=auth/jwt", ""))) is None  # no JWTs
+
+
 def test_egress_for_an_existing_cluster_names_only_its_ports():
     (rule,) = slurm_egress(existing_ports=[6817, 6819])
     assert rule == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
