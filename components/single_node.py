@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components import pods
 from components.labels import labels, selector
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT, STATE_DIR, slurmd_ports
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, STATE_DIR, slurmd_ports
 
 APP = "slurm-single-node"
 HEALTHCHECK = "/usr/local/bin/slurm-healthcheck"
@@ -33,8 +33,10 @@ def controller_addr(name: str, namespace: str) -> str:
 
 
 def ports(nodes: int) -> dict[str, int]:
-    """Every port the single node serves, by Service port name."""
-    return {"slurmctld": SLURMCTLD_PORT, "slurmdbd": SLURMDBD_PORT, "slurmrestd": SLURMRESTD_PORT,
+    """Every port the single node serves to other pods, by Service port name: slurmctld's and slurmdbd's (every
+    Slurm client), then each slurmd's (srun's task launch). Its slurmrestd listens on 127.0.0.1 only (for its
+    health check): other pods use the stack's slurmrestd Deployment, so no request of theirs can end the pod."""
+    return {"slurmctld": SLURMCTLD_PORT, "slurmdbd": SLURMDBD_PORT,
             **{f"slurmd-{i}": p for i, p in enumerate(slurmd_ports(nodes), start=1)}}
 
 
@@ -55,13 +57,13 @@ class SlurmSingleNodeArgs:
     storage_class: Optional[str]  # None: the cluster's default class
     cpu_milli: tuple[int, int]  # the pod's CPU (request, limit), millicores: StackConfig.single_node_cpu_milli
     memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
-    slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to every Slurm port
-    rest_clients: Sequence[str] = ()  # ... admitted to its slurmrestd (6820) only
+    slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to slurmctld and slurmdbd
+    srun_clients: Sequence[str] = ()  # ... also admitted to the slurmd ports (srun launches tasks there)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
-    """Outputs: `service_name`, `controller_addr` (DNS name), `restd_url` (its own slurmrestd)."""
+    """Outputs: `service_name`, `controller_addr` (DNS name)."""
 
     def __init__(self, name: str, args: SlurmSingleNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:SlurmSingleNode", name, None, opts)
@@ -151,9 +153,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
         # Its own traffic to itself (through the headless name) never leaves the pod, so needs no rule.
         rules = []
         if args.slurm_clients:
-            rules.append(pods.ingress_rule(list(all_ports.values()), args.slurm_clients))
-        if args.rest_clients:
-            rules.append(pods.ingress_rule([SLURMRESTD_PORT], args.rest_clients))
+            rules.append(pods.ingress_rule([SLURMCTLD_PORT, SLURMDBD_PORT], args.slurm_clients))
+        if args.srun_clients:
+            rules.append(pods.ingress_rule(list(all_ports.values()), args.srun_clients))
         k8s.networking.v1.NetworkPolicy(
             f"{name}-clients",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,
@@ -164,7 +166,5 @@ class SlurmSingleNode(pulumi.ComponentResource):
 
         self.service_name = service.metadata.name
         self.controller_addr = pods.service_host(self.service_name, args.namespace)
-        self.restd_url = pods.service_url(self.service_name, args.namespace, SLURMRESTD_PORT)
         self.statefulset_name = statefulset.metadata.name
-        self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr,
-                               "restd_url": self.restd_url})
+        self.register_outputs({"service_name": self.service_name, "controller_addr": self.controller_addr})

@@ -7,7 +7,7 @@ from typing import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import directory, registry, single_node
+from components import directory, registry, single_node, site
 from components.chart_values import load_chart
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
@@ -28,7 +28,7 @@ from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
-from components.slurm_files import SLURMRESTD_PORT, version_facts
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from components.token_service import APP as TOKEN_APP
 from components.token_service import PORT as TOKEN_PORT
 from components.token_service import TokenService, TokenServiceArgs
@@ -97,12 +97,13 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, k8s_opts)
     munge_secret = keys.munge_secret_name  # for an existing cluster, once its slurmctld accepted it
     if existing:
+        if warning := site.unbounded_tokens(cfg.site):
+            pulumi.log.warn(f"existingCluster.slurmConf: {warning}")
         munge_secret = SiteCheck("site-check", SiteCheckArgs(
             namespace=namespace, image=images.refs[CLIENT], config_map_name=config.config_map_name,
             munge_secret_name=keys.munge_secret_name, slurm_env=config.client_env, image_pull_secret=pull_secret,
         ), opts=k8s_opts).munge_secret_name
 
-    restd_url = None
     if cfg.components.single_node:
         node = single_node.SlurmSingleNode(
             "single-node",
@@ -114,15 +115,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 storage_size=cfg.storage.size,
                 storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
                 memory_mib=cfg.single_node_memory_mib,
-                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), rest_clients=cfg.restd.allowed_clients,
+                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), srun_clients=(JUPYTER_APP,),
                 image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
-        restd_url = node.restd_url
         outputs["slurmController"] = node.controller_addr
         outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
                                      f"scontrol token username={cfg.users[0].name if cfg.users else 'USER'} "
-                                     "lifespan=3600")
+                                     f"lifespan={TOKEN_LIFETIME_S}")
 
     if cfg.components.restd:
         restd = SlurmRestd(
@@ -134,9 +134,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                            image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
-        restd_url = restd.url
-    if restd_url is not None:
-        outputs["slurmrestdUrl"] = restd_url
+        outputs["slurmrestdUrl"] = restd.url
         # The newest API version its slurmrestd serves (the images' Slurm): URLs are {url}/slurm/{version}/...
         outputs["slurmrestdApiVersion"] = version_facts(cfg.slurm_version).rest_api_version
 
@@ -171,7 +169,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
     if cfg.components.jupyterhub:
         egress = hub_egress(site_ports=cfg.site.ports if existing else (),
-                            single_node_ports=() if existing else list(single_node.ports(cfg.nodes).values()),
+                            single_node_ports=() if existing else [SLURMCTLD_PORT, SLURMDBD_PORT],
                             restd=cfg.components.restd and HUB_APP in cfg.restd.allowed_clients)
         hub = JupyterHub(
             "jupyterhub",

@@ -12,10 +12,29 @@ Debian's 22.05.8, 24.11.5 and 26.05.5):
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Optional
 
 import requests
+
+TEN_YEARS = 315360000  # seconds: the lifespan of a token that must never be minted for a user
+# A job body whose job.group_id is a string: Debian trixie's slurmrestd 24.11.5 aborts on it ("fatal: invalid type")
+# before any authentication (fixed upstream in 25.05.3; 26.05 answers 511).
+BAD_SUBMIT = {"job": {"name": "x", "group_id": "users", "current_working_directory": "/tmp",
+                      "environment": ["PATH=/usr/bin:/bin"], "script": "#!/bin/bash\ntrue\n"}}
+
+
+def minted_token(scontrol_output: str) -> str:
+    """The token `scontrol token` printed (its `SLURM_JWT=...` line), or '' if it printed none."""
+    return next((line.split("=", 1)[1] for line in scontrol_output.splitlines() if line.startswith("SLURM_JWT=")), "")
+
+
+def jwt_lifespan(token: str) -> int:
+    """A JWT's `exp` - `iat`, seconds."""
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return claims["exp"] - claims["iat"]
 
 
 class SlurmRestError(RuntimeError):

@@ -191,6 +191,8 @@ class SingleNode:
     volume: str
     mount_keys: bool = True
     run_args: tuple[str, ...] = ()  # more podman run arguments (--memory, -v)
+    # SLURMRESTD_LISTEN: the tests reach its slurmrestd from outside; None keeps the image's 127.0.0.1 (the pod's).
+    rest_listen: Optional[str] = "0.0.0.0:6820"
     started_at: float = 0.0
     ip: str = ""
     timings: dict = field(default_factory=dict)
@@ -201,6 +203,8 @@ class SingleNode:
                 "-v", f"{self.volume}:/var/lib/slurm-state"]
         if self.mount_keys:
             args += ["-v", f"{self.files.keys}:/etc/slurm-keys:ro"]
+        if self.rest_listen:
+            args += ["-e", f"SLURMRESTD_LISTEN={self.rest_listen}"]
         args += self.run_args
         self.started_at = time.monotonic()
         podman(*args, self.image)

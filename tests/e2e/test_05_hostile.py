@@ -1,0 +1,86 @@
+"""Scenario 5b, an ordinary user with bad intent against the deployed stack (issue 20): the pods `pulumi up` made,
+attacked as the directory's users from the JupyterLab pod's terminal, a batch job and an HTTP client. The
+controls (each attack succeeding with its protection off) are in tests/images/test_hostile.py, on the same images.
+"""
+
+import pytest
+import requests
+
+from components.slurm_files import SLURMCTLD_PORT, SLURMRESTD_PORT, TOKEN_LIFETIME_S
+from tests.images.slurm_containers import wait_until
+from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, jwt_lifespan, minted_token
+
+pytestmark = pytest.mark.e2e
+
+
+def test_no_user_mints_a_token_longer_than_the_stacks_lifetime(deployment):
+    d = deployment
+    user = d.lab_user
+    p = d.kube.exec(d.jupyter, "scontrol", "token", f"lifespan={TEN_YEARS}", user=user, check=False)
+    assert p.returncode != 0 and not minted_token(p.stdout), p.stdout + p.stderr
+    p = d.kube.exec(d.jupyter, "scontrol", "token", f"lifespan={TOKEN_LIFETIME_S}", user=user)
+    assert jwt_lifespan(minted_token(p.stdout)) == TOKEN_LIFETIME_S
+    job = d.sbatch(d.jupyter, f"#!/bin/bash\nscontrol token lifespan={TEN_YEARS}\necho rc=$?\n",
+                   "--output=token-%j.out", workdir="hostile")
+    d.wait_job(job, pod=d.jupyter)
+    out = d.kube.exec(d.jupyter, "cat", f"/home/{user}/hostile/token-{job}.out", user=user).stdout
+    assert "SLURM_JWT=" not in out and "rc=0" not in out, out
+
+
+def test_home_is_roots_and_bob_cannot_rename_alices_home(deployment):
+    d = deployment
+    for pod in (d.slurm, d.jupyter):
+        assert d.kube.exec(pod, "stat", "-c", "%U %a", "/home").stdout.split() == ["root", "755"], pod.name
+    for cmd in (("mv", "/home/alice", "/home/alice.gone"), ("mkdir", "/home/mallory")):
+        p = d.kube.exec(d.jupyter, *cmd, user="bob", check=False)
+        assert p.returncode != 0 and "Permission denied" in p.stderr, (cmd, p.stderr)
+    assert d.kube.exec(d.slurm, "stat", "-c", "%U %a", "/home/alice").stdout.split() == ["alice", "700"]
+
+
+def test_a_home_replaced_by_a_dangling_link_does_not_keep_the_single_node_down(deployment):
+    d = deployment
+    # What bob did while /home was writable by every user: his home moved away, a link to nowhere in its place.
+    d.kube.exec(d.slurm, "sh", "-c", "mv /home/bob /home/bob.old && ln -s /nonexistent /home/bob")
+    try:
+        new = d.kube.restart(d.slurm)
+        logs = d.kube.logs(new, tail=200)
+        assert "WARNING: /home/bob is a symbolic link, left as it is" in logs, logs
+    finally:
+        d.kube.exec(d.slurm, "sh", "-c", "rm /home/bob && mv /home/bob.old /home/bob")
+
+
+def reaches(d, pod, host: str, port: int) -> bool:
+    """Does a TCP connection from `pod` to host:port open (within 3 s)?"""
+    p = d.kube.exec(pod, "timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}", check=False)
+    return p.returncode == 0
+
+
+def test_no_pod_reaches_the_single_nodes_own_slurmrestd(deployment):
+    d = deployment
+    assert not reaches(d, d.jupyter, d.slurm.ip, SLURMRESTD_PORT), "the single node's REST port is open to pods"
+    assert reaches(d, d.jupyter, d.slurm.ip, SLURMCTLD_PORT)  # control: slurmctld is reachable the same way
+    assert d.kube.exec(d.slurm, "slurm-healthcheck", "--rest", check=False).returncode == 0  # its own check uses it
+
+
+def restarts(d, pod) -> int:
+    return sum(s.get("restartCount", 0) for s in d.kube.pod(pod.name).status.get("containerStatuses") or [])
+
+
+def test_a_request_that_crashes_slurmrestd_restarts_that_pod_alone(deployment):
+    d = deployment
+    api = d.image_env()["SLURM_REST_API_VERSION"]
+    running = d.sbatch(d.jupyter, "#!/bin/bash\nsleep 8\n", workdir="hostile")
+    d.wait_job(running, "RUNNING", pod=d.jupyter)
+    restd, slurm = d.restd, d.slurm
+    before, slurm_before = restarts(d, restd), restarts(d, slurm)
+    with d.kube.port_forward(f"pod/{restd.name}", SLURMRESTD_PORT) as port:
+        try:  # unauthenticated: a token that is no token
+            requests.post(f"http://127.0.0.1:{port}/slurm/{api}/job/submit", json=BAD_SUBMIT, timeout=10,
+                          headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"})
+        except requests.RequestException:
+            pass  # the daemon died while answering
+    if api == "v0.0.42":  # Debian trixie's 24.11.5 aborts on it; later versions answer an error
+        wait_until(lambda: restarts(d, restd) > before, 60, "the slurmrestd pod's container to restart")
+        d.kube.wait_ready([restd])
+    assert restarts(d, slurm) == slurm_before, "the single node restarted"
+    d.wait_job(running, "COMPLETED", timeout=60, pod=d.jupyter)

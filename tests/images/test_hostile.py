@@ -1,0 +1,163 @@
+"""An ordinary user cannot act beyond their own identity or take Slurm down (issue 20), at image level.
+
+Real podman containers: the directory cluster (tests/images/directory_cluster.py) and private single nodes, the
+attacks made as the directory's users alice and bob from slurm-client containers (a terminal), from batch jobs and
+over HTTP. Each protection has a control that shows the attack is real without it. The same cases run against
+the pods the stack deploys in tests/e2e/test_05_hostile.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
+from tests.images.directory_cluster import USERS, Cluster
+from tests.images.slurm_containers import podman, wait_until
+from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, SlurmRest, jwt_lifespan, minted_token
+
+pytestmark = pytest.mark.containers
+
+
+def start_cluster(images, version, network, unbounded: bool = False) -> Cluster:
+    """The directory cluster; `unbounded`: its slurm.conf without max_token_lifespan (the control)."""
+    c = Cluster(images["slurm-single-node"], version, network)
+    if unbounded:
+        conf = os.path.join(c.node.files.server_config, "slurm.conf")
+        text = open(conf).read()
+        assert f",max_token_lifespan={TOKEN_LIFETIME_S}" in text
+        with open(conf, "w") as f:
+            f.write(text.replace(f",max_token_lifespan={TOKEN_LIFETIME_S}", ""))
+    c.node.start().wait_ready()
+    return c
+
+
+# --- tokens ----------------------------------------------------------------------------------------------------
+def mint_everywhere(cluster: Cluster, as_user, seconds: int) -> dict[str, str]:
+    """`scontrol token lifespan=SECONDS` as alice from each path a user has: a terminal holding a JWT (a hub user),
+    the node with munge (JupyterLab's terminal), and a batch job; {path: the token printed, or ''}."""
+    node = cluster.node
+    found = {}
+    p = as_user(USERS["alice"], "scontrol", "token", f"lifespan={seconds}", token=node.token("alice"))
+    found["terminal with a JWT"] = minted_token(p.stdout)
+    p = node.exec("runuser", "-u", "alice", "--", "scontrol", "token", f"lifespan={seconds}", check=False)
+    found["terminal with munge"] = minted_token(p.stdout)
+    job = node.exec("runuser", "-u", "alice", "--", "sbatch", "--parsable", "-D", "/home/alice",
+                    "-o", f"/home/alice/token-{seconds}.out",
+                    "--wrap", f"scontrol token lifespan={seconds}; true").stdout.strip()
+    node.wait_job(job, "COMPLETED")
+    found["batch job"] = minted_token(node.exec("cat", f"/home/alice/token-{seconds}.out").stdout)
+    return found
+
+
+def test_no_user_can_mint_a_token_longer_than_the_stacks_lifetime(cluster, as_user, version):
+    refused = mint_everywhere(cluster, as_user, TEN_YEARS)
+    assert refused == {path: "" for path in refused}, refused
+    allowed = mint_everywhere(cluster, as_user, TOKEN_LIFETIME_S)
+    assert all(allowed.values()) and {jwt_lifespan(t) for t in allowed.values()} == {TOKEN_LIFETIME_S}, allowed
+    rest = SlurmRest(f"http://{cluster.node.ip}:{SLURMRESTD_PORT}", version_facts(version).rest_api_version,
+                     user="alice", token=allowed["terminal with a JWT"])
+    assert rest.authenticated()
+    # Root (the services: the health check, the hint's `kubectl exec ... scontrol token`) keeps any lifespan.
+    assert jwt_lifespan(cluster.node.token("alice", lifespan=TEN_YEARS)) == TEN_YEARS
+
+
+def test_control_without_max_token_lifespan_a_user_mints_a_ten_year_token_that_slurmrestd_accepts(
+        images, version, network):
+    c = start_cluster(images, version, network, unbounded=True)
+    try:
+        token = minted_token(c.node.exec("runuser", "-u", "alice", "--", "scontrol", "token",
+                                   f"lifespan={TEN_YEARS}").stdout)
+        assert jwt_lifespan(token) == TEN_YEARS
+        rest = SlurmRest(f"http://{c.node.ip}:{SLURMRESTD_PORT}", version_facts(version).rest_api_version,
+                         user="alice", token=token)
+        assert rest.authenticated()
+    finally:
+        c.remove()
+
+
+# --- homes ----------------------------------------------------------------------------------------------------
+def test_home_is_roots_and_no_user_can_rename_anothers_home(cluster, as_user):
+    node = cluster.node
+    assert node.exec("stat", "-c", "%U %a", "/home").stdout.split() == ["root", "755"]
+    assert node.exec("stat", "-c", "%U %a", "/home/alice").stdout.split() == ["alice", "700"]
+    p = as_user(USERS["bob"], "mv", "/home/alice", "/home/alice.gone")
+    assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
+    p = as_user(USERS["bob"], "mkdir", "/home/carol")
+    assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
+    # Control: with /home writable by all (mode 0777, as the volume comes from local-path-shared), bob can.
+    node.exec("chmod", "0777", "/home")
+    try:
+        p = as_user(USERS["bob"], "mv", "/home/alice", "/home/alice.gone")
+        assert p.returncode == 0, p.stderr
+    finally:
+        node.exec("sh", "-c", "[ -e /home/alice ] || mv /home/alice.gone /home/alice; chmod 0755 /home")
+    assert node.exec("stat", "-c", "%U", "/home/alice").stdout.strip() == "alice"
+
+
+def test_what_users_leave_in_home_never_stops_the_single_node_nor_is_followed_as_root(images, version, network):
+    c = Cluster(images["slurm-single-node"], version, network)
+    try:
+        # What bob did (a dangling link for his home), and a link to a directory root must not give away.
+        podman("run", "--rm", "--entrypoint", "sh", "-v", f"{c.home}:/home", images["slurm-single-node"], "-c",
+               "mkdir -p /home/bob.old /home/target && chown 2002 /home/bob.old && ln -s /nonexistent /home/bob"
+               " && ln -s /home/target /home/alice")
+        c.node.start().wait_ready()
+        logs = c.node.logs(tail=200)
+        assert "WARNING: /home/bob is a symbolic link, left as it is" in logs, logs
+        assert "WARNING: /home/alice is a symbolic link, left as it is" in logs, logs
+        assert c.node.exec("stat", "-c", "%U %a", "/home/target").stdout.split() == ["root", "755"]
+        assert c.node.exec("readlink", "/home/bob").stdout.strip() == "/nonexistent"
+        # Control: what the entrypoint did before (install -d as root) fails on the first and follows the second.
+        p = podman("run", "--rm", "--entrypoint", "sh", "-v", f"{c.home}:/home", images["slurm-single-node"], "-c",
+                   "install -d -m 0700 -o 2002 -g 2002 /home/bob; echo rc=$?;"
+                   " install -d -m 0700 -o 2001 -g 2001 /home/alice; stat -c '%u %a' /home/target", check=False)
+        assert "rc=1" in p.stdout and "2001 700" in p.stdout, p.stdout + p.stderr
+    finally:
+        c.remove()
+
+
+# --- slurmrestd -----------------------------------------------------------------------------------------------
+def test_the_single_nodes_slurmrestd_listens_on_its_loopback_only(fresh_single_node, single_node, version):
+    node = fresh_single_node(rest_listen=None)  # the image's default, as in the pod
+    node.start().wait_ready()
+    api = version_facts(version).rest_api_version
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{node.ip}:{SLURMRESTD_PORT}/slurm/{api}/ping", timeout=5)
+    assert node.exec("slurm-healthcheck", "--rest", check=False).returncode == 0  # its own health check uses it
+    # Control: the same request reaches a single node whose slurmrestd listens on every address.
+    r = requests.get(f"http://{single_node.ip}:{SLURMRESTD_PORT}/slurm/{api}/ping", timeout=5)
+    assert r.status_code == 401, r.text
+
+
+def restd_pid(node) -> str:
+    return node.exec("sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = slurmrestd ] && "
+                                 "echo ${p#/proc/}; done; true").stdout.strip()
+
+
+def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_single_node, version):
+    node = fresh_single_node()
+    node.start().wait_ready()
+    api = version_facts(version).rest_api_version
+    job = node.sbatch("--wrap", "sleep 6")
+    node.wait_for(lambda: node.sacct(job).startswith("RUNNING"), f"job {job} to run")
+    before = restd_pid(node)
+    try:
+        requests.post(f"http://{node.ip}:{SLURMRESTD_PORT}/slurm/{api}/job/submit", json=BAD_SUBMIT,
+                      headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"}, timeout=10)
+    except requests.ConnectionError:
+        pass  # the daemon died while answering
+    if version == "24.11":  # the attack is real there: it ended slurmrestd
+        node.wait_for(lambda: restd_pid(node) not in ("", before), "slurmrestd to be started again")
+    else:  # fixed in these versions: the same crash, by a signal
+        node.exec("kill", "-ABRT", before)
+        node.wait_for(lambda: restd_pid(node) not in ("", before), "slurmrestd to be started again")
+    assert "slurmrestd" in node.logs(tail=80) and "started slurmrestd again" in node.logs(tail=80)
+    node.wait_for(node.rest_ready, "slurmrestd to answer again")
+    assert node.status() == "running"
+    node.wait_job(job, "COMPLETED", timeout=30)  # the running job went on
+    # Control: another daemon's death still ends the container (its state is slurmctld's and MariaDB's).
+    node.exec("sh", "-c", "kill -KILL $(cat /run/slurm/slurmctld.pid)")
+    wait_until(lambda: node.status() != "running", 30, "the container to end after slurmctld died", node.logs)
