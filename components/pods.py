@@ -93,15 +93,17 @@ def slurm_mounts() -> list[k8s.core.v1.VolumeMountArgs]:
     ]
 
 
-def root_start_security_context() -> k8s.core.v1.SecurityContextArgs:
-    """For the images whose entrypoint starts as root and drops to other users itself."""
+def root_start_security_context(capabilities: Sequence[str] = ROOT_START_CAPABILITIES
+                                ) -> k8s.core.v1.SecurityContextArgs:
+    """For the images whose entrypoint starts as root and drops to other users itself; `capabilities`: what it keeps
+    of root's (all others are dropped)."""
     return k8s.core.v1.SecurityContextArgs(
         run_as_user=0,
         run_as_non_root=False,
         allow_privilege_escalation=False,
         privileged=False,
         read_only_root_filesystem=False,  # entrypoints install files into /etc/slurm, /etc/munge, /run
-        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=list(ROOT_START_CAPABILITIES)),
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=list(capabilities)),
         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
     )
 

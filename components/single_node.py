@@ -20,6 +20,12 @@ from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, STATE_DIR, slu
 
 APP = "slurm-single-node"
 HEALTHCHECK = "/usr/local/bin/slurm-healthcheck"
+# SYS_PTRACE besides what every root-start image keeps: slurmstepd (root) samples each task's memory and CPU from
+# /proc/PID/{stat,io} (jobacct_gather/linux, common_jag.c), and the kernel lets it read a task of another uid's
+# io only with CAP_SYS_PTRACE (ptrace_may_access); without it the sampler drops every record of a user's job, so
+# sacct/sstat show no MaxRSS and OverMemoryKill never fires. Jobs get none of it (their capability sets are empty).
+# It puts the pod outside Pod Security Standards "baseline" (README "Node resources").
+CAPABILITIES = (*pods.ROOT_START_CAPABILITIES, "SYS_PTRACE")
 
 
 def controller_host(name: str) -> str:
@@ -102,7 +108,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
             # Memory request = limit: the nodes' RealMemory is promised to jobs, so the scheduler must reserve it.
             resources=pods.resources(f"{args.cpu_milli[0]}m", f"{args.memory_mib}Mi",
                                      f"{args.cpu_milli[1]}m", f"{args.memory_mib}Mi"),
-            security_context=pods.root_start_security_context(),
+            security_context=pods.root_start_security_context(CAPABILITIES),
         )
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",

@@ -50,14 +50,16 @@ def hs256_token(key: bytes, user: str, lifetime: int) -> str:
 class Cluster:
     """A slurm-single-node with the directory at /var/lib/extrausers and the volume `home` at /home."""
 
-    def __init__(self, image: str, version: str, network: str):
+    def __init__(self, image: str, version: str, network: str, **node_fields):
+        """`node_fields`: further SingleNode fields (capabilities, ...)."""
         suffix = uuid.uuid4().hex[:6]
         self.directory = tempfile.mkdtemp(prefix="sci-directory-")
         write_directory(self.directory)
         self.home = f"sci-home-{suffix}"
         files = make_files(version, f"id-{suffix}", nodes=1, cluster_name="idtest")
         self.node = SingleNode(f"sci-id-{suffix}", image, files, network, f"sci-id-state-{suffix}",
-                               run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"))
+                               run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"),
+                               **node_fields)
 
     def remove(self):
         self.node.remove()

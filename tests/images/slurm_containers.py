@@ -16,11 +16,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from components import single_node
 from components.images import CLIENT_BASED, DOCKERFILES, build_dir, extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
 from tests.project_env import ROOT
 
 EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def memory_hog(mb: int, seconds: int) -> str:
+    """A shell command that touches `mb` MB at once, then holds them `seconds` (a job over its --mem)."""
+    return f"python3 -c 'import time; b = b\"x\" * ({mb} << 20); time.sleep({seconds})'"
 
 
 def slurm_version() -> str:
@@ -193,6 +199,8 @@ class SingleNode:
     run_args: tuple[str, ...] = ()  # more podman run arguments (--memory, -v)
     # SLURMRESTD_LISTEN: the tests reach its slurmrestd from outside; None keeps the image's 127.0.0.1 (the pod's).
     rest_listen: Optional[str] = "0.0.0.0:6820"
+    # What root keeps in the pod (every other capability dropped, no new privileges), as the stack deploys it.
+    capabilities: tuple[str, ...] = single_node.CAPABILITIES
     started_at: float = 0.0
     ip: str = ""
     timings: dict = field(default_factory=dict)
@@ -205,6 +213,7 @@ class SingleNode:
             args += ["-v", f"{self.files.keys}:/etc/slurm-keys:ro"]
         if self.rest_listen:
             args += ["-e", f"SLURMRESTD_LISTEN={self.rest_listen}"]
+        args += ["--cap-drop=ALL", f"--cap-add={','.join(self.capabilities)}", "--security-opt=no-new-privileges"]
         args += self.run_args
         self.started_at = time.monotonic()
         podman(*args, self.image)

@@ -606,6 +606,14 @@ def container_of(w) -> dict:
     return container
 
 
+def test_only_the_single_node_keeps_sys_ptrace_for_slurms_memory_sampler(stack):
+    _, result = stack
+    for w in workloads(result):
+        caps = container_of(w)["securityContext"].get("capabilities", {})
+        assert caps.get("drop") == ["ALL"], w.name
+        assert ("SYS_PTRACE" in caps.get("add", [])) == (w.typ == STATEFULSET), f"{w.name}: {caps}"
+
+
 def test_the_users_config_map_is_the_directory(stack):
     _, result = stack
     data = result.one(CONFIG_MAP, "users").plain["data"]
