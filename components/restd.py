@@ -1,8 +1,9 @@
 """SlurmRestd: slurmrestd (JWT authentication) from the slurm-client image, for the stack's Slurm.
 
-The image's entrypoint with no command sets up munge and runs slurmrestd as an unprivileged user on
-0.0.0.0:6820 (dockerfiles/README.md). A NetworkPolicy admits to that port only pods whose
-app.kubernetes.io/name is in `allowed_clients`.
+The image's entrypoint with no command sets up munge and runs slurmrestd as an unprivileged user on the loopback
+(BACKEND), behind its REST gate on 0.0.0.0:6820, which passes a request on only once slurmctld has accepted its
+token (dockerfiles/README.md). A NetworkPolicy admits to that port only pods whose app.kubernetes.io/name is in
+`allowed_clients`. A request that crashes slurmrestd ends this pod's container alone, which Kubernetes restarts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from components.client_app import ClientApp, client_app, slurm_volumes
 from components.slurm_files import SLURMRESTD_PORT
 
 APP = "slurmrestd"
+BACKEND = "127.0.0.1:6880"  # where slurmrestd itself listens, behind the gate (SLURMRESTD_BACKEND)
+# Ready once slurmrestd answers behind the gate (a TCP probe of 6820 would reach only the gate).
+READY = ("bash", "-c", f"exec 3<>/dev/tcp/{BACKEND.replace(':', '/')} 4<>/dev/tcp/127.0.0.1/{SLURMRESTD_PORT}")
 
 
 @dataclass
@@ -42,14 +46,14 @@ class SlurmRestd(pulumi.ComponentResource):
         service = client_app(name, ClientApp(
             app=APP, component="rest-api", name=args.name, namespace=args.namespace, container="slurmrestd",
             image=args.image, port=SLURMRESTD_PORT,
-            readiness_probe=pods.tcp_probe(SLURMRESTD_PORT, period=5),
-            liveness_probe=pods.tcp_probe(SLURMRESTD_PORT, period=20, initial_delay=30),
+            readiness_probe=pods.exec_probe(READY, period=5, timeout=3),
+            liveness_probe=pods.exec_probe(READY, period=20, timeout=3, initial_delay=30),
             resources=pods.resources("100m", "128Mi", "1", "512Mi"),
             volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             # No allowed clients: the policy admits nothing.
             ingress=[pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients)] if args.allowed_clients else [],
-            env=pods.env(args.slurm_env),
+            env=pods.env({**args.slurm_env, "SLURMRESTD_BACKEND": BACKEND}),
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,
         ), self)
         self.service_name = service.metadata.name

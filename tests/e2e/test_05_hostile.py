@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from components.slurm_files import SLURMCTLD_PORT, SLURMRESTD_PORT, TOKEN_LIFETIME_S
-from tests.images.slurm_containers import wait_until
+from tests.images.slurm_containers import memory_hog, wait_until
 from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, jwt_lifespan, minted_token
 
 pytestmark = pytest.mark.e2e
@@ -25,6 +25,20 @@ def test_no_user_mints_a_token_longer_than_the_stacks_lifetime(deployment):
     d.wait_job(job, pod=d.jupyter)
     out = d.kube.exec(d.jupyter, "cat", f"/home/{user}/hostile/token-{job}.out", user=user).stdout
     assert "SLURM_JWT=" not in out and "rc=0" not in out, out
+
+
+def test_a_job_over_its_memory_is_killed_by_slurm_and_its_memory_reported(deployment):
+    d = deployment
+    user = d.lab_user
+    job = d.sbatch(d.jupyter, f"#!/bin/bash\n{memory_hog(1500, 30)}\n", "--mem=500", "--output=hog-%j.out",
+                   workdir="hostile")
+    d.wait_job(job, "FAILED", timeout=30, pod=d.jupyter)
+    out = d.kube.exec(d.jupyter, "cat", f"/home/{user}/hostile/hog-{job}.out", user=user).stdout
+    assert "exceeded memory limit" in out, out
+    max_rss, ave_cpu = d.kube.exec(d.slurm, "sacct", "-n", "-P", "-j", f"{job}.batch", "-o",
+                                   "MaxRSS,AveCPU").stdout.strip().split("|")
+    assert max_rss.endswith(("K", "M", "G")) and int(float(max_rss[:-1])) > 0, max_rss
+    assert "-" not in ave_cpu, f"AveCPU {ave_cpu}: days of CPU, the sampler's initial value (nothing sampled)"
 
 
 def test_home_is_roots_and_bob_cannot_rename_alices_home(deployment):
@@ -66,17 +80,22 @@ def restarts(d, pod) -> int:
     return sum(s.get("restartCount", 0) for s in d.kube.pod(pod.name).status.get("containerStatuses") or [])
 
 
-def test_a_request_that_crashes_slurmrestd_restarts_that_pod_alone(deployment):
+def test_an_unauthenticated_request_never_reaches_slurmrestd_and_a_crash_restarts_that_pod_alone(deployment):
     d = deployment
     api = d.image_env()["SLURM_REST_API_VERSION"]
     running = d.sbatch(d.jupyter, "#!/bin/bash\nsleep 8\n", workdir="hostile")
     d.wait_job(running, "RUNNING", pod=d.jupyter)
     restd, slurm = d.restd, d.slurm
     before, slurm_before = restarts(d, restd), restarts(d, slurm)
+    url = "http://127.0.0.1:{}/slurm/" + api + "/job/submit"
     with d.kube.port_forward(f"pod/{restd.name}", SLURMRESTD_PORT) as port:
-        try:  # unauthenticated: a token that is no token
-            requests.post(f"http://127.0.0.1:{port}/slurm/{api}/job/submit", json=BAD_SUBMIT, timeout=10,
+        r = requests.post(url.format(port), json=BAD_SUBMIT, timeout=10,
                           headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"})
+        assert r.status_code == 401, r.text  # the gate's answer: slurmrestd never parsed the body
+        assert restarts(d, restd) == before
+        try:  # the same body with a real token of an ordinary user does reach it
+            requests.post(url.format(port), json=BAD_SUBMIT, timeout=10,
+                          headers={"X-SLURM-USER-NAME": d.lab_user, "X-SLURM-USER-TOKEN": d.token(d.lab_user)})
         except requests.RequestException:
             pass  # the daemon died while answering
     if api == "v0.0.42":  # Debian trixie's 24.11.5 aborts on it; later versions answer an error

@@ -8,22 +8,24 @@ the pods the stack deploys in tests/e2e/test_05_hostile.py.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import requests
 
+from components import single_node
 from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from tests.images.directory_cluster import USERS, Cluster
-from tests.images.slurm_containers import podman, wait_until
+from tests.images.slurm_containers import memory_hog, podman, wait_until
 from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, SlurmRest, jwt_lifespan, minted_token
 
 pytestmark = pytest.mark.containers
 
 
-def start_cluster(images, version, network, unbounded: bool = False) -> Cluster:
+def start_cluster(images, version, network, unbounded: bool = False, **node_fields) -> Cluster:
     """The directory cluster; `unbounded`: its slurm.conf without max_token_lifespan (the control)."""
-    c = Cluster(images["slurm-single-node"], version, network)
+    c = Cluster(images["slurm-single-node"], version, network, **node_fields)
     if unbounded:
         conf = os.path.join(c.node.files.server_config, "slurm.conf")
         text = open(conf).read()
@@ -74,6 +76,35 @@ def test_control_without_max_token_lifespan_a_user_mints_a_ten_year_token_that_s
         rest = SlurmRest(f"http://{c.node.ip}:{SLURMRESTD_PORT}", version_facts(version).rest_api_version,
                          user="alice", token=token)
         assert rest.authenticated()
+    finally:
+        c.remove()
+
+
+# --- memory ---------------------------------------------------------------------------------------------------
+def hog(node, seconds: int) -> str:
+    """As alice, from her home: a job with --mem=500 that holds 1500 MB for `seconds`; its id."""
+    return node.exec("runuser", "-u", "alice", "--", "sbatch", "--parsable", "-D", "/home/alice", "--mem=500",
+                     "-o", "/home/alice/hog-%j.out", "--wrap", memory_hog(1500, seconds)).stdout.strip()
+
+
+def test_a_users_job_over_its_memory_is_killed_and_its_memory_reported(cluster):
+    node = cluster.node
+    job = hog(node, 30)
+    node.wait_job(job, "FAILED", timeout=30)
+    out = node.exec("cat", f"/home/alice/hog-{job}.out").stdout
+    assert "exceeded memory limit" in out, out
+    max_rss, ave_cpu = node.exec("sacct", "-n", "-P", "-j", f"{job}.batch", "-o", "MaxRSS,AveCPU").stdout.split("|")
+    assert max_rss.endswith(("K", "M", "G")) and int(float(max_rss[:-1])) > 0, max_rss
+    assert "-" not in ave_cpu, f"AveCPU {ave_cpu}: days of CPU, the sampler's initial value (nothing sampled)"
+
+
+def test_control_without_sys_ptrace_slurm_sees_no_memory_of_a_users_job(images, version, network):
+    c = start_cluster(images, version, network,
+                      capabilities=tuple(cap for cap in single_node.CAPABILITIES if cap != "SYS_PTRACE"))
+    try:
+        job = hog(c.node, 3)
+        c.node.wait_job(job, "COMPLETED", timeout=60)  # 1500 MB held on a --mem=500 allocation, never noticed
+        assert c.node.exec("sacct", "-n", "-P", "-j", f"{job}.batch", "-o", "MaxRSS").stdout.strip() in ("", "0")
     finally:
         c.remove()
 
@@ -132,9 +163,10 @@ def test_the_single_nodes_slurmrestd_listens_on_its_loopback_only(fresh_single_n
     assert r.status_code == 401, r.text
 
 
-def restd_pid(node) -> str:
-    return node.exec("sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = slurmrestd ] && "
-                                 "echo ${p#/proc/}; done; true").stdout.strip()
+def restd_pid(container: str) -> str:
+    """The pid of the slurmrestd process in a container, or ''."""
+    return podman("exec", container, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = slurmrestd ] && "
+                  "echo ${p#/proc/}; done; true").stdout.strip()
 
 
 def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_single_node, version):
@@ -143,17 +175,17 @@ def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_s
     api = version_facts(version).rest_api_version
     job = node.sbatch("--wrap", "sleep 6")
     node.wait_for(lambda: node.sacct(job).startswith("RUNNING"), f"job {job} to run")
-    before = restd_pid(node)
+    before = restd_pid(node.name)
     try:
         requests.post(f"http://{node.ip}:{SLURMRESTD_PORT}/slurm/{api}/job/submit", json=BAD_SUBMIT,
                       headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"}, timeout=10)
     except requests.ConnectionError:
         pass  # the daemon died while answering
     if version == "24.11":  # the attack is real there: it ended slurmrestd
-        node.wait_for(lambda: restd_pid(node) not in ("", before), "slurmrestd to be started again")
+        node.wait_for(lambda: restd_pid(node.name) not in ("", before), "slurmrestd to be started again")
     else:  # fixed in these versions: the same crash, by a signal
         node.exec("kill", "-ABRT", before)
-        node.wait_for(lambda: restd_pid(node) not in ("", before), "slurmrestd to be started again")
+        node.wait_for(lambda: restd_pid(node.name) not in ("", before), "slurmrestd to be started again")
     assert "slurmrestd" in node.logs(tail=80) and "started slurmrestd again" in node.logs(tail=80)
     node.wait_for(node.rest_ready, "slurmrestd to answer again")
     assert node.status() == "running"
@@ -161,3 +193,43 @@ def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_s
     # Control: another daemon's death still ends the container (its state is slurmctld's and MariaDB's).
     node.exec("sh", "-c", "kill -KILL $(cat /run/slurm/slurmctld.pid)")
     wait_until(lambda: node.status() != "running", 30, "the container to end after slurmctld died", node.logs)
+
+
+RAW_POST = r"""exec 3<>/dev/tcp/${BACKEND/://}
+printf 'POST %s HTTP/1.1\r\nHost: x\r\nX-SLURM-USER-NAME: root\r\nX-SLURM-USER-TOKEN: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' "$URL" "${#BODY}" "$BODY" >&3
+timeout 10 cat <&3"""
+
+
+def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, single_node, version):
+    files = single_node.files
+    name = f"{single_node.name}-gate"
+    podman("run", "-d", "--no-healthcheck", "--name", name, "--network", single_node.network,
+           "--add-host", f"{files.controller_host}:{single_node.ip}",
+           "-v", f"{files.client_config}:/etc/slurm-config:ro", "-v", f"{files.client_keys}:/etc/slurm-keys:ro",
+           images["slurm-client"])
+    try:
+        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{single_node.network}").IPAddress}}}}',
+                    name).stdout.strip()
+        api = version_facts(version).rest_api_version
+        good = SlurmRest(f"http://{ip}:{SLURMRESTD_PORT}", api, token=single_node.token())
+        wait_until(good.ping, 30, "slurmrestd to answer through the gate", lambda: podman("logs", name, check=False).stderr)
+        pid = restd_pid(name)
+        for token in (None, "x"):
+            r = SlurmRest(good.base_url, api, token=token).request("GET", "ping")
+            assert r.status_code == 401, (token, r.status_code, r.text)
+        r = requests.post(f"{good.base_url}/slurm/{api}/job/submit", json=BAD_SUBMIT, timeout=10,
+                          headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"})
+        assert r.status_code == 401 and "did not accept the token" in r.text, r.text
+        assert restd_pid(name) == pid
+        assert good.authenticated()
+        # Control: the same request sent past the gate, to slurmrestd itself.
+        p = podman("exec", "-e", f"BODY={json.dumps(BAD_SUBMIT)}", "-e", f"URL=/slurm/{api}/job/submit",
+                   "-e", "BACKEND=127.0.0.1:6880", name, "bash", "-c", RAW_POST, check=False)
+        if version == "24.11":  # it aborts, and the container (slurmrestd is its main process) ends with it
+            wait_until(lambda: podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip() != "running",
+                       30, "the client's slurmrestd to die of the request")
+            assert "fatal" in podman("logs", name, check=False).stderr
+        else:  # fixed there: an error answer
+            assert " 200 " not in p.stdout.splitlines()[0], p.stdout
+    finally:
+        podman("rm", "-f", "-t", "3", name, check=False)
