@@ -36,7 +36,8 @@ JUPYTERHUB_VERSION = re.search(r"^jupyterhub==(\S+)", Path(DOCKERFILES, "slurm-j
                                re.M).group(1)
 
 __all__ = ["jupyter_images", "slurm_cluster", "start_jupyter", "JupyterContainer", "client_args",
-           "run_entrypoint", "processes", "NB_UID", "NB_GID", "DOCKERFILES"]
+           "run_entrypoint", "processes", "add_cluster_user", "submit_as", "upstream_squeue", "NB_UID", "NB_GID",
+           "DOCKERFILES"]
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +70,42 @@ def slurm_cluster(images, version, network):
         node.remove()
         podman("volume", "rm", "-f", node.volume, check=False)
         files.cleanup()
+
+
+def add_cluster_user(node: SingleNode, name: str, uid: int) -> None:
+    """`name` (uid = gid = `uid`) on the cluster as the user directory makes it there, and in Slurm's accounting as
+    slurm-single-node's entrypoint adds the directory's users (account `users`), so that it may submit jobs."""
+    node.exec("sh", "-c", f"getent passwd {name} >/dev/null || {{ groupadd -g {uid} {name} && "
+                          f"useradd --uid {uid} --gid {uid} --no-create-home {name}; }}")
+    node.exec("sacctmgr", "-i", "add", "user", f"name={name}", "account=users",
+              check=False)  # refused ("Nothing new added") when it is there already
+    out = node.exec("sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account").stdout.split()
+    assert "users" in out, f"{name} is not in the account users: {out}"
+
+
+def submit_as(node: SingleNode, user: str, name: str, command: str = "sleep 300") -> str:
+    """As `user`, on the cluster: sbatch -J NAME --wrap COMMAND (the job's name exactly as given); the job id."""
+    def submitted():  # slurmctld may take a moment to learn of a user just added to accounting
+        p = node.exec("runuser", "-u", user, "--", "sbatch", "--parsable", "-J", name, "--chdir=/tmp",
+                      "--output=/dev/null", "--wrap", command, check=False)
+        return p.returncode == 0 and p.stdout.strip().split(";")[0]
+    return node.wait_for(submitted, f"sbatch as {user} to accept job {name!r}", 30)
+
+
+# jupyterlab-slurm's own SqueueHandler.run_command, run in a container as its user outside the server, so without
+# this project's replacement (jupyterlab_slurm_squeue, loaded only as a server extension): what the panel showed.
+UPSTREAM_SQUEUE = r"""
+import asyncio, json, logging
+from jupyterlab_slurm.handlers import SqueueHandler
+handler = object.__new__(SqueueHandler)  # no request: run_command needs only initialize()'s attributes
+handler.initialize(squeue="squeue", log=logging.getLogger("upstream"))
+print(json.dumps(asyncio.run(handler.run_command())))
+"""
+
+
+def upstream_squeue(container, user: str) -> dict:
+    """The response body jupyterlab-slurm itself would give for /jupyterlab_slurm/squeue (`user`: uid:gid)."""
+    return json.loads(container.exec("python3", "-c", UPSTREAM_SQUEUE, user=user).stdout)
 
 
 def client_args(node: SingleNode, keys_dir: Optional[str] = None) -> list[str]:

@@ -7,13 +7,22 @@ components/slurm_files.py, and slurm-jupyter started as Kubernetes would start i
 
 import os
 import secrets
+import shutil
 import tempfile
 
 import pytest
 import requests
 
+from components.directory import NAME_MAX, User, render_files
 from components.images import CLIENT_BASED as JUPYTER_IMAGES
-from tests.images.jupyter_fixtures import client_args, processes, run_entrypoint
+from tests.images.jupyter_fixtures import (
+    add_cluster_user,
+    client_args,
+    processes,
+    run_entrypoint,
+    submit_as,
+    upstream_squeue,
+)
 from tests.images.slurm_containers import podman, wait_until
 
 pytestmark = pytest.mark.containers
@@ -177,3 +186,70 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
     data = r.json()["data"]
     history = {row["JobID"]: row for row in (dict(zip(data["columns"], v, strict=True)) for v in data["rows"])}
     assert job_id in history and history[job_id]["State"].startswith("CANCELLED"), history
+
+
+# --- the queue shows each job's real owner and name (jupyterlab_slurm_squeue) --------------------------------
+# A user of the directory with a name of the longest length it allows, who runs the lab; and bob, who names his
+# jobs to look like someone else's in the queue (his "x alice R" showed USER alice in jupyterlab-slurm's row).
+LONG_USER = "a-thirty-two-character-user-name"
+QUEUE_USERS = {LONG_USER: 2101, "bob": 2102}
+SPOOFING_NAMES = ["x alice R", """a "b" 'c'""", f"x {LONG_USER} R", "  <b>|tab\there|</b>  ",
+                  "2 lines\n999999 debug x alice R"]
+
+
+@pytest.fixture(scope="module")
+def queue_lab(jupyter_images, slurm_cluster, start_jupyter):
+    """The lab as LONG_USER (NB_USER, from the directory mounted as in Kubernetes); the users on the cluster too."""
+    assert len(LONG_USER) == NAME_MAX
+    directory = tempfile.mkdtemp(prefix="sci-jt-directory-")
+    try:
+        for name, text in render_files([User(n, uid, uid) for n, uid in QUEUE_USERS.items()], {}).items():
+            with open(os.path.join(directory, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(directory, name), 0o644)
+        os.chmod(directory, 0o755)
+        for name, uid in QUEUE_USERS.items():
+            add_cluster_user(slurm_cluster, name, uid)
+        yield start_jupyter(jupyter_images["slurm-jupyter"], *client_args(slurm_cluster),
+                            "-v", f"{directory}:/var/lib/extrausers:ro", "-e", f"NB_USER={LONG_USER}",
+                            "-e", f"JUPYTER_TOKEN={TOKEN}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_queue_shows_the_real_owner_and_exact_name_of_every_job(queue_lab, slurm_cluster):
+    """Through the endpoint the Slurm panel polls (/jupyterlab_slurm/squeue): bob's jobs named like another user's,
+    with quotes, markup, a tab, edge blanks and a newline (sbatch -J takes them all) are bob's with those exact
+    names; a 32-character user is whole, and "my jobs" (USER == /jupyterlab_slurm/user) is exactly theirs.
+    Control: jupyterlab-slurm's own parser, on the same queue, shows alice, a cut user name, a made-up row."""
+    jobs = {submit_as(slurm_cluster, "bob", name): ("bob", name) for name in SPOOFING_NAMES}
+    mine = submit_as(slurm_cluster, LONG_USER, "mine")
+    jobs[mine] = (LONG_USER, "mine")
+    try:
+        def listed():
+            r = api(queue_lab, "GET", "/jupyterlab_slurm/squeue")
+            assert r.status_code == 200 and r.json()["success"], r.text
+            data = r.json()["data"]
+            rows = {row["JOBID"]: row for row in (dict(zip(data["columns"], v, strict=True)) for v in data["rows"])}
+            return jobs.keys() <= rows.keys() and rows
+        rows = wait_until(listed, 30, f"squeue (jupyterlab_slurm) to list jobs {sorted(jobs)}", queue_lab.logs)
+        for job_id, (user, name) in jobs.items():
+            assert (rows[job_id]["USER"], rows[job_id]["NAME"]) == (user, name), rows[job_id]
+            assert rows[job_id]["PARTITION"] == "debug" and rows[job_id]["ST"] in ("R", "PD"), rows[job_id]
+        me = api(queue_lab, "GET", "/jupyterlab_slurm/user").json()["data"]["user"]
+        assert me == LONG_USER
+        assert {j for j, row in rows.items() if row["USER"] == me} == {mine}, rows
+
+        # Control: the same queue through jupyterlab-slurm 4.1.0's SqueueHandler.run_command, unreplaced.
+        upstream = upstream_squeue(queue_lab, f"{QUEUE_USERS[LONG_USER]}:{QUEUE_USERS[LONG_USER]}")
+        cols = upstream["data"]["columns"]
+        urows = {row[0]: dict(zip(cols, row, strict=True)) for row in upstream["data"]["rows"]}
+        spoofed = [j for j, (_, name) in jobs.items() if name == "x alice R"][0]
+        assert urows[spoofed]["USER"] == "alice", urows[spoofed]
+        mimic = [j for j, (_, name) in jobs.items() if name == f"x {LONG_USER} R"][0]
+        assert urows[mine]["USER"] == LONG_USER[:20] != me, urows[mine]
+        assert urows[mimic]["USER"] == LONG_USER, urows[mimic]
+        # A newline in a name even made a whole row up: job 999999 of alice, which does not exist.
+        assert urows["999999"]["USER"] == "alice" and "999999" not in rows, urows["999999"]
+    finally:
+        slurm_cluster.exec("scancel", *jobs, check=False)

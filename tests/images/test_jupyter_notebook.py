@@ -23,7 +23,14 @@ import tempfile
 import pytest
 import requests
 
-from tests.images.jupyter_fixtures import JUPYTERHUB_VERSION, client_args, processes, run_entrypoint
+from tests.images.jupyter_fixtures import (
+    JUPYTERHUB_VERSION,
+    add_cluster_user,
+    client_args,
+    processes,
+    run_entrypoint,
+    submit_as,
+)
 from tests.images.slurm_containers import podman, wait_until
 
 pytestmark = pytest.mark.containers
@@ -270,3 +277,22 @@ def test_job_submitted_through_the_singleuser_server_completes(notebook, slurm_c
     assert slurm_cluster.sacct(job_id) == "COMPLETED"
     out = slurm_cluster.exec("cat", f"/tmp/{name}-{job_id}.out").stdout
     assert "uid=1000(jovyan)" in out and f"done-{name}" in out, out
+
+
+def test_queue_through_the_singleuser_server_shows_the_real_owner(notebook, slurm_cluster):
+    """This image loads jupyterlab_slurm_squeue too (jupyter_server_config.d): bob's job named like another user's
+    is bob's, with its exact name, in the squeue endpoint the Slurm panel polls (tests/images/test_jupyter.py has
+    the whole case and its control)."""
+    add_cluster_user(slurm_cluster, "bob", 2102)
+    job_id = submit_as(slurm_cluster, "bob", "x alice R")
+    try:
+        def listed():
+            r = get(f"{notebook.prefix}/jupyterlab_slurm/squeue", token=notebook.token)
+            assert r.status_code == 200 and r.json()["success"], r.text
+            data = r.json()["data"]
+            return next((dict(zip(data["columns"], v, strict=True)) for v in data["rows"] if v[0] == job_id), None)
+        row = wait_until(listed, 30, f"squeue (jupyterlab_slurm) to list job {job_id}", notebook.logs)
+        # squeue names a job's user where it runs: this server has no user directory mounted, so bob is his uid.
+        assert (row["USER"], row["NAME"]) == ("2102", "x alice R"), row
+    finally:
+        slurm_cluster.exec("scancel", job_id, check=False)
