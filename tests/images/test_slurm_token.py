@@ -195,15 +195,16 @@ def key_dir(work: str, key: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def start_service(jupyter_images, network, containers, work, hub, directory, slurm_cluster):
-    """start_service(lifetime=None, hub_api=None) -> Service: slurm-token-service with the cluster's JWT key, as the
-    contract runs it (the venv's python, command overriding the ENTRYPOINT, a non-root uid), once /health answers."""
+    """start_service(lifetime=None, hub_api=None, key=None) -> Service: slurm-token-service with the cluster's JWT
+    key (or `key`), as the contract runs it (the venv's python, command overriding the ENTRYPOINT, a non-root uid),
+    once /health answers."""
 
-    def start(lifetime: int | None = None, hub_api: str | None = None) -> Service:
+    def start(lifetime: int | None = None, hub_api: str | None = None, key: bytes | None = None) -> Service:
         name = f"sci-tok-svc-{uuid.uuid4().hex[:6]}"
         containers.append(name)
         podman("run", "-d", "--name", name, "--network", network, "-p", "127.0.0.1::8090",
                "--user", f"{SERVICE_UID}:{SERVICE_UID}", "--entrypoint", "/opt/jupyter/bin/python",
-               "-v", f"{key_dir(work, slurm_cluster.files.jwt_key)}:/etc/slurm-token:ro",
+               "-v", f"{key_dir(work, key or slurm_cluster.files.jwt_key)}:/etc/slurm-token:ro",
                "-v", f"{directory}:/var/lib/extrausers:ro",
                "-e", "SLURM_JWT_KEY_FILE=/etc/slurm-token/jwt_hs256.key", "-e", f"JUPYTERHUB_API_URL={hub_api or hub.api}",
                *(["-e", f"SLURM_TOKEN_LIFETIME={lifetime}"] if lifetime else []),
@@ -281,6 +282,7 @@ def test_a_directory_user_gets_a_slurm_jwt_signed_with_the_clusters_key(service,
     c = claims(token)
     assert c.keys() == {"sun", "iat", "exp"} and c["sun"] == "alice", c
     assert before - 1 <= c["iat"] <= time.time() + 1 and c["exp"] == c["iat"] + 900 == body["expires"], (c, body)
+    assert body["key"] == hashlib.sha256(slurm_cluster.files.jwt_key).hexdigest()[:16]
     signed, signature = token.rsplit(".", 1)
     expected = hmac.new(slurm_cluster.files.jwt_key, signed.encode(), hashlib.sha256).digest()
     assert json.loads(base64.urlsafe_b64decode(signed.split(".")[0] + "==="))["alg"] == "HS256"
@@ -299,6 +301,26 @@ def test_a_hub_user_outside_the_directory_is_refused_with_403_naming_them(servic
     finally:
         write_directory(directory, USERS)
     assert service.token(carol).status_code == 403
+
+
+@pytest.mark.parametrize("scopes", [[], ["read:users:name!user=alice", "users:activity!user=alice"]],
+                         ids=["no scopes", "made for another purpose"])
+def test_a_hub_token_that_may_not_use_its_owners_server_is_refused_with_403(service, hub, scopes):
+    assert hub.call("POST", "/users/alice").status_code in (201, 409)
+    t = hub.call("POST", "/users/alice/tokens", json={"note": "pytest", "expires_in": 600, "scopes": scopes}).json()
+    # Control: the hub still says whose it is (every token may identify its owner), so the attack is real.
+    me = requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {t['token']}"}, timeout=10)
+    assert me.status_code == 200 and me.json()["name"] == "alice", me.text
+    r = service.token(t["token"])
+    assert r.status_code == 403 and "may not use their server" in r.json()["error"], r.text
+
+
+def test_a_server_token_gets_a_slurm_token(service, hub):
+    scopes = ["access:servers!server=alice/", "users:activity!user=alice"]  # what the `server` role gives a server
+    assert hub.call("POST", "/users/alice").status_code in (201, 409)
+    t = hub.call("POST", "/users/alice/tokens", json={"note": "pytest", "expires_in": 600, "scopes": scopes}).json()
+    r = service.token(t["token"])
+    assert r.status_code == 200 and claims(r.json()["token"])["sun"] == "alice", r.text
 
 
 def test_a_service_token_is_refused_with_403(service, hub):
@@ -320,10 +342,11 @@ def test_a_revoked_hub_token_gets_401(service, hub):
     assert r.status_code == 401 and "revoked" in r.json()["error"], r.text
 
 
-def test_health_answers_and_the_log_has_one_line_per_request_without_tokens(service, hub):
+def test_health_answers_and_the_log_has_one_line_per_request_without_tokens(service, hub, slurm_cluster):
     hub_token = hub.user_token("alice")["token"]
     jwt = service.token(hub_token).json()["token"]
-    assert requests.get(f"{service.url}/health", timeout=5).json() == {"status": "ok"}
+    key_id = hashlib.sha256(slurm_cluster.files.jwt_key).hexdigest()[:16]  # names the key, reveals nothing of it
+    assert requests.get(f"{service.url}/health", timeout=5).json() == {"status": "ok", "key": key_id}
     log = podman("logs", service.name).stdout
     assert "200 GET /token" in log and "user:alice" in log and "200 GET /health" in log, log
     assert hub_token not in log and jwt not in log and jwt.split(".")[2] not in log, log
@@ -383,6 +406,23 @@ def test_slurm_token_caches_for_this_user_only_and_renews_before_expiry(start_se
     assert p.returncode == 1 and any(m in p.stderr for m in AUTH_ERRORS), p.stdout + p.stderr
     p = pod.run('SLURM_JWT="$(slurm-token)" timeout 30 squeue -h')
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_a_token_cached_before_a_key_rotation_is_renewed_at_the_next_command(start_service, start_pod):
+    # Before the rotation the service signed with the old key; after it, the Service reaches a new pod with the
+    # cluster's (new) key, and the server's cache still holds the old key's token.
+    old = start_service(key=os.urandom(32))
+    pod = start_pod(old)
+    stale = pod.run("slurm-token", check=True).stdout.strip()
+    new = start_service()
+    after = {"SLURM_TOKEN_URL": f"{new.internal}/token"}
+    # Control: the cached token is dead (Slurm refuses it) and still within its lifetime.
+    p = pod.run("timeout 30 /usr/bin/squeue -h", SLURM_JWT=stale)
+    assert p.returncode == 1 and any(m in p.stderr for m in AUTH_ERRORS), p.stdout + p.stderr
+    assert claims(stale)["exp"] > time.time() + 600
+    p = pod.run("timeout 30 squeue -h", **after)  # the wrapper asks slurm-token, as every Slurm command does
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert pod.run("slurm-token", check=True, **after).stdout.strip() != stale
 
 
 def test_slurm_token_says_what_to_do_when_it_cannot_get_a_token(pod, hub, service):
