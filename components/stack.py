@@ -120,6 +120,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             opts=k8s_opts,
         )
         outputs["slurmController"] = node.controller_addr
+        outputs["slurmNodes"] = cfg.nodes
+        warn_if_nodes_change(cfg.nodes)
         outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
                                      f"scontrol token username={cfg.users[0].name if cfg.users else 'USER'} "
                                      f"lifespan={TOKEN_LIFETIME_S}")
@@ -189,6 +191,21 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                                        f"{SHOW_SECRET.format('jupyterhubPassword')}")
         outputs["jupyterhubPassword"] = hub.password
     return outputs
+
+
+def warn_if_nodes_change(nodes: int) -> None:
+    """`pulumi preview` (and up) warn when `nodes` differs from the stack's last update (its output slurmNodes, read
+    through a StackReference to the stack itself): the single node's pod is then replaced, and each job running in it
+    ends NODE_FAIL (JobRequeue=0). Nothing on a first update."""
+    previous = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+
+    def warn(was) -> None:
+        if was is not None and int(was) != nodes:  # Pulumi's outputs carry numbers as floats
+            pulumi.log.warn(f"nodes goes from {int(was)} to {nodes}: the single node's pod is replaced, and every job "
+                            "running in it ends NODE_FAIL (JobRequeue=0). Before `pulumi up`, wait until `squeue -t "
+                            "running` shows none, or drain the nodes (scontrol update nodename=ALL state=drain "
+                            "reason=resize) and let their jobs finish")
+    previous.get_output("slurmNodes").apply(warn)
 
 
 def hub_egress(*, site_ports: Sequence[int] = (), single_node_ports: Sequence[int] = (), restd: bool) -> list[dict]:

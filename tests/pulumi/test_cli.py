@@ -106,3 +106,11 @@ def test_bad_config_fails_preview_naming_the_key(changes, key, tmp_path):
     assert proc.returncode != 0, f"preview accepted a bad {key}"
     assert f"config key '{PREFIX}{key}'" in text and "Fix:" in text, text[-3000:]
     assert "Traceback" not in text, "a config error should be a message, not a stack trace"
+
+
+def test_preview_warns_that_changing_nodes_ends_the_running_jobs(deployed, tmp_path):
+    assert deployed["slurmNodes"] == 2
+    proc = pulumi("preview", config_file=config_copy(tmp_path, nodes=3))
+    assert "nodes goes from 2 to 3: the single node's pod is replaced" in proc.stdout, proc.stdout[-3000:]
+    # Control: the same preview without the change says nothing of it (the stack reads its own last update).
+    assert "nodes goes from" not in pulumi("preview").stdout

@@ -30,7 +30,12 @@ def fake_bytes(name: str, length: int) -> bytes:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    """Echo inputs as outputs; fill in what real providers compute (random bytes, names, digests)."""
+    """Echo inputs as outputs; fill in what real providers compute (random bytes, names, digests).
+    `previous_outputs`: what a StackReference (to the stack itself: its last update) reads."""
+
+    def __init__(self, previous_outputs: dict | None = None):
+        super().__init__()
+        self.previous_outputs = previous_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
@@ -42,6 +47,8 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == "docker:index/image:Image":
             repo = args.inputs["imageName"].rsplit(":", 1)[0]
             outputs["repoDigest"] = f"{repo}@sha256:{hashlib.sha256(args.name.encode()).hexdigest()}"
+        elif args.typ == "pulumi:pulumi:StackReference":
+            outputs |= {"outputs": self.previous_outputs, "secretOutputNames": []}
         elif args.typ.startswith("kubernetes:") and isinstance(outputs.get("metadata"), dict):
             metadata = dict(outputs["metadata"])
             metadata.setdefault("name", f"{args.name}-0a1b2c3d")  # Pulumi's auto-naming
@@ -114,13 +121,16 @@ def alias_urn(alias, urn: str) -> str:
     return f"{stack}::{project}::{parent}{spec.type or qualified.split('$')[-1]}::{spec.name or name}"
 
 
-def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), project_dir: str = ".") -> Result:
-    """Parse `values` (raw stack config without the project prefix) and run the program under mocks."""
+def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), project_dir: str = ".",
+              previous_outputs: dict | None = None) -> Result:
+    """Parse `values` (raw stack config without the project prefix) and run the program under mocks;
+    `previous_outputs`: the stack's outputs of its last update (none: a first update)."""
     from components.config import parse
     from components.stack import build
 
-    mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project="slurm-cloud-integration", stack="test", preview=False)
+    mocks = Mocks(previous_outputs)
+    pulumi.runtime.set_mocks(mocks, project="slurm-cloud-integration", stack="test", preview=False,
+                             organization="organization")  # what a diy backend (ours: a local file) calls it
     cfg = parse(values, set(secret_keys), project_dir)
     collected: dict[str, tuple[Any, bool]] = {}
     monitor = settings.get_monitor()

@@ -78,6 +78,8 @@ SINGLE_NODE = JWT_SECRET | {
     (STATEFULSET, "single-node-statefulset", T + "SlurmSingleNode"),
     (SERVICE, "single-node-service", T + "SlurmSingleNode"),
     (NETPOL, "single-node-clients", T + "SlurmSingleNode"),
+    # The stack's own last update: preview warns when nodes changes (stack.warn_if_nodes_change).
+    ("pulumi:pulumi:StackReference", "organization/slurm-cloud-integration/test", STACK),
 }
 # The token service (components.tokenService, on in every committed stack) runs the notebook image.
 TOKENS = JWT_SECRET | {
@@ -604,6 +606,20 @@ def workload(result, name: str):
 def container_of(w) -> dict:
     (container,) = pod_spec(w)["containers"]
     return container
+
+
+@pytest.mark.parametrize("previous, warned", [({"slurmNodes": 3}, True), ({"slurmNodes": 2}, False), ({}, False)],
+                         ids=["nodes changed", "nodes as before", "first update"])
+def test_preview_warns_that_changing_nodes_ends_the_running_jobs(monkeypatch, previous, warned):
+    said = []
+    monkeypatch.setattr("pulumi.log.warn", lambda message, *a, **k: said.append(message))
+    result = run_stack(stack_values("dev"), set(), str(ROOT), previous_outputs=previous)
+    assert result.outputs["slurmNodes"][0] == 2
+    about_nodes = [m for m in said if m.startswith("nodes goes from")]
+    assert about_nodes == (["nodes goes from 3 to 2: the single node's pod is replaced, and every job running in it "
+                            "ends NODE_FAIL (JobRequeue=0). Before `pulumi up`, wait until `squeue -t running` shows "
+                            "none, or drain the nodes (scontrol update nodename=ALL state=drain reason=resize) and let "
+                            "their jobs finish"] if warned else []), said
 
 
 def test_only_the_single_node_keeps_sys_ptrace_for_slurms_memory_sampler(stack):
