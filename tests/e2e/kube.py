@@ -1,8 +1,8 @@
 """The real single-node Kubernetes of `toolchain/kube`, driven with kubectl as its users would drive it.
 
 Everything here goes through the API server: pods are what the StatefulSet and Deployment controllers made,
-files are what the kubelet mounted, names resolve through CoreDNS, Services through kube-proxy. What this cluster
-does not do: NetworkPolicies are accepted but not enforced (the bridge CNI plugin has no policy engine).
+files are what the kubelet mounted, names resolve through CoreDNS, Services through kube-proxy, and NetworkPolicies
+are enforced by kube-network-policies (toolchain/kube).
 """
 
 from __future__ import annotations

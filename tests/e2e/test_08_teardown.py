@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 KUBE = Path(KUBE_DIR)
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
-           "containerd", "containerd-shim-runc-v2")
+           "kube-network-policies", "containerd", "containerd-shim-runc-v2")
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -96,4 +96,6 @@ def test_destroy_and_teardown_leave_nothing_behind(deployment):
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     assert not [r for r in rules.splitlines() if "KUBE-" in r or "sci-kube" in r], "iptables rules of the cluster left"
     assert not Path("/sys/class/net/cni0").exists(), "the cluster's bridge cni0 is left"
+    table = subprocess.run(["nft", "list", "table", "inet", "kube-network-policies"], capture_output=True, text=True)
+    assert table.returncode != 0, f"the NetworkPolicy engine's nftables table is left:\n{table.stdout}"
     assert descendants(os.getpid()) == [], "processes started by the tests are still running"
