@@ -13,12 +13,13 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from components import single_node
 from components.images import CLIENT_BASED, DOCKERFILES, build_dir, extra_ca_certs
-from components.slurm_files import DEFAULT_SLURM_VERSION, render_slurm_files, version_facts
+from components.slurm_files import DEFAULT_SLURM_VERSION, SLURMRESTD_PORT, render_slurm_files, version_facts
 from tests.project_env import ROOT
 
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -300,3 +301,19 @@ def run_client(image: str, files: SlurmFiles, node: SingleNode, *cmd: str, keys_
                   "--add-host", f"{files.controller_host}:{node.ip}",
                   "-v", f"{files.client_config}:/etc/slurm-config:ro",
                   "-v", f"{keys_dir or files.client_keys}:/etc/slurm-keys:ro", image, *cmd, check=False, timeout=timeout)
+
+
+@contextmanager
+def client_restd(image: str, node: SingleNode, name: str) -> Iterator[str]:
+    """slurm-client's slurmrestd (behind its REST gate) as container `name` against `node`; yields its base URL
+    http://IP:6820, and removes the container after."""
+    files = node.files
+    podman("run", "-d", "--no-healthcheck", "--name", name, "--network", node.network,
+           "--add-host", f"{files.controller_host}:{node.ip}",
+           "-v", f"{files.client_config}:/etc/slurm-config:ro", "-v", f"{files.client_keys}:/etc/slurm-keys:ro", image)
+    try:
+        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{node.network}").IPAddress}}}}',
+                    name).stdout.strip()
+        yield f"http://{ip}:{SLURMRESTD_PORT}"
+    finally:
+        podman("rm", "-f", "-t", "3", name, check=False)

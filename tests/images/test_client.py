@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from components.slurm_files import SLURMRESTD_PORT, version_facts
-from tests.images.slurm_containers import image_size, podman, run_client, wait_until, write_key_dir
+from components.slurm_files import version_facts
+from tests.images.slurm_containers import client_restd, image_size, podman, run_client, wait_until, write_key_dir
 from tests.slurm_rest import SlurmRest
 
 pytestmark = pytest.mark.containers
@@ -53,17 +53,9 @@ def test_munge_check_tells_mismatch_from_unreachable(images, single_node):
 
 
 def test_client_slurmrestd_serves_with_jwt(images, single_node, version):
-    files = single_node.files
     name = f"{single_node.name}-restd"
-    podman("run", "-d", "--no-healthcheck", "--name", name, "--network", single_node.network,
-           "--add-host", f"{files.controller_host}:{single_node.ip}",
-           "-v", f"{files.client_config}:/etc/slurm-config:ro", "-v", f"{files.client_keys}:/etc/slurm-keys:ro",
-           images["slurm-client"])
-    try:
-        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{single_node.network}").IPAddress}}}}',
-                    name).stdout.strip()
-        api = SlurmRest(f"http://{ip}:{SLURMRESTD_PORT}", version_facts(version).rest_api_version,
-                        token=single_node.token())
+    with client_restd(images["slurm-client"], single_node, name) as url:
+        api = SlurmRest(url, version_facts(version).rest_api_version, token=single_node.token())
         wait_until(api.ping, 30, "the client's slurmrestd to answer ping",
                    lambda: podman("logs", name, check=False).stderr)
         procs = [line.split() for line in podman("top", name, "user", "comm").stdout.splitlines()[1:]]
@@ -73,8 +65,6 @@ def test_client_slurmrestd_serves_with_jwt(images, single_node, version):
         t0 = time.monotonic()
         podman("stop", "-t", "20", name, timeout=60)
         assert time.monotonic() - t0 < 10, f"podman stop took {time.monotonic() - t0:.1f}s"
-    finally:
-        podman("rm", "-f", "-t", "3", name, check=False)
 
 
 def test_client_image_is_small(images):

@@ -17,7 +17,7 @@ import requests
 from components import single_node
 from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from tests.images.directory_cluster import USERS, Cluster
-from tests.images.slurm_containers import memory_hog, podman, wait_until
+from tests.images.slurm_containers import client_restd, memory_hog, podman, wait_until
 from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, SlurmRest, jwt_lifespan, minted_token
 
 pytestmark = pytest.mark.containers
@@ -201,23 +201,16 @@ timeout 10 cat <&3"""
 
 
 def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, single_node, version):
-    files = single_node.files
     name = f"{single_node.name}-gate"
-    podman("run", "-d", "--no-healthcheck", "--name", name, "--network", single_node.network,
-           "--add-host", f"{files.controller_host}:{single_node.ip}",
-           "-v", f"{files.client_config}:/etc/slurm-config:ro", "-v", f"{files.client_keys}:/etc/slurm-keys:ro",
-           images["slurm-client"])
-    try:
-        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{single_node.network}").IPAddress}}}}',
-                    name).stdout.strip()
+    with client_restd(images["slurm-client"], single_node, name) as url:
         api = version_facts(version).rest_api_version
-        good = SlurmRest(f"http://{ip}:{SLURMRESTD_PORT}", api, token=single_node.token())
+        good = SlurmRest(url, api, token=single_node.token())
         wait_until(good.ping, 30, "slurmrestd to answer through the gate", lambda: podman("logs", name, check=False).stderr)
         pid = restd_pid(name)
         for token in (None, "x"):
-            r = SlurmRest(good.base_url, api, token=token).request("GET", "ping")
+            r = SlurmRest(url, api, token=token).request("GET", "ping")
             assert r.status_code == 401, (token, r.status_code, r.text)
-        r = requests.post(f"{good.base_url}/slurm/{api}/job/submit", json=BAD_SUBMIT, timeout=10,
+        r = requests.post(f"{url}/slurm/{api}/job/submit", json=BAD_SUBMIT, timeout=10,
                           headers={"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": "x"})
         assert r.status_code == 401 and "did not accept the token" in r.text, r.text
         assert restd_pid(name) == pid
@@ -231,5 +224,3 @@ def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, si
             assert "fatal" in podman("logs", name, check=False).stderr
         else:  # fixed there: an error answer
             assert " 200 " not in p.stdout.splitlines()[0], p.stdout
-    finally:
-        podman("rm", "-f", "-t", "3", name, check=False)
