@@ -216,7 +216,8 @@ class JupyterHub:
 @dataclass(frozen=True, kw_only=True)
 class Restd:
     allowed_clients: tuple[str, ...] = key(
-        ("slurm-jupyter", "jupyterhub"), "app.kubernetes.io/name values admitted to slurmrestd by its NetworkPolicy",
+        ("slurm-jupyter", "jupyterhub"), "app.kubernetes.io/name values admitted to slurmrestd by its NetworkPolicy "
+        "(`jupyterhub`: the chart's user pods, not its hub or proxy)",
         each(matches(DNS_LABEL, "an app.kubernetes.io/name value", DNS_LABEL_FIX)))
 
 

@@ -160,15 +160,19 @@ def ingress_policy(app_selector: dict, rules: list) -> k8s.networking.v1.Network
 
 
 def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = (),
-                 components: Sequence[str] = ()) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
-    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty) and,
-    if `components` is given, whose app.kubernetes.io/component is in it."""
+                 components: Mapping[str, Sequence[str]] = {}) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
+    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty); an app
+    that `components` names only from its pods whose app.kubernetes.io/component is one of those (the JupyterHub
+    chart's hub, proxy and user pods share one name)."""
     peers = None
     if apps:
-        labels = {"app.kubernetes.io/name": apps, "app.kubernetes.io/component": components}
+        plain = [app for app in apps if app not in components]
+        groups = ([(plain, ())] if plain else []) + [([app], components[app]) for app in apps if app in components]
         peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
             match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="In", values=list(values))
-                               for key, values in labels.items() if values]))]
+                               for key, values in (("app.kubernetes.io/name", names),
+                                                   ("app.kubernetes.io/component", comps)) if values]))
+            for names, comps in groups]
     return k8s.networking.v1.NetworkPolicyIngressRuleArgs(
         from_=peers,
         ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)

@@ -32,6 +32,7 @@ class SlurmRestdArgs:
     munge_secret_name: pulumi.Input[str]
     directory_config_map: pulumi.Input[str]  # the user directory (X-SLURM-USER-NAME resolves through it)
     allowed_clients: Sequence[str]  # app.kubernetes.io/name values admitted to port 6820
+    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     replicas: int = 1
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -52,7 +53,8 @@ class SlurmRestd(pulumi.ComponentResource):
             volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             # No allowed clients: the policy admits nothing.
-            ingress=[pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients)] if args.allowed_clients else [],
+            ingress=([pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients, args.client_components)]
+                     if args.allowed_clients else []),
             env=pods.env({**args.slurm_env, "SLURMRESTD_BACKEND": BACKEND}),
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,
         ), self)

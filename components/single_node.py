@@ -8,8 +8,8 @@ pod itself, also while it is not ready yet (slurmctld must reach its own slurmd 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -65,6 +65,7 @@ class SlurmSingleNodeArgs:
     memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
     slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to slurmctld and slurmdbd
     srun_clients: Sequence[str] = ()  # ... also admitted to the slurmd ports (srun launches tasks there)
+    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
@@ -159,9 +160,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
         # Its own traffic to itself (through the headless name) never leaves the pod, so needs no rule.
         rules = []
         if args.slurm_clients:
-            rules.append(pods.ingress_rule([SLURMCTLD_PORT, SLURMDBD_PORT], args.slurm_clients))
+            rules.append(pods.ingress_rule([SLURMCTLD_PORT, SLURMDBD_PORT], args.slurm_clients, args.client_components))
         if args.srun_clients:
-            rules.append(pods.ingress_rule(list(all_ports.values()), args.srun_clients))
+            rules.append(pods.ingress_rule(list(all_ports.values()), args.srun_clients, args.client_components))
         k8s.networking.v1.NetworkPolicy(
             f"{name}-clients",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,

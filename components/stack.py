@@ -34,6 +34,9 @@ from components.token_service import PORT as TOKEN_PORT
 from components.token_service import TokenService, TokenServiceArgs
 
 SHOW_SECRET = "pulumi stack output {} --show-secrets"
+# The JupyterHub chart's hub, proxy and image pullers carry its user pods' app.kubernetes.io/name: of its pods, only
+# the user pods are clients of Slurm, slurmrestd and the token service (pods.ingress_rule).
+CLIENT_COMPONENTS = {HUB_APP: (HUB_USER_COMPONENT,)}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
@@ -116,6 +119,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
                 memory_mib=cfg.single_node_memory_mib,
                 slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), srun_clients=(JUPYTER_APP,),
+                client_components=CLIENT_COMPONENTS,
                 image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
@@ -132,6 +136,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=munge_secret,
                            directory_config_map=users, allowed_clients=cfg.restd.allowed_clients,
+                           client_components=CLIENT_COMPONENTS,
                            slurm_env=config.client_env,
                            image_pull_secret=pull_secret),
             opts=k8s_opts,
@@ -164,7 +169,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "slurm-token",
             TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
                              jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
-                             client_components=(HUB_USER_COMPONENT,), image_pull_secret=pull_secret),
+                             client_components=CLIENT_COMPONENTS, image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         token_url = outputs["slurmTokenUrl"] = tokens.url

@@ -9,8 +9,8 @@ hub NetworkPolicy, which admits pods labelled `hub.jupyter.org/network-access-hu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,8 +36,7 @@ class TokenServiceArgs:
     jwt_secret_name: pulumi.Input[str]  # SlurmKeys'
     directory_config_map: pulumi.Input[str]
     clients: tuple[str, ...]  # app.kubernetes.io/name of the pods that may ask (the hub's user pods)
-    client_components: tuple[str, ...] = ()  # and their app.kubernetes.io/component, if given (the chart's hub and
-    #                                          proxy pods have the user pods' name)
+    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
     image_pull_secret: Optional[pulumi.Input[str]] = None
 
 

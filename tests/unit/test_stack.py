@@ -432,6 +432,13 @@ def test_clusterip_services_skip_the_providers_service_await(stack):
         assert skips == (svc.plain["spec"].get("clusterIP") != "None"), svc.name
 
 
+# The chart gives all its pods (hub, proxy, user pods, image pullers) app.kubernetes.io/name jupyterhub; KubeSpawner
+# gives the user pods app.kubernetes.io/component singleuser-server (kubespawner 7.0.0 spawner.py component_label).
+HUB_USER_PODS = {"podSelector": {"matchExpressions": [
+    {"key": "app.kubernetes.io/name", "operator": "In", "values": ["jupyterhub"]},
+    {"key": "app.kubernetes.io/component", "operator": "In", "values": ["singleuser-server"]}]}}
+
+
 def test_restd_admits_only_allowed_clients(stack):
     _, result = stack
     policy = result.one(NETPOL, "slurmrestd-clients").plain["spec"]
@@ -440,10 +447,11 @@ def test_restd_admits_only_allowed_clients(stack):
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 6820, "protocol": "TCP"}]
-    (peer,) = rule["from"]
-    assert peer == {"podSelector": {"matchExpressions": [
-        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["slurm-jupyter", "jupyterhub"]}]}}
-    assert pod_labels(result, "jupyter-deployment")["app.kubernetes.io/name"] in peer["podSelector"]["matchExpressions"][0]["values"]
+    lab, hub_users = rule["from"]
+    assert lab == {"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["slurm-jupyter"]}]}}
+    assert hub_users == HUB_USER_PODS, "of the chart's pods, its user pods only (not the hub, proxy or pullers)"
+    assert pod_labels(result, "jupyter-deployment")["app.kubernetes.io/name"] == "slurm-jupyter"
 
 
 def test_restd_allowed_clients_come_from_config():
@@ -467,7 +475,7 @@ def test_single_node_admits_slurm_clients_to_the_controller_and_only_jupyterlab_
     _, result = single_node_stack
     (slurm, srun) = result.one(NETPOL, "single-node-clients").plain["spec"]["ingress"]
     apps = lambda rule: rule["from"][0]["podSelector"]["matchExpressions"][0]["values"]  # noqa: E731
-    assert apps(slurm) == ["slurmrestd", "slurm-jupyter", "jupyterhub"]
+    assert apps(slurm) == ["slurmrestd", "slurm-jupyter"] and slurm["from"][1:] == [HUB_USER_PODS]
     assert sorted(p["port"] for p in slurm["ports"]) == [6817, 6819]
     assert apps(srun) == ["slurm-jupyter"], "srun from JupyterLab (munge) launches tasks on the slurmd ports"
     assert {p["port"] for p in srun["ports"]} == {6817, 6818, 6819, 6821}
@@ -747,17 +755,13 @@ def test_token_service_runs_non_root_with_only_the_jwt_key(hub_stack):
 
 
 def test_token_service_admits_only_the_hub_user_pods(hub_stack):
-    """The chart gives all its pods (hub, proxy, user pods) app.kubernetes.io/name jupyterhub; KubeSpawner gives
-    the user pods app.kubernetes.io/component singleuser-server (kubespawner 7.0.0 spawner.py component_label)."""
     _, result = hub_stack
     policy = result.one(NETPOL, "slurm-token-clients").plain["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels(result, "slurm-token-deployment").items()
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"port": 8090, "protocol": "TCP"}]
-    assert rule["from"] == [{"podSelector": {"matchExpressions": [
-        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["jupyterhub"]},
-        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["singleuser-server"]}]}}]
+    assert rule["from"] == [HUB_USER_PODS]
 
 
 def test_hub_user_pods_reach_the_token_service(hub_stack):
