@@ -13,9 +13,12 @@ so the tests deploy:
 - the chart's objects, with the chart's names, for what this needs: ServiceAccount, Role and RoleBinding `hub` (the
   Role's rules are the chart's templates/hub/rbac.yaml), Secrets `hub` (configuration, proxy auth token) and
   `singleuser` (extraFiles), the hub database's claim `hub-db-dir`, Deployments `hub` and `proxy`, Services `hub`,
-  `proxy-api` and `proxy-public`. Pod and container security contexts, probes and the proxy's arguments come from
-  the values / the chart's templates/{hub,proxy}/deployment.yaml. KubeSpawner then makes the users' pods and
-  claims through the Kubernetes API.
+  `proxy-api` and `proxy-public`, and the NetworkPolicies `hub`, `proxy` and `singleuser` (chart_network_policies():
+  built from the values as the chart's templates render them, so that this cluster's policy engine judges the hub's
+  traffic as it would the chart's). Pod labels (the hub.jupyter.org/network-access-* ones those policies read
+  included), pod and container security contexts, probes and the proxy's arguments come from the values / the
+  chart's templates/{hub,proxy}/deployment.yaml. KubeSpawner then makes the users' pods and claims through the
+  Kubernetes API.
 
 Users reach it as the chart's users do: `kubectl port-forward service/proxy-public` (the stack output
 jupyterhubAccess) and the login form, with the password of the values' hub.config.SharedPasswordAuthenticator.
@@ -34,9 +37,12 @@ from typing import Iterator, Optional, Sequence
 
 import requests
 
-from components import token_service
+from components import restd, token_service
 from components.chart_values import with_user_values
+from components.jupyterhub import APP as HUB_APP
 from components.jupyterhub import jupyterhub_values, split_image_ref
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
+from components.stack import hub_egress
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
 from tests.helm import chart_reference, helm_merge
@@ -127,6 +133,112 @@ def labels(component: str) -> dict:
     return {"app": "jupyterhub", "release": hub_config.RELEASE, "component": component}
 
 
+def pod_labels(component: str, *access: str, extra: Optional[dict] = None) -> dict:
+    """The labels of the chart's hub and proxy pods: its matchLabelsLegacyAndModern (templates/_helpers.tpl: the
+    matchLabels and app.kubernetes.io/{component,name,instance}), `hub.jupyter.org/network-access-ACCESS: "true"`
+    for each of `access` (what the other components' NetworkPolicies admit), and the values' `extra` (hub.labels,
+    proxy.labels)."""
+    return {**labels(component), "app.kubernetes.io/component": component, "app.kubernetes.io/name": "jupyterhub",
+            "app.kubernetes.io/instance": hub_config.RELEASE,
+            **{f"hub.jupyter.org/network-access-{a}": "true" for a in access}, **(extra or {})}
+
+
+# --- the chart's NetworkPolicies --------------------------------------------------------------------------------
+PRIVATE_IPS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")  # the chart's "private IPs" (_helpers-netpol.tpl)
+
+
+def egress_rules(values: dict, netpol: dict) -> list[dict]:
+    """The chart's templates/_helpers-netpol.tpl `jupyterhub.networkPolicy.renderEgressRules` for one component's
+    networkPolicy values: a rule per egressAllowRules flag that is set, then the values' own `egress` rules."""
+    allow = netpol.get("egressAllowRules") or {}
+    metadata = f"{values['singleuser']['cloudMetadata']['ip']}/32"
+
+    def private() -> list[dict]:
+        return [{"ipBlock": {"cidr": cidr}} for cidr in PRIVATE_IPS]
+
+    rules: list[dict] = []
+    dns_to = ([{"ipBlock": {"cidr": metadata}}] if allow.get("dnsPortsCloudMetadataServer") else []) + \
+        ([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+         if allow.get("dnsPortsKubeSystemNamespace") else []) + \
+        (private() if allow.get("dnsPortsPrivateIPs") else [])
+    if dns_to:
+        rules.append({"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}], "to": dns_to})
+    if allow.get("nonPrivateIPs"):
+        rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [*PRIVATE_IPS, metadata]}}]})
+    if allow.get("privateIPs"):
+        rules.append({"to": private()})
+    if allow.get("cloudMetadataServer"):
+        rules.append({"to": [{"ipBlock": {"cidr": metadata}}]})
+    return rules + list(netpol.get("egress") or [])
+
+
+def ingress_rules(netpol: dict, *by_access: tuple[str, Sequence]) -> list[dict]:
+    """The chart's ingress rules of one component (templates/{hub,proxy,singleuser}/netpol.yaml): allowedIngressPorts
+    from anywhere; for each (ACCESS, ports), those ports from the pods labelled hub.jupyter.org/network-access-ACCESS
+    (with interNamespaceAccessLabels "accept": in any namespace, and from namespaces so labelled); the values' own
+    `ingress` rules."""
+    rules: list[dict] = []
+    if netpol.get("allowedIngressPorts"):
+        rules.append({"ports": [{"port": p} for p in netpol["allowedIngressPorts"]]})
+    for access, ports in by_access:
+        label = {f"hub.jupyter.org/network-access-{access}": "true"}
+        peers: list[dict] = [{"podSelector": {"matchLabels": label}}]
+        if netpol.get("interNamespaceAccessLabels") == "accept":
+            peers[0]["namespaceSelector"] = {"matchLabels": {}}
+            peers.append({"namespaceSelector": {"matchLabels": label}})
+        rules.append({"ports": [{"port": p} for p in ports], "from": peers})
+    return rules + list(netpol.get("ingress") or [])
+
+
+def to_pods(component: str, *ports: int) -> dict:
+    """An egress rule to `ports` of the chart's pods of `component` (by its matchLabels)."""
+    return {"to": [{"podSelector": {"matchLabels": labels(component)}}], "ports": [{"port": p} for p in ports]}
+
+
+def chart_network_policies(values: dict, namespace: str) -> list[dict]:
+    """The chart's NetworkPolicies `hub`, `proxy` and `singleuser` as z2jh 4.3.3 renders them from `values` (the
+    merged values; each only if its networkPolicy.enabled): templates/hub/netpol.yaml, templates/proxy/netpol.yaml,
+    templates/singleuser/netpol.yaml with the egress rules of templates/_helpers-netpol.tpl. Ports by name are the
+    containers' port names (hub: http; proxy: http, https, api; KubeSpawner's notebook-port)."""
+    hub, chp, su = values["hub"]["networkPolicy"], values["proxy"]["chp"]["networkPolicy"], \
+        values["singleuser"]["networkPolicy"]
+    https = values["proxy"].get("https") or {}
+    proxy_http = ["http", *(["https"] if https.get("enabled") and https.get("type") in ("manual", "secret") else [])]
+    specs = (
+        ("hub", hub, "hub", ingress_rules(hub, ("hub", ["http"])),
+         [to_pods("proxy", hub_config.PROXY_API_PORT), to_pods("singleuser-server", 8888)]),
+        ("proxy", chp, "proxy", ingress_rules(chp, ("proxy-http", proxy_http), ("proxy-api", ["api"])),
+         [to_pods("hub", hub_config.HUB_PORT), to_pods("singleuser-server", 8888)]),
+        ("singleuser", su, "singleuser-server", ingress_rules(su, ("singleuser", ["notebook-port"])),
+         [to_pods("hub", hub_config.HUB_PORT), to_pods("proxy", CHP_PORT), to_pods("autohttps", 8080, 8443)]),
+    )
+    return [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": name, "namespace": namespace, "labels": pod_labels(name)},  # not Helm's chart, heritage
+             "spec": {"podSelector": {"matchLabels": labels(component)}, "policyTypes": ["Ingress", "Egress"],
+                      "ingress": ingress, "egress": egress + egress_rules(values, netpol)}}
+            for name, netpol, component, ingress, egress in specs if netpol.get("enabled")]
+
+
+def restd_admits_hub_users(deployment: Deployment) -> bool:
+    """Does the stack's slurmrestd NetworkPolicy admit the hub's user pods (config restd.allowedClients lists
+    jupyterhub, as by default)? False without slurmrestd."""
+    for policy in deployment.kube.of_kind("networkpolicy"):
+        spec = policy["spec"]
+        if (spec.get("podSelector") or {}).get("matchLabels", {}).get("app.kubernetes.io/name") != restd.APP:
+            continue
+        return any(HUB_APP in e["values"] for rule in spec.get("ingress") or [] for peer in rule.get("from") or []
+                   for e in (peer.get("podSelector") or {}).get("matchExpressions") or []
+                   if e["key"] == "app.kubernetes.io/name" and e["operator"] == "In")
+    return False
+
+
+def single_node_egress(deployment: Deployment) -> list[dict]:
+    """singleuser.networkPolicy.egress as the program computes it for a stack with the single node (the `cluster`
+    stack; components/stack.py): slurmctld and slurmdbd, slurmrestd if its policy admits the user pods, the token
+    service."""
+    return hub_egress(single_node_ports=[SLURMCTLD_PORT, SLURMDBD_PORT], restd=restd_admits_hub_users(deployment))
+
+
 def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, auth_token: str) -> list[dict]:
     """The objects in creation order (Services before the pods that look them up)."""
     hub, chp = values["hub"], values["proxy"]["chp"]
@@ -141,6 +253,7 @@ def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, 
     token_env = {"name": "CONFIGPROXY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": AUTH_TOKEN_KEY}}}
     sqlite_pvc = hub["db"]["type"] == "sqlite-pvc"
     objects = [
+        *chart_network_policies(values, namespace),  # first: no pod of the hub's is ever without its policy
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("hub")},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("hub"), "rules": [
             {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"],
@@ -192,10 +305,13 @@ def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, 
             "ports": [{"name": "http", "containerPort": CHP_PORT},
                       {"name": "api", "containerPort": hub_config.PROXY_API_PORT}],
             "readinessProbe": probe("/_chp_healthz", "http", chp["readinessProbe"])}]}
+    # The pods' labels: templates/hub/deployment.yaml and templates/proxy/deployment.yaml.
+    template_labels = {"hub": pod_labels("hub", "proxy-api", "proxy-http", "singleuser", extra=hub.get("labels")),
+                       "proxy": pod_labels("proxy", "hub", "singleuser", extra=values["proxy"].get("labels"))}
     for name, spec in (("hub", hub_pod), ("proxy", proxy_pod)):
         objects.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
                         "spec": {"replicas": 1, "selector": {"matchLabels": labels(name)},
-                                 "template": {"metadata": {"labels": labels(name)}, "spec": spec}}})
+                                 "template": {"metadata": {"labels": template_labels[name]}, "spec": spec}}})
     return objects
 
 

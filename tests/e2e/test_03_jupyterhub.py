@@ -28,6 +28,7 @@ from tests.e2e.hub_deployment import (
     job_script,
     password,
     running_hub,
+    single_node_egress,
     start_and_time,
 )
 from tests.e2e.test_02_rest import forged_token
@@ -47,7 +48,10 @@ def images(deployment):
 
 @pytest.fixture(scope="module")
 def values(deployment, images):
-    return chart_values(deployment, images["notebook"], stack_output("slurmTokenUrl"))
+    """The program's chart values, with the user pods' egress it computes for this stack (components/stack.py
+    hub_egress): the chart's singleuser NetworkPolicy blocks private IPs, the stack's pods included, otherwise."""
+    return chart_values(deployment, images["notebook"], stack_output("slurmTokenUrl"),
+                        egress=single_node_egress(deployment))
 
 
 @pytest.fixture(scope="module")

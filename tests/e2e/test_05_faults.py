@@ -58,8 +58,10 @@ def client_pod(deployment, name: str, munge_secret: str) -> dict:
         container.pop(probe, None)
     container["args"] = ["sinfo"]
     spec["restartPolicy"] = "Never"
+    # slurmrestd's name, so the single node's NetworkPolicy admits it as a Slurm client; no part-of, so neither the
+    # slurmrestd Service nor its Deployment selects it.
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": d.namespace, "labels": {"app.kubernetes.io/name": name}},
+            "metadata": {"name": name, "namespace": d.namespace, "labels": {"app.kubernetes.io/name": restd.APP}},
             "spec": spec}
 
 
