@@ -189,10 +189,10 @@ def test_extension_submits_lists_and_cancels_a_job(lab, slurm_cluster):
 
 
 # --- the queue shows each job's real owner and name (jupyterlab_slurm_squeue) --------------------------------
-# A user of the directory with a name of the longest length it allows, who runs the lab; and bob, who names his
-# jobs to look like someone else's in the queue (his "x alice R" showed USER alice in jupyterlab-slurm's row).
+# A user of the directory with a name of the longest length it allows, who runs the lab; and mallory, who names her
+# jobs to look like someone else's in the queue (her "x alice R" showed USER alice in jupyterlab-slurm's row).
 LONG_USER = "a-thirty-two-character-user-name"
-QUEUE_USERS = {LONG_USER: 2101, "bob": 2102}
+QUEUE_USERS = {LONG_USER: 2101, "mallory": 2102}
 SPOOFING_NAMES = ["x alice R", """a "b" 'c'""", f"x {LONG_USER} R", "  <b>|tab\there|</b>  ",
                   "2 lines\n999999 debug x alice R"]
 
@@ -218,11 +218,11 @@ def queue_lab(jupyter_images, slurm_cluster, start_jupyter):
 
 
 def test_queue_shows_the_real_owner_and_exact_name_of_every_job(queue_lab, slurm_cluster):
-    """Through the endpoint the Slurm panel polls (/jupyterlab_slurm/squeue): bob's jobs named like another user's,
-    with quotes, markup, a tab, edge blanks and a newline (sbatch -J takes them all) are bob's with those exact
+    """Through the endpoint the Slurm panel polls (/jupyterlab_slurm/squeue): mallory's jobs named like another user's,
+    with quotes, markup, a tab, edge blanks and a newline (sbatch -J takes them all) are mallory's with those exact
     names; a 32-character user is whole, and "my jobs" (USER == /jupyterlab_slurm/user) is exactly theirs.
     Control: jupyterlab-slurm's own parser, on the same queue, shows alice, a cut user name, a made-up row."""
-    jobs = {submit_as(slurm_cluster, "bob", name): ("bob", name) for name in SPOOFING_NAMES}
+    jobs = {submit_as(slurm_cluster, "mallory", name): ("mallory", name) for name in SPOOFING_NAMES}
     mine = submit_as(slurm_cluster, LONG_USER, "mine")
     jobs[mine] = (LONG_USER, "mine")
     try:

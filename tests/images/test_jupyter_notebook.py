@@ -280,11 +280,11 @@ def test_job_submitted_through_the_singleuser_server_completes(notebook, slurm_c
 
 
 def test_queue_through_the_singleuser_server_shows_the_real_owner(notebook, slurm_cluster):
-    """This image loads jupyterlab_slurm_squeue too (jupyter_server_config.d): bob's job named like another user's
-    is bob's, with its exact name, in the squeue endpoint the Slurm panel polls (tests/images/test_jupyter.py has
+    """This image loads jupyterlab_slurm_squeue too (jupyter_server_config.d): mallory's job named like another user's
+    is mallory's, with its exact name, in the squeue endpoint the Slurm panel polls (tests/images/test_jupyter.py has
     the whole case and its control)."""
-    add_cluster_user(slurm_cluster, "bob", 2102)
-    job_id = submit_as(slurm_cluster, "bob", "x alice R")
+    add_cluster_user(slurm_cluster, "mallory", 2102)
+    job_id = submit_as(slurm_cluster, "mallory", "x alice R")
     try:
         def listed():
             r = get(f"{notebook.prefix}/jupyterlab_slurm/squeue", token=notebook.token)
@@ -292,7 +292,7 @@ def test_queue_through_the_singleuser_server_shows_the_real_owner(notebook, slur
             data = r.json()["data"]
             return next((dict(zip(data["columns"], v, strict=True)) for v in data["rows"] if v[0] == job_id), None)
         row = wait_until(listed, 30, f"squeue (jupyterlab_slurm) to list job {job_id}", notebook.logs)
-        # squeue names a job's user where it runs: this server has no user directory mounted, so bob is his uid.
+        # squeue names a job's user where it runs: this server has no user directory mounted, so mallory is her uid.
         assert (row["USER"], row["NAME"]) == ("2102", "x alice R"), row
     finally:
         slurm_cluster.exec("scancel", job_id, check=False)

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from tests.e2e.hub_deployment import build_hub_image
+from tests.images.jupyter_fixtures import add_cluster_user
 from tests.images.slurm_containers import image_tag, podman, wait_until
 
 pytestmark = pytest.mark.containers
@@ -233,9 +234,7 @@ def cluster(slurm_cluster):
     its accounting (slurm.conf enforces associations; the single node's entrypoint would register a mounted
     directory's users at start, this one adds them later)."""
     for user, uid in USERS.items():
-        slurm_cluster.exec("sh", "-c", f"getent passwd {user} >/dev/null || "
-                                       f"(groupadd -g {uid} {user} && useradd -u {uid} -g {uid} -M {user})")
-        slurm_cluster.exec("sacctmgr", "-i", "add", "user", user, "account=users")
+        add_cluster_user(slurm_cluster, user, uid)
     return slurm_cluster
 
 
