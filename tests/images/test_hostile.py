@@ -184,7 +184,7 @@ def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_s
     if version == "24.11":  # the attack is real there: it ended slurmrestd
         node.wait_for(lambda: restd_pid(node.name) not in ("", before), "slurmrestd to be started again")
     else:  # fixed in these versions: the same crash, by a signal
-        node.exec("kill", "-ABRT", before)
+        node.exec("sh", "-c", f"kill -ABRT {before}")
         node.wait_for(lambda: restd_pid(node.name) not in ("", before), "slurmrestd to be started again")
     assert "slurmrestd" in node.logs(tail=80) and "started slurmrestd again" in node.logs(tail=80)
     node.wait_for(node.rest_ready, "slurmrestd to answer again")
