@@ -14,7 +14,7 @@ import os
 import pytest
 import requests
 
-from components import single_node
+from components import restd, single_node
 from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from tests.images.directory_cluster import USERS, Cluster
 from tests.images.slurm_containers import client_restd, memory_hog, podman, wait_until
@@ -217,7 +217,7 @@ def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, si
         assert good.authenticated()
         # Control: the same request sent past the gate, to slurmrestd itself.
         p = podman("exec", "-e", f"BODY={json.dumps(BAD_SUBMIT)}", "-e", f"URL=/slurm/{api}/job/submit",
-                   "-e", "BACKEND=127.0.0.1:6880", name, "bash", "-c", RAW_POST, check=False)
+                   "-e", f"BACKEND={restd.BACKEND}", name, "bash", "-c", RAW_POST, check=False)
         if version == "24.11":  # it aborts, and the container (slurmrestd is its main process) ends with it
             wait_until(lambda: podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip() != "running",
                        30, "the client's slurmrestd to die of the request")
