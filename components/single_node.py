@@ -40,7 +40,7 @@ def controller_addr(name: str, namespace: str) -> str:
 
 def ports(nodes: int) -> dict[str, int]:
     """Every port the single node serves to other pods, by Service port name: slurmctld's and slurmdbd's (every
-    Slurm client), then each slurmd's (srun's task launch). Its slurmrestd listens on 127.0.0.1 only (for its
+    Slurm client), then each slurmd's (srun's task launch). Its slurmrestd listens on a unix socket only (for its
     health check): other pods use the stack's slurmrestd Deployment, so no request of theirs can end the pod."""
     return {"slurmctld": SLURMCTLD_PORT, "slurmdbd": SLURMDBD_PORT,
             **{f"slurmd-{i}": p for i, p in enumerate(slurmd_ports(nodes), start=1)}}

@@ -341,7 +341,7 @@ def test_single_node_hostname_and_address_match_slurm_conf(single_node_stack):
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     assert {"slurmctld": 6817, "slurmdbd": 6819}.items() <= ports.items()
-    assert 6820 not in ports.values(), "its slurmrestd listens on 127.0.0.1: other pods use the Deployment's"
+    assert 6820 not in ports.values(), "its slurmrestd listens on a unix socket: other pods use the Deployment's"
     node_ports = sorted(int(p) for p in re.findall(r"^NodeName=\S+ .*Port=(\d+)", slurm_conf, re.M))
     assert sorted(v for k, v in ports.items() if k.startswith("slurmd-")) == node_ports
 
