@@ -83,16 +83,21 @@ def describe(slurm_conf: str) -> Site:
 
 
 def unbounded_tokens(site: Site) -> Optional[str]:
-    """A sentence for `pulumi preview` if the site takes JWTs and lets its users mint them for as long as they like
-    (`scontrol token lifespan=...`: a leaked token then outlives the user's access), else None. Either of
-    slurm.conf(5) AuthAltParameters `disable_token_creation` or `max_token_lifespan=SECONDS` bounds them."""
+    """A sentence for `pulumi preview` if the site takes JWTs and lets its users mint them for longer than the stack's
+    token lifetime (`scontrol token lifespan=...`: a leaked token then outlives the user's access), else None.
+    slurm.conf(5) AuthAltParameters `disable_token_creation`, or `max_token_lifespan=SECONDS` up to
+    TOKEN_LIFETIME_S, bounds them."""
     if JWT not in site.alt_auth_types:
         return None
-    names = {param.split("=", 1)[0] for param in site.token_params}
-    if names & {"disable_token_creation", "max_token_lifespan"}:
+    params = dict((param.split("=", 1) + [""])[:2] for param in site.token_params)
+    if "disable_token_creation" in params:
         return None
-    return (f"its users can mint Slurm JWTs of any lifetime (scontrol token lifespan=...): add "
-            f"max_token_lifespan={TOKEN_LIFETIME_S} (or disable_token_creation) to AuthAltParameters in its slurm.conf")
+    limit = params.get("max_token_lifespan", "")
+    if limit.isdigit() and int(limit) <= TOKEN_LIFETIME_S:
+        return None
+    what = f"tokens of up to {limit} s" if limit.isdigit() else "tokens of any lifetime"
+    return (f"its users can mint Slurm {what} (scontrol token lifespan=...): set max_token_lifespan={TOKEN_LIFETIME_S} "
+            "(or disable_token_creation) in AuthAltParameters of its slurm.conf")
 
 
 def problems(site: Site, *, jwt_clients: tuple[str, ...], configless: bool) -> list[str]:

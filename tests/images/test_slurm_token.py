@@ -424,6 +424,16 @@ def test_a_token_cached_before_a_key_rotation_is_renewed_at_the_next_command(sta
     assert pod.run("slurm-token", check=True, **after).stdout.strip() != stale
 
 
+def test_slurm_token_uses_its_cached_token_while_the_service_cannot_be_asked(start_service, start_pod):
+    pod = start_pod(start_service())
+    cached = pod.run("slurm-token", check=True).stdout.strip()
+    p = pod.run("slurm-token", SLURM_TOKEN_URL="http://127.0.0.1:9/token")  # nothing listens there
+    assert p.returncode == 0 and p.stdout.strip() == cached, p.stdout + p.stderr
+    # Control: without a cache the same call fails (test_slurm_token_says_what_to_do_when_it_cannot_get_a_token).
+    p = pod.run("XDG_RUNTIME_DIR=$(mktemp -d) slurm-token", SLURM_TOKEN_URL="http://127.0.0.1:9/token")
+    assert p.returncode == 1 and "is unreachable" in p.stderr, p.stdout + p.stderr
+
+
 def test_slurm_token_says_what_to_do_when_it_cannot_get_a_token(pod, hub, service):
     revoked = hub.user_token("alice")
     hub.call("DELETE", f"/users/alice/tokens/{revoked['id']}")

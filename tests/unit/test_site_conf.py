@@ -112,6 +112,7 @@ def test_a_configless_client_does_not_need_the_included_files():
     ("AuthAltParameters=jwt_key=/etc/slurm/jwt.key\n", False),
     ("AuthAltParameters=jwt_key=/etc/slurm/jwt.key,max_token_lifespan=600\n", True),
     ("AuthAltParameters=disable_token_creation, jwt_key=/k\n", True),
+    ("AuthAltParameters=jwt_key=/k,max_token_lifespan=315360000\n", False),
 ])
 def test_preview_names_a_site_whose_users_can_mint_tokens_of_any_lifetime(params, bounded):
     conf = SITE.replace("AuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key\n", params)
