@@ -77,6 +77,7 @@ def add_cluster_user(node: SingleNode, name: str, uid: int) -> None:
     slurm-single-node's entrypoint adds the directory's users (account `users`), so that it may submit jobs."""
     node.exec("sh", "-c", f"getent passwd {name} >/dev/null || {{ groupadd -g {uid} {name} && "
                           f"useradd --uid {uid} --gid {uid} --no-create-home {name}; }}")
+    node.exec("install", "-d", "-m", "0700", "-o", str(uid), "-g", str(uid), f"/home/{name}")  # jobs run from there
     node.exec("sacctmgr", "-i", "add", "user", f"name={name}", "account=users",
               check=False)  # refused ("Nothing new added") when it is there already
     out = node.exec("sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account").stdout.split()
@@ -84,9 +85,10 @@ def add_cluster_user(node: SingleNode, name: str, uid: int) -> None:
 
 
 def submit_as(node: SingleNode, user: str, name: str, command: str = "sleep 300") -> str:
-    """As `user`, on the cluster: sbatch -J NAME --wrap COMMAND (the job's name exactly as given); the job id."""
+    """As `user`, on the cluster, from their home: sbatch -J NAME --wrap COMMAND (the job's name exactly as given);
+    the job id."""
     def submitted():  # slurmctld may take a moment to learn of a user just added to accounting
-        p = node.exec("runuser", "-u", user, "--", "sbatch", "--parsable", "-J", name, "--chdir=/tmp",
+        p = node.exec("runuser", "-u", user, "--", "sbatch", "--parsable", "-J", name, f"--chdir=/home/{user}",
                       "--output=/dev/null", "--wrap", command, check=False)
         return p.returncode == 0 and p.stdout.strip().split(";")[0]
     return node.wait_for(submitted, f"sbatch as {user} to accept job {name!r}", 30)
