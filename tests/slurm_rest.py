@@ -26,6 +26,10 @@ BAD_SUBMIT = {"job": {"name": "x", "group_id": "users", "current_working_directo
                       "environment": ["PATH=/usr/bin:/bin"], "script": "#!/bin/bash\ntrue\n"}}
 
 
+# A shell command printing the pid of the slurmrestd process of a container (none: nothing), without procps.
+SLURMRESTD_PID = 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = slurmrestd ] && echo ${p#/proc/}; done; true'
+
+
 def minted_token(scontrol_output: str) -> str:
     """The token `scontrol token` printed (its `SLURM_JWT=...` line), or '' if it printed none."""
     return next((line.split("=", 1)[1] for line in scontrol_output.splitlines() if line.startswith("SLURM_JWT=")), "")

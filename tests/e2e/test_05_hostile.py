@@ -8,7 +8,7 @@ import requests
 
 from components.slurm_files import SLURMCTLD_PORT, SLURMRESTD_PORT, TOKEN_LIFETIME_S
 from tests.images.slurm_containers import memory_hog, wait_until
-from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, jwt_lifespan, minted_token
+from tests.slurm_rest import BAD_SUBMIT, SLURMRESTD_PID, TEN_YEARS, jwt_lifespan, minted_token
 
 pytestmark = pytest.mark.e2e
 
@@ -82,8 +82,7 @@ def restarts(d, pod) -> int:
 
 def restd_pid(d, pod) -> str:
     """The pid of the slurmrestd process in `pod`, or ''."""
-    return d.kube.exec(pod, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = slurmrestd ] && "
-                       "echo ${p#/proc/}; done; true").stdout.strip()
+    return d.kube.exec(pod, "sh", "-c", SLURMRESTD_PID).stdout.strip()
 
 
 def test_an_unauthenticated_request_never_reaches_slurmrestd_and_a_crash_ends_nothing_else(deployment):

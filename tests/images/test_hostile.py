@@ -18,7 +18,7 @@ from components import restd, single_node
 from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from tests.images.directory_cluster import USERS, Cluster
 from tests.images.slurm_containers import client_restd, memory_hog, podman, wait_until
-from tests.slurm_rest import BAD_SUBMIT, TEN_YEARS, SlurmRest, jwt_lifespan, minted_token
+from tests.slurm_rest import BAD_SUBMIT, SLURMRESTD_PID, TEN_YEARS, SlurmRest, jwt_lifespan, minted_token
 
 pytestmark = pytest.mark.containers
 
@@ -173,8 +173,7 @@ SOCKET = "/run/slurmrestd/slurmrestd.socket"  # the single node's slurmrestd (it
 
 def restd_pid(container: str) -> str:
     """The pid of the slurmrestd process in a container, or ''."""
-    return podman("exec", container, "sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = slurmrestd ] && "
-                  "echo ${p#/proc/}; done; true").stdout.strip()
+    return podman("exec", container, "sh", "-c", SLURMRESTD_PID).stdout.strip()
 
 
 def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_single_node, version):
