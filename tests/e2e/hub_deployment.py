@@ -106,9 +106,9 @@ USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]
 
 
 def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e",
-                 egress: Sequence[dict] = ()) -> dict:
+                 egress: Sequence[dict] = (), user_values: dict = USER_VALUES) -> dict:
     """jupyterhub_values() for the stack's Slurm files and client environment, user directory, home claim, token
-    service and `egress` (components.stack.hub_egress), with USER_VALUES over them, as the program's Release gets
+    service and `egress` (components.stack.hub_egress), with `user_values` over them, as the program's Release gets
     them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls), checked to be
     all mapped by hub_config, Helm-merged over the chart's defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
@@ -117,7 +117,7 @@ def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag:
                                slurm_env=deployment.slurm_env(), users=users, groups=groups,
                                home_claim=deployment.home_claim(), token_url=token_url,
                                hub_password=secrets.token_hex(16), egress=egress)
-    values = with_user_values(values, USER_VALUES, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
+    values = with_user_values(values, user_values, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)
     return helm_merge(chart_reference("values.yaml"), without_nulls(values))
@@ -299,7 +299,8 @@ def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, 
         "containers": [{
             "name": "chp", "image": proxy_image, "imagePullPolicy": "IfNotPresent",
             "command": ["configurable-http-proxy", "--ip=", "--api-ip=", f"--api-port={hub_config.PROXY_API_PORT}",
-                        f"--default-target={hub_url}", f"--error-target={hub_url}/hub/error", f"--port={CHP_PORT}"],
+                        f"--default-target={hub_url}", f"--error-target={hub_url}/hub/error", f"--port={CHP_PORT}",
+                        *(["--host-routing"] if hub["config"].get("JupyterHub", {}).get("subdomain_host") else [])],
             "securityContext": chp["containerSecurityContext"],
             "env": [token_env],
             "ports": [{"name": "http", "containerPort": CHP_PORT},

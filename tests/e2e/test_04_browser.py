@@ -16,15 +16,11 @@ import pytest
 import requests
 
 from components import jupyter
+from tests.e2e.browser import chromium, playwright
 from tests.e2e.deployment import stack_output
 from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
 
 @pytest.fixture(scope="module")
 def lab(deployment):
@@ -38,15 +34,8 @@ def lab(deployment):
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: it is in requirements.txt (scripts/bootstrap installs it)",
-                    pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with playwright() as p, chromium(p) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
