@@ -3,8 +3,9 @@
 Pure functions, tested directly: `read_user_values()` (config time) combines the file and the object;
 `with_user_values()` (when the chart values are computed) refuses what the program must own, applies the
 user's values over the program's with Helm's semantics and checks the result against the chart's schema.
-`load_chart()` finds the chart's `values.yaml` and values schema. Every error is a ConfigError naming the
-key path (`jupyterhub.values.singleuser.cpu.limit`) and never the value, which may be a secret.
+`load_chart()` finds the `values.yaml` and values schema of exactly the pinned chart version. `owned_list()` is
+the README's list of what the program owns (OWNED). Every error is a ConfigError naming the key path
+(`jupyterhub.values.singleuser.cpu.limit`) and never the value, which may be a secret.
 
 Nulls: Helm deletes a key whose value is null, but a null in a Pulumi Release's values never reaches Helm:
 the Kubernetes provider reads a Release's inputs with SkipNulls (pulumi-kubernetes provider/pkg/provider/
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +27,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 import yaml
 
-from components.config import ConfigError
+from components.errors import ConfigError
 
 KEY = "jupyterhub.values"
 CHART = "jupyterhub"
@@ -37,7 +39,7 @@ _UID = ("each user's server runs as their directory uid, gid and groups (hub.ext
         "per user), never as root")
 _FSGID = "the fsGroup is the user's own group (hub.extraConfig.slurmUsers), so no other group reaches the server"
 _CMD = "the image's entrypoint starts jupyterhub-singleuser only after its identity and authentication checks"
-_HOME = "the users' homes are the shared home claim, mounted at /home/<user> as on the Slurm nodes"
+_HOME = "the users' homes are the shared home claim, mounted at `/home/<user>` as on the Slurm nodes"
 _USERS = "only users of the stack's directory (config users) may log in; change `users` instead"
 # KubeSpawner traits that would override those settings when given in hub.config.KubeSpawner (the chart
 # loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
@@ -56,6 +58,7 @@ OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "storage", "static"): _HOME,
     ("singleuser", "storage", "homeMountPath"): _HOME,
     ("singleuser", "extraEnv", "SLURM_TOKEN_URL"): "where the user's server gets its Slurm tokens",
+    ("singleuser", "extraEnv", "HOME"): _HOME,
     ("hub", "extraConfig", "slurmUsers"): _UID,
     ("hub", "config", "Authenticator", "allowed_users"): _USERS,
     ("hub", "config", "Authenticator", "allow_existing_users"): _USERS,
@@ -155,6 +158,17 @@ def owned_paths(program: Mapping) -> dict[tuple, str]:
     return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}}
 
 
+def owned_list() -> str:
+    """The README's list of the settings the program owns, by why (Markdown)."""
+    by_why: dict[str, list[str]] = {}
+    for path, why in OWNED.items():
+        by_why.setdefault(why, []).append(f"`{'.'.join(path)}`")
+    return "\n".join([*(f"- {', '.join(paths)}: {why}" for why, paths in by_why.items()),
+                      f"- each `singleuser.extraFiles` entry the program sets: {_EXTRA_FILE}",
+                      "- `kubespawner_override.TRAIT` in a profile of `singleuser.profileList`, for each "
+                      "`hub.config.KubeSpawner.TRAIT` above"])
+
+
 def with_user_values(program: Mapping, user: Mapping, defaults: Mapping, schema: Mapping) -> dict:
     """The program's chart values with the user's over them, for the Release (no nulls left).
 
@@ -225,35 +239,58 @@ def check_schema(values: Mapping, schema: Mapping) -> None:
     raise ConfigError(_name(path), problem + others, "see the chart's values reference (values.schema.yaml)")
 
 
-def _chart_files(directory: Path) -> Optional[tuple[Path, Path]]:
-    for schema in ("values.schema.yaml", "values.schema.json"):
-        if (directory / "values.yaml").is_file() and (directory / schema).is_file():
-            return directory / "values.yaml", directory / schema
-    return None
+def chart_version(directory: Path) -> Optional[str]:
+    """The chart version of the files in `directory`: its Chart.yaml's `version` (a `helm pull`), else the one
+    `tag X.Y.Z` its SOURCE.md names (a copy from the chart's git tree, which has no Chart.yaml); None if neither."""
+    if (directory / "Chart.yaml").is_file():
+        chart = yaml.safe_load((directory / "Chart.yaml").read_text(encoding="utf-8"))
+        return str(chart["version"]) if isinstance(chart, dict) and chart.get("version") else None
+    source = directory / "SOURCE.md"
+    tags = set(re.findall(r"\btag v?([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]*[0-9A-Za-z])?)",
+                          source.read_text(encoding="utf-8"))) if source.is_file() else set()
+    return tags.pop() if len(tags) == 1 else None
+
+
+def _chart_files(directory: Path, version: str) -> tuple[Optional[tuple[Path, Path]], str]:
+    """(values.yaml, values schema) in `directory` if they are chart `version`'s, else None and why not."""
+    schema = next((directory / s for s in ("values.schema.yaml", "values.schema.json") if (directory / s).is_file()),
+                  None)
+    if not (directory / "values.yaml").is_file() or schema is None:
+        return None, f"{directory} holds no values.yaml and values schema"
+    found = chart_version(directory)
+    if found is None:
+        return None, f"{directory} does not say its chart version (no Chart.yaml, no 'tag X.Y.Z' in a SOURCE.md)"
+    if found != version:
+        return None, f"{directory} is chart {found}, not the pinned {version}"
+    return (directory / "values.yaml", schema), ""
 
 
 def load_chart(version: str, repo: str) -> tuple[dict, dict]:
-    """(values.yaml, values schema) of the JupyterHub chart, parsed.
+    """(values.yaml, values schema) of the JupyterHub chart `version`, parsed.
 
-    Looked for, in order: `$SCI_CACHE/charts/jupyterhub-<version>/jupyterhub` (a `helm pull` of that exact
-    version), `$SCI_Z2JH_REFERENCE` (a directory holding both files), then `helm pull` into the first.
-    Raises ConfigError naming what to set when none works.
+    Looked for, in order: `$SCI_CACHE/charts/jupyterhub-<version>/jupyterhub` (a `helm pull` of that version),
+    `$SCI_Z2JH_REFERENCE` (a directory holding both files), then `helm pull` into the first. A directory is used
+    only if it is that version (chart_version()). Raises ConfigError naming what to set when none works.
     """
     cache = os.environ.get("SCI_CACHE")
     pulled = Path(cache, "charts", f"{CHART}-{version}") if cache else None
     reference = os.environ.get("SCI_Z2JH_REFERENCE")
-    candidates = [p for p in (pulled and pulled / CHART, reference and Path(reference)) if p]
-    found = next((f for f in map(_chart_files, candidates) if f), None)
-    looked = ", ".join(map(str, candidates)) or "(SCI_CACHE and SCI_Z2JH_REFERENCE unset)"
-    why = f"no values.yaml and values schema in {looked}"
+    found, why = None, []
+    for directory in [p for p in (pulled and pulled / CHART, reference and Path(reference)) if p]:
+        found, problem = _chart_files(directory, version)
+        if found:
+            break
+        why.append(problem)
     if found is None and pulled is not None and shutil.which("helm"):
-        why = _helm_pull(version, repo, pulled) or why
-        found = _chart_files(pulled / CHART)
+        problem = _helm_pull(version, repo, pulled)
+        found, problem = _chart_files(pulled / CHART, version) if problem is None else (None, problem)
+        why.append(problem)
     if found is None:
         raise ConfigError("jupyterhub.chartVersion", f"the schema of chart {version} is needed to check "
-                          f"jupyterhub.values, but: {why}",
-                          "export SCI_Z2JH_REFERENCE=DIR holding the chart's values.yaml and values.schema.yaml "
-                          f"(or .json) of that version, or let this machine reach {repo} (then helm pulls it)")
+                          f"jupyterhub.values, but: {'; '.join(why) or 'SCI_CACHE and SCI_Z2JH_REFERENCE are unset'}",
+                          f"export SCI_Z2JH_REFERENCE=DIR holding chart {version}'s values.yaml, values.schema.yaml "
+                          "(or .json) and Chart.yaml (or a SOURCE.md naming its tag), or let this machine reach "
+                          f"{repo} (then helm pulls it)")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     defaults, schema = (yaml.load(p.read_text(encoding="utf-8"), Loader=loader) for p in found)
     return defaults, schema

@@ -4,8 +4,9 @@ The table is the dataclasses below. Each field declared with `key(default, meani
 its camelCase name is the key (`cluster_name` -> `clusterName`), its annotation the type (`TYPES`), and a
 field whose type is another of these dataclasses is an object key with fields declared the same way. From
 this table come `parse()` (raw config values in, a `StackConfig` out; pure, so tested directly), `KEYS` (keys
-not listed are rejected as typos) and the README's configuration section (`python -m components.config
---readme` rewrites it; a unit test holds the README to it). Adding a key is adding one field.
+not listed are rejected as typos) and the README's configuration table (`python -m components.config
+--readme` rewrites it and the README's list of the chart settings the program owns, `chart_values.OWNED`; a unit
+test holds the README to them). Adding a key is adding one field.
 
 `load()` reads the running Pulumi stack's configuration and calls `parse()`. A bad value raises
 `ConfigError`, whose message names the key, what is wrong and how to fix it; `pulumi preview` prints it
@@ -28,6 +29,9 @@ import pulumi
 import pulumi.runtime.config as runtime_config
 
 from components import directory, site
+from components.chart_values import load_chart, owned_list, read_user_values
+from components.errors import PROJECT, ConfigError
+from components.jupyterhub import check_user_values
 from components.slurm_files import (
     DEFAULT_CPUS_PER_NODE,
     DEFAULT_MEMORY_MB_PER_NODE,
@@ -37,7 +41,6 @@ from components.slurm_files import (
     VERSIONS,
 )
 
-PROJECT = "slurm-cloud-integration"
 README = Path(__file__).resolve().parents[1] / "README.md"
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
 JWT_KEY_MIN_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least the hash's 256 bits
@@ -53,14 +56,6 @@ LocalPath = NewType("LocalPath", str)  # a path on this machine, ~ and $VARS exp
 FileText = NewType("FileText", str)  # set as a path relative to the project; the value is the file's text
 MemoryMiB = NewType("MemoryMiB", int)  # set as a Kubernetes quantity (8Gi, 6000Mi); the value is in MiB
 CpuMilli = NewType("CpuMilli", int)  # set as a Kubernetes quantity (4, 1500m); the value is in millicores
-
-
-class ConfigError(pulumi.RunError):
-    """A stack configuration value is missing or wrong. The message says which, why and the fix."""
-
-    def __init__(self, key: str, problem: str, fix: str):
-        self.key = key
-        super().__init__(f"config key '{PROJECT}:{key}': {problem}. Fix: {fix}")
 
 
 class Invalid(Exception):
@@ -211,6 +206,7 @@ class JupyterHub:
                        example="{}")
     # Not keys: filled in by parse() (`values` then holds the file and the object combined).
     values_secret: bool = field(default=False)  # `jupyterhub` is a Pulumi secret, so are the chart values
+    chart: Optional[tuple[dict, dict]] = field(default=None, repr=False)  # with components.jupyterhub: load_chart()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -619,15 +615,19 @@ def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozens
           project_dir: str = ".") -> StackConfig:
     """Check raw config values (strings, or JSON strings for objects) and build a StackConfig.
 
-    `secret_keys`: the keys set with --secret; `project_dir`: what file paths are relative to."""
-    from components.chart_values import read_user_values  # it imports ConfigError from here
-
+    `secret_keys`: the keys set with --secret; `project_dir`: what file paths are relative to. With
+    `components.jupyterhub`, the chart values are checked against the pinned chart (jupyterhub.check_user_values),
+    whose default values and schema the result carries for the Release."""
     cfg = _parse_object(StackConfig, values, "", secret_keys, project_dir)
     hub = cfg.jupyterhub
     cfg = replace(cfg, jupyterhub=replace(
         hub, values=read_user_values(hub.values, hub.values_file, project_dir),
         values_secret="jupyterhub" in secret_keys))
     _rules(cfg)
+    if cfg.components.jupyterhub:
+        chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
+        check_user_values(chart, cfg.jupyterhub.values, cfg.directory)
+        cfg = replace(cfg, jupyterhub=replace(cfg.jupyterhub, chart=chart))
     return cfg
 
 
@@ -671,11 +671,7 @@ def _check(ok: Any, dotted: str, problem: str, fix: str) -> None:
         raise ConfigError(dotted, problem, fix)
 
 
-# The README's configuration section.
-
-README_BEGIN = "<!-- BEGIN config table: made from components/config.py by `python -m components.config --readme` -->"
-README_END = "<!-- END config table -->"
-
+# The README's generated sections.
 
 def rows(cls: Optional[type] = None, prefix: str = "") -> typing.Iterator[tuple[str, Field]]:
     """Every key and field of the table as (dotted name, dataclass field), in the table's order."""
@@ -709,13 +705,26 @@ def _show_default(f: Field) -> str:
     return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
 
 
-def readme_with_table(text: str) -> str:
-    """`text` (the README) with the part between README_BEGIN and README_END replaced by readme_table()."""
-    begin, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
-    return f"{text[:begin]}\n{readme_table()}\n{text[end:]}"
+# (name, the module it is made from, what makes it): each lies between its markers (readme_markers()).
+README_SECTIONS = (("config table", "components/config.py", readme_table),
+                   ("owned chart settings", "components/chart_values.py", owned_list))
+
+
+def readme_markers(name: str, source: str) -> tuple[str, str]:
+    return (f"<!-- BEGIN {name}: made from {source} by `python -m components.config --readme` -->",
+            f"<!-- END {name} -->")
+
+
+def readme_with_tables(text: str) -> str:
+    """`text` (the README) with each of README_SECTIONS made anew between its markers."""
+    for name, source, make in README_SECTIONS:
+        begin, end = readme_markers(name, source)
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        text = f"{text[:start]}\n{make()}\n{text[stop:]}"
+    return text
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--readme"]:
-        sys.exit("usage: python -m components.config --readme   (rewrites README.md's configuration table)")
-    README.write_text(readme_with_table(README.read_text()))
+        sys.exit("usage: python -m components.config --readme   (rewrites README.md's generated sections)")
+    README.write_text(readme_with_tables(README.read_text()))

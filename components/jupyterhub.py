@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import chart_values, directory, pods
-from components.config import ConfigError
+from components.errors import ConfigError
 from components.labels import PART_OF
 from components.slurm_files import CONFIG_FILES
 
@@ -111,6 +111,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     - `storage.type: static` mounts the claim `pvcName` with subPath `{username}` at `homeMountPath`: the pod
       sees only /home/<user>, the same directory the Slurm nodes see (the single node makes it, owned by the
       user). KubeSpawner expands `{username}` to the name itself for names that match directory.NAME_PATTERN.
+    - `extraEnv.HOME` is that home too: the image's entrypoint sets HOME for the server alone, and a `kubectl exec`
+      shell gets the container's environment (else HOME=/, the runtime's, as the uid is not in the image's
+      /etc/passwd). KubeSpawner expands `{username}` in `environment` values as well (get_env).
     - `extraFiles` become items of one Secret volume `files` (item mode = `mode`, decimal) mounted by subPath.
     - `cmd` becomes the container's args (KubeSpawner `cmd` + the spawner's args), so the image's ENTRYPOINT
       (jupyter-entrypoint) always runs.
@@ -125,6 +128,7 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     extra_files |= {f"slurm-users-{name}": {"mountPath": f"{directory.EXTRAUSERS_DIR}/{name}", "stringData": text,
                                             "mode": pods.CONFIG_MODE}
                     for name, text in directory.render_files(users, groups).items()}
+    home = f"{directory.HOME_ROOT}/{{username}}"
     values: dict[str, Any] = {
         "hub": {
             "config": {
@@ -145,9 +149,9 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
             "image": {"name": image_name, "tag": image_tag, "pullPolicy": "IfNotPresent"},
             "cmd": NOTEBOOK_CMD,
             "extraFiles": extra_files,
-            "extraEnv": {**(slurm_env or {}), "SLURM_TOKEN_URL": token_url},
+            "extraEnv": {**(slurm_env or {}), "SLURM_TOKEN_URL": token_url, "HOME": home},
             "storage": {"type": "static", "static": {"pvcName": home_claim, "subPath": "{username}"},
-                        "homeMountPath": f"{directory.HOME_ROOT}/{{username}}"},
+                        "homeMountPath": home},
             "extraLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": PART_OF},
             "networkPolicy": {"egress": list(egress)},
             # The singleuser NetworkPolicy (enabled, cloudMetadataServer: false by default) already blocks the
@@ -165,9 +169,8 @@ def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any],
     """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns,
     fail the chart's schema (`chart`: load_chart()'s defaults and schema), or make admins of names outside the
     directory (`users`): JupyterHub 5.4.4 adds admin_users to the allowed users (app.py), so they could log in and
-    then never get a server. stack.build() calls it before it makes any resource, so that `pulumi up` without a
-    preview creates nothing either; the values here stand in for the program's Outputs, JupyterHub merges the real
-    ones."""
+    then never get a server. config.parse() calls it, so that `pulumi up` without a preview creates nothing either;
+    the values here stand in for the program's Outputs, JupyterHub merges the real ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
                                 users=users, groups={g: 0 for u in users for g in u.groups}, home_claim="home",
                                 token_url="url", hub_password="", egress=[])
@@ -199,6 +202,7 @@ class JupyterHubArgs:
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)
     values_secret: bool = False  # the user's values came from a secret config key
+    user_servers: Optional[pulumi.Resource] = None  # components/user_servers.UserServers: deleted after the Release
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -228,7 +232,8 @@ class JupyterHub(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=args.chart_repo),
             values=values,
             timeout=900,  # first start pulls the notebook image on every node (the chart's pre-puller)
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["values"])),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                additional_secret_outputs=["values"], depends_on=args.user_servers)),
         )
         self.release_name = release.name
         self.url = pods.service_url(PROXY_SERVICE, args.namespace)

@@ -8,7 +8,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import directory, registry, single_node, site
-from components.chart_values import load_chart
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import APP as JUPYTER_APP
@@ -19,7 +18,6 @@ from components.jupyterhub import (
     JupyterHub,
     JupyterHubArgs,
     app_egress,
-    check_user_values,
     slurm_egress,
 )
 from components.keys import SlurmKeys, SlurmKeysArgs
@@ -32,6 +30,7 @@ from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_POR
 from components.token_service import APP as TOKEN_APP
 from components.token_service import PORT as TOKEN_PORT
 from components.token_service import TokenService, TokenServiceArgs
+from components.user_servers import UserServers
 
 SHOW_SECRET = "pulumi stack output {} --show-secrets"
 # The JupyterHub chart's hub, proxy and image pullers carry its user pods' app.kubernetes.io/name: of its pods, only
@@ -40,10 +39,6 @@ CLIENT_COMPONENTS = {HUB_APP: (HUB_USER_COMPONENT,)}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
-    chart = None
-    if cfg.components.jupyterhub:  # before any resource: a bad value must not leave half a stack behind
-        chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
-        check_user_values(chart, cfg.jupyterhub.values, cfg.directory)
     provider = k8s.Provider(
         "kubernetes",
         context=cfg.kubernetes.context,
@@ -174,6 +169,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         )
         token_url = outputs["slurmTokenUrl"] = tokens.url
 
+    user_servers = None
+    if cfg.components.token_service and not cfg.kubernetes.render_dir:
+        # KubeSpawner's servers may run in the namespace: the Release's, or those of a hub run beside the stack that
+        # the token service serves (tests/e2e's). Named by whose they are: turning components.jupyterhub off deletes
+        # the Release's UserServers after the Release, and so its servers.
+        user_servers = UserServers("jupyterhub-servers" if cfg.components.jupyterhub else "own-hub-servers",
+                                   namespace, home_claim, cfg.kubernetes.kubeconfig, cfg.kubernetes.context)
+
     if cfg.components.jupyterhub:
         egress = hub_egress(site_ports=cfg.site.ports if existing else (),
                             single_node_ports=() if existing else [SLURMCTLD_PORT, SLURMDBD_PORT],
@@ -181,13 +184,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
-                           chart_version=cfg.jupyterhub.chart_version, chart=chart, notebook_image=images.refs[NOTEBOOK],
+                           chart_version=cfg.jupyterhub.chart_version, chart=cfg.jupyterhub.chart,
+                           notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
                            slurm_env=config.client_env, users=cfg.directory,
                            groups=cfg.groups, home_claim=home_claim, token_url=token_url, egress=egress,
                            rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
-                           values_secret=cfg.jupyterhub.values_secret),
+                           values_secret=cfg.jupyterhub.values_secret, user_servers=user_servers),
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url

@@ -1,25 +1,23 @@
-"""The JupyterHub chart's reference values, for tests that check chart values offline."""
+"""The JupyterHub chart the committed stacks pin, found as `pulumi preview` finds it, for tests that check chart
+values offline."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 import yaml
 
-from components.chart_values import helm_merge  # noqa: F401  (the program's merge, for the tests' use)
+from components.chart_values import helm_merge, load_chart  # noqa: F401  (helm_merge: the program's, for the tests)
+from components.config import ConfigError, JupyterHub
+from tests.project_env import PREFIX, ROOT
 
-# The official chart's values.yaml and values.schema.yaml (reference data beside the repository, not part of it).
-Z2JH = Path(os.environ.get("SCI_Z2JH_REFERENCE")
-            or Path(__file__).resolve().parents[2] / "shared" / "reference" / "z2jh")
+# jupyterhub.chartVersion of Pulumi.dev.yaml
+VERSION = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][f"{PREFIX}jupyterhub"]["chartVersion"]
 
 
-def chart_reference(name: str):
-    """`values.yaml` or `values.schema.yaml` of the chart, parsed; fails the test clearly if it is missing."""
-    path = Z2JH / name
-    if not path.is_file():
-        pytest.fail(f"JupyterHub chart reference {path} is missing: the chart-values checks need the chart's "
-                    "values.yaml and values.schema.yaml in ../shared/reference/z2jh/ beside the repository "
-                    "(or a directory named by SCI_Z2JH_REFERENCE)", pytrace=False)
-    return yaml.safe_load(path.read_text())
+def chart() -> tuple[dict, dict]:
+    """(values.yaml, values schema) of chart VERSION, parsed (components.chart_values.load_chart); fails the test
+    with the program's message if it cannot be found."""
+    try:
+        return load_chart(VERSION, JupyterHub().chart_repo)
+    except ConfigError as e:
+        pytest.fail(str(e), pytrace=False)

@@ -45,7 +45,7 @@ from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
 from components.stack import hub_egress
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
-from tests.helm import chart_reference, helm_merge
+from tests.helm import chart, helm_merge
 from tests.images.slurm_containers import WaitTimeout, build_image, podman, podman_build, wait_until
 
 HUB_IMAGES = Path(__file__).resolve().parent / "hub"  # Dockerfiles of the hub and the proxy
@@ -117,10 +117,11 @@ def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag:
                                slurm_env=deployment.slurm_env(), users=users, groups=groups,
                                home_claim=deployment.home_claim(), token_url=token_url,
                                hub_password=secrets.token_hex(16), egress=egress)
-    values = with_user_values(values, user_values, chart_reference("values.yaml"), chart_reference("values.schema.yaml"))
+    defaults, schema = chart()
+    values = with_user_values(values, user_values, defaults, schema)
     values = json.loads(json.dumps(values))
     hub_config.check_mapped(values)
-    return helm_merge(chart_reference("values.yaml"), without_nulls(values))
+    return helm_merge(defaults, without_nulls(values))
 
 
 def password(values: dict) -> str:

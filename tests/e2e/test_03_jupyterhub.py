@@ -149,6 +149,8 @@ def test_the_user_pods_are_made_from_the_chart_values_as_their_users(deployment,
         assert volumes[home["name"]]["persistentVolumeClaim"]["claimName"] == deployment.home_claim()
         ids = in_pod(deployment, name, "id -un; id -u; pwd; echo $HOME").stdout.split()
         assert ids[:2] == [name, str(u.uid)], ids
+        # A kubectl exec shell has the user's home, as the server (extraEnv.HOME, {username} expanded by KubeSpawner).
+        assert deployment.kube.exec(pod, "sh", "-c", "echo $HOME").stdout.strip() == f"/home/{name}"
 
 
 def test_no_key_of_the_cluster_reaches_a_user_pod(deployment, users):

@@ -15,7 +15,7 @@ from components import directory
 from components.jupyterhub import jupyterhub_values
 from tests.e2e import hub_config
 from tests.e2e.hub_deployment import build_hub_image
-from tests.helm import chart_reference, helm_merge
+from tests.helm import chart, helm_merge
 from tests.images.slurm_containers import podman
 
 pytestmark = pytest.mark.containers
@@ -69,7 +69,7 @@ def made(version) -> dict[str, dict]:
     the chart's defaults, rendered by hub_config), for the directory's users and one outsider, in one container run."""
     image = build_hub_image("hub", IMAGE)
     with tempfile.TemporaryDirectory() as d:
-        Path(d, "jupyterhub_config.py").write_text(hub_config.render(helm_merge(chart_reference("values.yaml"), values())))
+        Path(d, "jupyterhub_config.py").write_text(hub_config.render(helm_merge(chart()[0], values())))
         Path(d, "manifests.py").write_text(MANIFESTS)
         for p in [Path(d), *Path(d).rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)  # the image runs as uid 1000, like the chart's hub
@@ -105,6 +105,7 @@ def test_kubespawner_makes_each_users_pod_as_that_user(made):
         assert {(m["name"], m.get("subPath")) for m in mounts.values()} == {("files", k) for k in su["extraFiles"]}
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["SLURM_TOKEN_URL"] == "http://tokens:8090/token"
+        assert env["HOME"] == f"/home/{user.name}"  # {username} expanded, as in the home's mount path
         labels = pod["metadata"]["labels"]
         assert labels.items() >= su["extraLabels"].items() and labels["app.kubernetes.io/managed-by"] == "kubespawner"
 

@@ -1,8 +1,10 @@
 """Linters over the repository: ruff (Python, rules in pyproject.toml), shellcheck (every bash script), actionlint
-(GitHub Actions workflows). scripts/bootstrap installs all three; a missing one fails, it is never skipped."""
+(GitHub Actions workflows). scripts/bootstrap installs all three; a missing one fails, it is never skipped. And the
+program's modules import each other without a cycle."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,6 +59,44 @@ def test_workflows_pass_actionlint():
     workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
     assert workflows, "no workflow in .github/workflows"
     assert_clean(run("actionlint", *[str(p) for p in workflows]), "actionlint")
+
+
+def component_imports(directory: Path) -> dict[str, set[str]]:
+    """Each module of `directory` (a copy of components/) -> the components modules it imports, anywhere in it."""
+    graph = {}
+    for path in sorted(directory.glob("*.py")):
+        graph[path.stem] = imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "components":
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("components."):
+                imported.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[1] for a in node.names if a.name.startswith("components.")}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of `graph` as [a, b, ..., a], or None."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module not in done:
+            for imported in sorted(graph.get(module, ())):
+                if found := visit(imported, path + [module]):
+                    return found
+            done.add(module)
+        return None
+    return next(filter(None, (visit(m, []) for m in sorted(graph))), None)
+
+
+def test_the_program_modules_import_each_other_without_a_cycle(tmp_path):
+    assert import_cycle(component_imports(ROOT / "components")) is None
+    (tmp_path / "a.py").write_text("def f():\n    from components.b import x\n")
+    (tmp_path / "b.py").write_text("from components import a\n")
+    assert import_cycle(component_imports(tmp_path)) == ["a", "b", "a"]  # control: a hidden cycle is found
 
 
 def test_linters_can_fail(tmp_path):

@@ -114,3 +114,21 @@ def test_preview_warns_that_changing_nodes_ends_the_running_jobs(deployed, tmp_p
     assert "nodes goes from 2 to 3: the single node's pod is replaced" in proc.stdout, proc.stdout[-3000:]
     # Control: the same preview without the change says nothing of it (the stack reads its own last update).
     assert "nodes goes from" not in pulumi("preview").stdout
+
+
+def test_preview_on_a_cluster_plans_the_removal_of_the_hubs_user_servers(deployed, tmp_path):
+    """components/user_servers.py's dynamic provider under the real CLI: the local stack pointed at a cluster (none
+    answers; preview needs none) plans its UserServers, with that cluster's kubeconfig. Control: rendering, it has
+    none (no server can run)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "none",
+        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "none", "user": {"token": "none"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}]}))
+    config = config_copy(tmp_path, kubernetes={"kubeconfig": str(kubeconfig)})
+    steps = json.loads(pulumi("preview", "--json", config_file=config).stdout)["steps"]
+    servers = [s for s in steps if s["urn"].endswith("::own-hub-servers")]
+    assert [s["op"] for s in servers] == ["create"], [s["urn"] for s in steps]
+    assert servers[0]["newState"]["inputs"]["kubeconfig"] == str(kubeconfig)
+    assert not [s for s in json.loads(pulumi("preview", "--json").stdout)["steps"] if "UserServers" in s["urn"]]

@@ -66,6 +66,7 @@ class Resource:
     name: str
     inputs: dict  # secret values appear as {SIG_KEY: SECRET_SIG, "value": ...}
     aliases: list[str] = field(default_factory=list)  # the URNs it was known by before
+    dependencies: list[str] = field(default_factory=list)  # URNs of what it depends on (deleted after it)
 
     @property
     def parents(self) -> list[str]:
@@ -135,13 +136,15 @@ def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), proje
     collected: dict[str, tuple[Any, bool]] = {}
     monitor = settings.get_monitor()
     aliases: dict[str, list[str]] = {}
+    dependencies: dict[str, list[str]] = {}
     register = monitor.RegisterResource
 
-    def register_recording_aliases(request):
+    def register_recording(request):
         response = register(request)
         aliases[response.urn] = [alias_urn(a, response.urn) for a in request.aliases]
+        dependencies[response.urn] = list(request.dependencies)
         return response
-    monitor.RegisterResource = register_recording_aliases
+    monitor.RegisterResource = register_recording
 
     @pulumi.runtime.test
     def program():
@@ -156,7 +159,7 @@ def run_stack(values: dict[str, Any], secret_keys: set[str] = frozenset(), proje
     program()
     resources = [
         Resource(urn=urn, typ=urn.split("::")[2].split("$")[-1], name=urn.split("::")[3], inputs=reg.state,
-                 aliases=aliases.get(urn, []))
+                 aliases=aliases.get(urn, []), dependencies=dependencies.get(urn, []))
         for urn, reg in monitor.resources.items()
     ]
     return Result(resources=resources, outputs=collected)

@@ -1,15 +1,18 @@
 """jupyterhub.values / jupyterhub.valuesFile: read, merged over the program's chart values with Helm's semantics,
-owned keys refused, the result checked against the chart's schema (the reference in ../shared/reference/z2jh)."""
+owned keys refused, the result checked against the schema of exactly the pinned chart version."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pulumi
 import pytest
 
-from components.chart_values import helm_merge, load_chart, read_user_values, with_user_values
+from components.chart_values import chart_version, helm_merge, load_chart, read_user_values, with_user_values
 from components.config import ConfigError, parse
+from tests import helm
 from tests.unit.stacks import run
 from tests.unit.test_jupyterhub_values import sample_values
 
@@ -18,7 +21,7 @@ SECRET = "gh-client-secret-0123456789"
 
 @pytest.fixture(scope="module")
 def chart():
-    return load_chart("4.3.3", "https://hub.jupyter.org/helm-chart/")
+    return helm.chart()
 
 
 def apply(chart, user):
@@ -123,6 +126,7 @@ def test_the_usual_settings_pass_and_take_effect(chart):
     ({"singleuser": {"storage": None}}, "singleuser.storage"),  # would delete the owned keys below it
     ({"singleuser": {"extraEnv": {"SLURM_TOKEN_URL": "http://elsewhere/token"}}},
      "singleuser.extraEnv.SLURM_TOKEN_URL"),
+    ({"singleuser": {"extraEnv": {"HOME": "/tmp"}}}, "singleuser.extraEnv.HOME"),
     ({"hub": {"config": {"Spawner": {"cmd": ["bash"]}}}}, "hub.config.Spawner.cmd"),
     ({"singleuser": {"profileList": [{"display_name": "small"}, {"display_name": "other image",
                                                                  "kubespawner_override": {"image": "x"}}]}},
@@ -141,7 +145,7 @@ def test_owned_settings_are_refused_with_the_reason(chart, user, key):
     ({"singleuser": {"fsGid": 100}}, "the fsGroup is the user's own group (hub.extraConfig.slurmUsers)"),
     ({"singleuser": {"uid": 0}}, "runs as their directory uid, gid and groups"),
     ({"hub": {"config": {"KubeSpawner": {"supplemental_gids": [0]}}}}, "never as root"),
-    ({"singleuser": {"storage": {"type": "none"}}}, "the shared home claim, mounted at /home/<user>"),
+    ({"singleuser": {"storage": {"type": "none"}}}, "the shared home claim, mounted at `/home/<user>`"),
     ({"hub": {"config": {"KubeSpawner": {"volumes": []}}}}, "the shared home claim"),
     ({"hub": {"config": {"Authenticator": {"allowed_users": []}}}}, "only users of the stack's directory"),
     ({"singleuser": {"extraEnv": {"SLURM_TOKEN_URL": "x"}}}, "where the user's server gets its Slurm tokens"),
@@ -210,13 +214,102 @@ def test_no_chart_schema_fails_naming_what_to_set(monkeypatch, tmp_path):
     assert e.value.key == "jupyterhub.chartVersion"
 
 
+def chart_files(directory: Path, version_file: str | None = None, text: str = "") -> Path:
+    """A chart's values.yaml and values schema in `directory`, with `version_file` (Chart.yaml, SOURCE.md) if given."""
+    directory.mkdir(parents=True)
+    (directory / "values.yaml").write_text("a: 1\n")
+    (directory / "values.schema.json").write_text(json.dumps({"type": "object"}))
+    if version_file:
+        (directory / version_file).write_text(text)
+    return directory
+
+
+def without_helm(monkeypatch, tmp_path, reference: Path | None = None) -> None:
+    """An empty $SCI_CACHE, no helm to pull with, and `reference` as $SCI_Z2JH_REFERENCE (unset if None)."""
+    monkeypatch.setenv("SCI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if reference:
+        monkeypatch.setenv("SCI_Z2JH_REFERENCE", str(reference))
+    else:
+        monkeypatch.delenv("SCI_Z2JH_REFERENCE", raising=False)
+
+
 def test_a_pulled_chart_of_the_exact_version_is_used_first(monkeypatch, tmp_path):
-    pulled = tmp_path / "charts" / "jupyterhub-4.3.3" / "jupyterhub"
-    pulled.mkdir(parents=True)
-    (pulled / "values.yaml").write_text("a: 1\n")
-    (pulled / "values.schema.json").write_text(json.dumps({"type": "object"}))
+    chart_files(tmp_path / "charts" / "jupyterhub-4.3.3" / "jupyterhub", "Chart.yaml", "version: 4.3.3\n")
     monkeypatch.setenv("SCI_CACHE", str(tmp_path))
     assert load_chart("4.3.3", "unused") == ({"a": 1}, {"type": "object"})
+
+
+@pytest.mark.parametrize("file, text, version", [
+    ("Chart.yaml", "apiVersion: v1\nname: jupyterhub\nversion: 4.3.3\nappVersion: 5.4.4\n", "4.3.3"),
+    ("SOURCE.md", "of the official chart (chart directory `jupyterhub/`,\ntag 4.3.3, the chart version the stacks pin)",
+     "4.3.3"),
+    ("SOURCE.md", "tag 4.4.0-beta.1, built from tag 4.4.0-beta.1", "4.4.0-beta.1"),
+    ("Chart.yaml", "name: jupyterhub\n", None),
+    ("SOURCE.md", "tag 4.3.3, then tag 4.4.0", None),  # which one?
+    ("SOURCE.md", "the chart's files, newest", None),
+    ("README.md", "tag 4.3.3", None),
+])
+def test_a_chart_directory_says_its_version_in_chart_yaml_or_source_md(tmp_path, file, text, version):
+    (tmp_path / file).write_text(text)
+    assert chart_version(tmp_path) == version
+
+
+def test_the_reference_beside_the_repository_is_the_pinned_chart():
+    reference = os.environ.get("SCI_Z2JH_REFERENCE")
+    if not reference or not Path(reference).is_dir():
+        pytest.skip("no $SCI_Z2JH_REFERENCE: the chart is pulled")
+    assert chart_version(Path(reference)) == helm.VERSION
+
+
+@pytest.mark.parametrize("file, text, problem", [
+    ("Chart.yaml", "name: jupyterhub\nversion: 4.4.0\n", "is chart 4.4.0, not the pinned 4.3.3"),
+    ("SOURCE.md", "tag 4.4.0", "is chart 4.4.0, not the pinned 4.3.3"),
+    (None, "", "does not say its chart version"),
+    ("SOURCE.md", "tag 4.3.3", None),  # the control
+])
+def test_a_reference_of_another_or_an_unknown_version_is_refused(monkeypatch, tmp_path, file, text, problem):
+    reference = chart_files(tmp_path / "reference", file, text)
+    without_helm(monkeypatch, tmp_path, reference)
+    if problem is None:
+        assert load_chart("4.3.3", "unused") == ({"a": 1}, {"type": "object"})
+        return
+    with pytest.raises(ConfigError) as e:
+        load_chart("4.3.3", "https://hub.jupyter.org/helm-chart/")
+    assert e.value.key == "jupyterhub.chartVersion" and f"{reference} {problem}" in str(e.value)
+
+
+def test_a_pulled_chart_of_another_version_is_not_used(monkeypatch, tmp_path):
+    without_helm(monkeypatch, tmp_path)
+    chart_files(tmp_path / "cache" / "charts" / "jupyterhub-4.3.3" / "jupyterhub", "Chart.yaml", "version: 4.3.2\n")
+    with pytest.raises(ConfigError, match="is chart 4.3.2, not the pinned 4.3.3"):
+        load_chart("4.3.3", "unused")
+
+
+def test_a_reference_of_another_version_gives_way_to_a_pull_of_the_pinned_one(monkeypatch, tmp_path):
+    without_helm(monkeypatch, tmp_path, chart_files(tmp_path / "reference", "SOURCE.md", "tag 4.3.3"))
+    helm = tmp_path / "helm"  # as `helm pull jupyterhub --repo R --version V --untar --untardir DIR` unpacks chart V
+    helm.write_text('#!/bin/sh\n/bin/mkdir "$9/jupyterhub" && cd "$9/jupyterhub" && echo "b: 2" > values.yaml && '
+                    'echo "{}" > values.schema.json && echo "version: $6" > Chart.yaml\n')
+    helm.chmod(0o755)
+    assert load_chart("4.4.0", "unused") == ({"b": 2}, {})
+    assert chart_version(tmp_path / "cache" / "charts" / "jupyterhub-4.4.0" / "jupyterhub") == "4.4.0"
+
+
+def test_a_chart_version_other_than_the_references_fails_the_preview_naming_both(monkeypatch, tmp_path):
+    from tests.unit.test_config import with_
+
+    without_helm(monkeypatch, tmp_path, chart_files(tmp_path / "reference", "SOURCE.md", "tag 4.3.3"))
+    with pytest.raises(ConfigError, match="is chart 4.3.3, not the pinned 4.4.0") as e:
+        parse(with_(jupyterhub={"chartVersion": "4.4.0"}))
+    assert e.value.key == "jupyterhub.chartVersion"
+
+
+def test_a_stack_without_jupyterhub_needs_no_chart(monkeypatch, tmp_path):
+    from tests.unit.test_config import with_
+
+    without_helm(monkeypatch, tmp_path)
+    assert parse(with_(components={"jupyterhub": False})).jupyterhub.chart is None
 
 
 def test_the_stack_config_reads_values_and_file_and_knows_when_they_are_secret(tmp_path):
@@ -263,6 +356,14 @@ def test_bad_stack_values_fail_the_preview(user, key):
     with pytest.raises(ConfigError) as e:
         run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
     assert e.value.key == key
+
+
+def test_a_value_the_pinned_chart_refuses_fails_the_preview():
+    """proxy.chp.command passed a check against a newer chart's schema; chart 4.3.3's refuses it (at install)."""
+    with pytest.raises(ConfigError, match="is not a value of the JupyterHub chart") as e:
+        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": {"proxy": {"chp": {"command": ["chp"]}}}})
+    assert e.value.key == "jupyterhub.values.proxy.chp.command"
+    run("dev", jupyterhub={"chartVersion": "4.3.3", "values": {"proxy": {"chp": {"extraCommandLineFlags": []}}}})
 
 
 @pytest.mark.parametrize("user, fails", [({"singleuser": {"fsGid": 100}}, True),

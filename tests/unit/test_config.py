@@ -2,16 +2,19 @@
 
 import base64
 import json
+import os
 import re
 
 import pytest
 
 from components import directory
-from components.config import README, REQUIRED, ConfigError, parse, readme_with_table, rows, type_name
+from components.config import README, REQUIRED, ConfigError, parse, readme_with_tables, rows, type_name
 from components.slurm_files import DEFAULT_SLURM_VERSION
+from tests.helm import VERSION as CHART_VERSION
 
 MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:5000"}),
-           "jupyterhub": json.dumps({"chartVersion": "4.2.0"}), "users": json.dumps([{"name": "alice", "uid": 2001}])}
+           "jupyterhub": json.dumps({"chartVersion": CHART_VERSION}),
+           "users": json.dumps([{"name": "alice", "uid": 2001}])}
 MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
 JWT = base64.b64encode(bytes(range(32))).decode()
 
@@ -290,8 +293,9 @@ def test_committed_stacks_parse(monkeypatch):
     """The committed Pulumi.<stack>.yaml files are valid as committed (prod and site with their key secrets set)."""
     import yaml
 
-    monkeypatch.setenv("SCI_CACHE", "/var/cache/sci-test")
-    monkeypatch.setenv("SCI_KUBECONFIG", "/var/cache/sci-test/kube/admin.kubeconfig")
+    cache = os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")  # also where a pulled chart is looked for
+    monkeypatch.setenv("SCI_CACHE", cache)
+    monkeypatch.setenv("SCI_KUBECONFIG", f"{cache}/kube/admin.kubeconfig")
     parsed = {}
     for stack in ("local", "cluster", "dev", "prod", "site"):
         with open(f"Pulumi.{stack}.yaml") as f:
@@ -303,7 +307,7 @@ def test_committed_stacks_parse(monkeypatch):
         assert [(u.name, u.uid, u.gid, u.groups) for u in cfg.directory] == [
             ("alice", 2001, 2001, ("research",)), ("bob", 2002, 2002, ("research",))], stack
         assert cfg.groups == {"research": 3000}
-    assert parsed["cluster"].kubernetes.kubeconfig == "/var/cache/sci-test/kube/admin.kubeconfig"
+    assert parsed["cluster"].kubernetes.kubeconfig == f"{cache}/kube/admin.kubeconfig"
     assert parsed["cluster"].home.class_name == "local-path-shared"
     assert parsed["prod"].home.claim == "site-home" and parsed["prod"].jwt_key is not None
     assert parsed["dev"].jupyterhub.chart_version == "4.3.3"
@@ -325,8 +329,10 @@ def test_every_key_has_a_type_a_meaning_and_a_default_its_check_accepts():
             check(default)
 
 
-def test_readme_configuration_table_is_the_generated_one():
+def test_readme_configuration_table_and_owned_chart_settings_are_the_generated_ones():
     text = README.read_text()
-    assert readme_with_table(text) == text, "README.md's table is stale: run python -m components.config --readme"
-    stale = text.replace("| `nodes` | integer | `2` |", "| `nodes` | integer | `3` |")
-    assert stale != text and readme_with_table(stale) == text  # control: an edited row is caught
+    assert readme_with_tables(text) == text, "README.md is stale: run python -m components.config --readme"
+    for row, edited in (("| `nodes` | integer | `2` |", "| `nodes` | integer | `3` |"),
+                        ("- `singleuser.extraEnv.SLURM_TOKEN_URL`: ", "- `singleuser.extraEnv.SLURM_URL`: ")):
+        stale = text.replace(row, edited)
+        assert stale != text and readme_with_tables(stale) == text  # control: an edited line is caught

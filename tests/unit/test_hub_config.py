@@ -11,7 +11,7 @@ import pytest
 from components import directory
 from components.jupyterhub import jupyterhub_values
 from tests.e2e import hub_config
-from tests.helm import chart_reference, helm_merge
+from tests.helm import chart, helm_merge
 
 
 class HubConfig(dict):
@@ -38,7 +38,7 @@ def program_values(**changes) -> dict:
 
 
 def merged(values: dict) -> dict:
-    return helm_merge(chart_reference("values.yaml"), values)
+    return helm_merge(chart()[0], values)
 
 
 def settings(values: dict) -> dict:
@@ -107,6 +107,12 @@ def test_static_storage_is_the_shared_claim_by_subpath():
     assert s["KubeSpawner.volumes"]["home"] == {"name": "home", "persistentVolumeClaim": {"claimName": "home-1"}}
     assert s["KubeSpawner.volume_mounts"]["home"] == {"name": "home", "mountPath": "/home/{username}",
                                                      "subPath": "{username}"}
+
+
+def test_the_environment_is_extra_env_as_given_for_kubespawner_to_expand():
+    """The chart hands singleuser.extraEnv to KubeSpawner's `environment`; KubeSpawner 7.0.0 expands {username}."""
+    environment = settings(merged(program_values()))["KubeSpawner.environment"]
+    assert environment == {"SLURM_TOKEN_URL": "http://tokens:8090/token", "HOME": "/home/{username}"}
 
 
 def test_extra_config_runs_last_in_key_order():

@@ -2,7 +2,7 @@
 
 Helm deep-merges the chart's values.yaml with the user's values (a null deletes a key) and validates the
 result against values.schema.json before rendering anything: a value the schema rejects fails `pulumi up`
-on a live cluster. This does the same offline with the chart's reference files in ../shared/reference/z2jh/.
+on a live cluster. This does the same offline with the pinned chart's files, found as the program finds them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from components import directory, pods
 from components.chart_values import helm_merge
 from components.jupyterhub import LOGIN_NOTE, hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
-from tests.helm import chart_reference
+from tests import helm
 from tests.unit.stacks import run
 from tests.unit.test_hub_config import HubConfig
 
@@ -27,7 +27,7 @@ GROUPS = {"physics": 3000}
 
 @pytest.fixture(scope="module")
 def chart():
-    defaults, schema = chart_reference("values.yaml"), chart_reference("values.schema.yaml")
+    defaults, schema = helm.chart()
     jsonschema.Draft7Validator.check_schema(schema)
     return defaults, jsonschema.Draft7Validator(schema)
 
@@ -142,7 +142,14 @@ def test_the_hub_runs_the_directory_config():
 
 
 def test_user_servers_ask_the_token_service_for_slurm_tokens():
-    assert sample_values()["singleuser"]["extraEnv"] == {"SLURM_TOKEN_URL": "http://tokens:8090/token"}
+    assert sample_values()["singleuser"]["extraEnv"]["SLURM_TOKEN_URL"] == "http://tokens:8090/token"
+
+
+def test_a_shell_in_a_user_pod_has_the_users_home():
+    """`kubectl exec` gets the container's environment, not the one the entrypoint gives the server: HOME is the
+    home KubeSpawner mounts, `{username}` expanded alike (kubespawner 7.0.0 get_env, as for homeMountPath)."""
+    single = sample_values()["singleuser"]
+    assert single["extraEnv"]["HOME"] == single["storage"]["homeMountPath"] == "/home/{username}"
 
 
 def test_homes_are_the_shared_claim(chart):

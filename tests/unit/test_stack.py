@@ -38,6 +38,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+USER_SERVERS = "pulumi-python:dynamic/jupyterhub:UserServers"  # components/user_servers.py
 IMAGE = "docker:index/image:Image"
 WORKLOADS = (DEPLOYMENT, STATEFULSET)
 
@@ -93,11 +94,14 @@ HUB = TOKENS | {
     (T + "JupyterHub", "jupyterhub", STACK),
     (PASSWORD, "jupyterhub-password", T + "JupyterHub"),
     (RELEASE, "jupyterhub-release", T + "JupyterHub"),
+    (USER_SERVERS, "jupyterhub-servers", STACK),  # the Release's servers
 }
+# A cluster with the token service and no Release: the servers of a hub run beside the stack (tests/e2e's).
+OWN_HUB = {(USER_SERVERS, "own-hub-servers", STACK)}
 # An existing cluster: its clients roll out once a Job has seen its slurmctld accept the munge key (prod).
 SITE_CHECK = {(T + "SiteCheck", "site-check", STACK), ("kubernetes:batch/v1:Job", "site-check-job", T + "SiteCheck")}
 EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB, "prod": COMMON | HUB | SITE_CHECK,
-            "local": COMMON | HOME | SINGLE_NODE | TOKENS, "cluster": COMMON | HOME | SINGLE_NODE | TOKENS}
+            "local": COMMON | HOME | SINGLE_NODE | TOKENS, "cluster": COMMON | HOME | SINGLE_NODE | TOKENS | OWN_HUB}
 STACKS = tuple(EXPECTED)
 # The stacks a test about the single node or the hub applies to; test_resources_and_their_parents holds the
 # others to having none.
@@ -181,6 +185,38 @@ def test_resources_and_their_parents(stack):
                                           f"unexpected {sorted(set(found) - EXPECTED[name])}")
 
 
+def test_user_servers_are_removed_after_the_hub_and_before_the_claim_they_mount(stack):
+    """The engine deletes a resource before what it depends on: the Release, then UserServers (whose delete removes
+    KubeSpawner's servers, components/user_servers.py), then the home claim and the namespace. A rendering stack
+    (local) applies nothing, so no server can run there."""
+    name, result = stack
+    servers = result.of_type(USER_SERVERS)
+    if name == "local":
+        assert not servers
+        return
+    (s,) = servers
+    namespace = result.one("kubernetes:core/v1:Namespace")
+    assert s.plain["namespace"] == name_of(namespace) and namespace.urn in s.dependencies
+    home = pod_spec(result.one(DEPLOYMENT, "jupyter-deployment"))["volumes"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in home if v["name"] == "home")
+    assert s.plain["claim"] == claim, "not the claim the servers mount"
+    for made in result.of_type(CLAIM):  # the stack's own home claim (prod mounts the site's)
+        assert made.urn in s.dependencies
+    if has_hub(result):
+        release = result.one(RELEASE)
+        assert s.urn in release.dependencies, "the hub could start servers again after they went"
+        assert release.urn not in s.dependencies
+
+
+def test_turning_the_hub_off_deletes_the_releases_user_servers():
+    """`components.jupyterhub: false` drops the Release and its UserServers from the program, so the update deletes
+    both, the Release first; the UserServers left (a hub run beside the stack) has another name, not the same one
+    kept."""
+    on = {r.urn for r in committed("dev").of_type(USER_SERVERS)}
+    off = {r.urn for r in run("dev", components={"jupyterhub": False}).of_type(USER_SERVERS)}
+    assert len(on) == len(off) == 1 and not on & off, (on, off)
+
+
 def test_key_secrets_hold_exactly_the_slurm_keys(stack):
     name, result = stack
     expected = {"munge.key": munge_key(result, name), "jwt_hs256.key": jwt_key(result, name)}
@@ -207,7 +243,7 @@ def test_hub_user_pods_hold_no_cluster_key(hub_stack):
     singleuser = values["singleuser"]
     assert not [f for f in singleuser["extraFiles"].values() if "binaryData" in f or "slurm-keys" in f["mountPath"]]
     assert not singleuser["storage"].get("extraVolumes") and not singleuser.get("extraEnv", {}).keys() - {
-        "SLURM_TOKEN_URL"}
+        "SLURM_TOKEN_URL", "HOME"}
     assert keys[0] in json.dumps(result.one(SECRET, "slurm-keys-munge").plain)  # control: the forms are right
 
 
@@ -775,3 +811,4 @@ def test_hub_user_pods_reach_the_token_service(hub_stack):
     assert {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "slurm-token"}}}],
             "ports": [{"protocol": "TCP", "port": 8090}]} in singleuser["networkPolicy"]["egress"]
     assert pod_labels(result, "slurm-token-deployment")["app.kubernetes.io/name"] == "slurm-token"
+
