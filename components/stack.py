@@ -195,11 +195,19 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             opts=k8s_opts,
         )
         outputs["jupyterhubUrl"] = hub.url
-        outputs["jupyterhubAccess"] = (f"kubectl -n {ns} port-forward service/proxy-public 8000:80, then open "
-                                       "http://localhost:8000 and log in as a user of `users` with the password of "
-                                       f"{SHOW_SECRET.format('jupyterhubPassword')}")
+        outputs["jupyterhubAccess"] = (f"{hub_address(cfg.jupyterhub.values, ns)} and log in as a user of `users` "
+                                       f"with the password of {SHOW_SECRET.format('jupyterhubPassword')}")
         outputs["jupyterhubPassword"] = hub.password
     return outputs
+
+
+def hub_address(user_values: dict, ns: str) -> str:
+    """Where users open the hub: its `subdomain_host` (each server on a subdomain of it, README "Users and homes"),
+    which only its wildcard DNS name reaches, else a port-forward of the chart's proxy-public Service."""
+    host = user_values.get("hub", {}).get("config", {}).get("JupyterHub", {}).get("subdomain_host")
+    if host:
+        return f"open {host} (its DNS name and *.{host.split('://')[-1]} routed to service/proxy-public)"
+    return f"kubectl -n {ns} port-forward service/proxy-public 8000:80, then open http://localhost:8000"
 
 
 def warn_if_nodes_change(nodes: int) -> None:

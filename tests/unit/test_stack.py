@@ -296,6 +296,7 @@ def test_secret_outputs_and_plain_hints(stack):
     else:
         assert result.outputs["jupyterhubPassword"][1], "the hub password must be a secret output"
         assert "jupyterhubPassword --show-secrets" in result.outputs["jupyterhubAccess"][0]
+        assert "port-forward service/proxy-public" in result.outputs["jupyterhubAccess"][0]
     assert ("slurmController" in result.outputs) == (name != "prod")
     if name != "prod":  # a token for a directory user, not for jovyan whom Slurm no longer knows
         assert "scontrol token username=alice " in result.outputs["slurmTokenHint"][0]
@@ -812,3 +813,10 @@ def test_hub_user_pods_reach_the_token_service(hub_stack):
             "ports": [{"protocol": "TCP", "port": 8090}]} in singleuser["networkPolicy"]["egress"]
     assert pod_labels(result, "slurm-token-deployment")["app.kubernetes.io/name"] == "slurm-token"
 
+
+def test_a_hub_with_a_subdomain_per_server_is_reached_at_its_host():
+    host = "https://hub.example.org"
+    result = run("dev", jupyterhub={"chartVersion": "4.3.3",
+                                    "values": {"hub": {"config": {"JupyterHub": {"subdomain_host": host}}}}})
+    access = result.outputs["jupyterhubAccess"][0]
+    assert access.startswith(f"open {host} ") and "*.hub.example.org" in access and "port-forward" not in access
