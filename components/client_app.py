@@ -3,8 +3,9 @@ volumes (the Slurm files and the munge key: `slurm_volumes()`, the user director
 Service in front of it and a NetworkPolicy for its pods.
 
 Each app (SlurmRestd, SlurmJupyter, TokenService) is a small `ClientApp` spec and `client_app()` makes the three objects from
-it, so labels, selector, security contexts, mounts and the pull Secret are written once (as Slinky's
-slurm-operator does with its common builder, internal/builder/common).
+it on the pod base of components/pods.py (`pod_template()`, `container()`), so labels, selector, security contexts,
+mounts and the pull Secret are written once (as Slinky's slurm-operator does with its common builder,
+internal/builder/common).
 """
 
 from __future__ import annotations
@@ -64,33 +65,21 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
             replicas=spec.replicas,
             strategy=k8s.apps.v1.DeploymentStrategyArgs(type=spec.strategy) if spec.strategy else None,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec.app)),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels(spec.app, spec.component),
-                                                            **(spec.pod_labels or {})}),
-                spec=k8s.core.v1.PodSpecArgs(
-                    automount_service_account_token=False,
-                    image_pull_secrets=pods.pull_secrets(spec.image_pull_secret),
-                    enable_service_links=False,
-                    security_context=pods.pod_security_context(fs_group=spec.run_as),
-                    containers=[k8s.core.v1.ContainerArgs(
-                        name=spec.container,
-                        image=spec.image,
-                        command=list(spec.command) if spec.command else None,
-                        image_pull_policy="IfNotPresent",
-                        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
-                        env=list(spec.env) or None,
-                        volume_mounts=list(spec.volume_mounts),
-                        startup_probe=spec.startup_probe,
-                        readiness_probe=spec.readiness_probe,
-                        liveness_probe=spec.liveness_probe,
-                        resources=spec.resources,
-                        security_context=(pods.root_start_security_context() if spec.run_as is None
-                                          else pods.non_root_security_context(spec.run_as)),
-                        # A container that fails says why in the pod's status (and `pulumi up`'s wait).
-                        termination_message_policy="FallbackToLogsOnError",
-                    )],
-                    volumes=list(spec.volumes),
-                ),
+            template=pods.pod_template(
+                spec.app, spec.component, extra_labels=spec.pod_labels, image_pull_secret=spec.image_pull_secret,
+                fs_group=spec.run_as,
+                containers=[pods.container(
+                    spec.container, spec.image, run_as=spec.run_as,
+                    command=list(spec.command) if spec.command else None,
+                    ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
+                    env=list(spec.env) or None,
+                    volume_mounts=list(spec.volume_mounts),
+                    startup_probe=spec.startup_probe,
+                    readiness_probe=spec.readiness_probe,
+                    liveness_probe=spec.liveness_probe,
+                    resources=spec.resources,
+                )],
+                volumes=spec.volumes,
             ),
         ),
         # One at a time (Recreate): replaced, not updated, when its pod changes, so that `pulumi up` returns only

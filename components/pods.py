@@ -1,18 +1,22 @@
-"""Pod pieces every Slurm workload shares: the mounts of the image contract, security context, probes.
+"""The pod base every workload builds on, and the pieces they share: the mounts of the image contract, security
+contexts, probes.
 
-The paths are those of dockerfiles/README.md (the images' run-time contract); the components only call
-these helpers, so a path or a mode is written here once.
+`pod_template()` and `container()` hold the pod and container defaults (as Slinky's slurm-operator builds each role's
+pod from one base, internal/builder/common): a workload gives only what is its own, so a default is set here once
+and no workload can drift from it. The paths are those of dockerfiles/README.md (the images' run-time contract);
+the components only call these helpers, so a path or a mode is written here once.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.directory import EXTRAUSERS_DIR, HOME_ROOT
 from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
+from components.labels import labels
 
 CONFIG_MOUNT = "/etc/slurm-config"  # rendered Slurm files (dockerfiles/README.md)
 KEYS_MOUNT = "/etc/slurm-keys"  # munge.key (+ jwt_hs256.key on the single node)
@@ -26,6 +30,43 @@ CLUSTER_DOMAIN = "cluster.local"  # the kubelet's default --cluster-domain
 # children of other users need (a subset of the container runtimes' default set, which the images were
 # tested with).
 ROOT_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
+
+
+def pod_template(app: str, component: str, *, containers: Sequence[k8s.core.v1.ContainerArgs],
+                 volumes: Sequence[k8s.core.v1.VolumeArgs], image_pull_secret: Optional[pulumi.Input[str]],
+                 fs_group: Optional[int] = None, extra_labels: Optional[Mapping[str, str]] = None,
+                 **spec: Any) -> k8s.core.v1.PodTemplateSpecArgs:
+    """A workload's pod: the app's labels (and `extra_labels`), no service account token, no Service environment
+    variables, the registry pull Secret (components.registry.pull_secret(), if any), the pod security context
+    (`fs_group`: pod_security_context()); `spec`: the workload's own PodSpec fields (a restart policy, a grace
+    period), over these."""
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels(app, component), **(extra_labels or {})}),
+        spec=k8s.core.v1.PodSpecArgs(**{
+            "automount_service_account_token": False,
+            "enable_service_links": False,
+            "image_pull_secrets": pull_secrets(image_pull_secret),
+            "security_context": pod_security_context(fs_group),
+            "containers": list(containers),
+            "volumes": list(volumes),
+            **spec}))
+
+
+def container(name: str, image: pulumi.Input[str], *, run_as: Optional[int] = None,
+              capabilities: Sequence[str] = ROOT_START_CAPABILITIES, **fields: Any) -> k8s.core.v1.ContainerArgs:
+    """A workload's container: its image (by digest) pulled only if not present; a container that fails says why in
+    the pod's status, and so in `pulumi up`'s wait (FallbackToLogsOnError: its log's tail when it wrote no
+    termination message); the security context of how it starts (`run_as`: a non-root uid from the start,
+    non_root_security_context(); None: as root, keeping `capabilities`, root_start_security_context()). `fields`:
+    the container's own (ports, probes, mounts, resources ...), over these."""
+    return k8s.core.v1.ContainerArgs(**{
+        "name": name,
+        "image": image,
+        "image_pull_policy": "IfNotPresent",
+        "termination_message_policy": "FallbackToLogsOnError",
+        "security_context": (root_start_security_context(capabilities) if run_as is None
+                             else non_root_security_context(run_as)),
+        **fields})
 
 
 def config_volume(config_map_name: pulumi.Input[str], secret_name: Optional[pulumi.Input[str]] = None,

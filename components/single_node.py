@@ -91,10 +91,8 @@ class SlurmSingleNode(pulumi.ComponentResource):
             opts=child,
         )
 
-        container = k8s.core.v1.ContainerArgs(
-            name="slurm",
-            image=args.image,
-            image_pull_policy="IfNotPresent",
+        container = pods.container(
+            "slurm", args.image, capabilities=CAPABILITIES,
             ports=[k8s.core.v1.ContainerPortArgs(name=n[:15], container_port=p, protocol="TCP")
                    for n, p in all_ports.items()],
             volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=True),
@@ -109,7 +107,6 @@ class SlurmSingleNode(pulumi.ComponentResource):
             # Memory request = limit: the nodes' RealMemory is promised to jobs, so the scheduler must reserve it.
             resources=pods.resources(f"{args.cpu_milli[0]}m", f"{args.memory_mib}Mi",
                                      f"{args.cpu_milli[1]}m", f"{args.memory_mib}Mi"),
-            security_context=pods.root_start_security_context(CAPABILITIES),
         )
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
@@ -122,22 +119,16 @@ class SlurmSingleNode(pulumi.ComponentResource):
                 pod_management_policy="Parallel",
                 service_name=service.metadata.name,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(APP)),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "controller")),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False,
-                        image_pull_secrets=pods.pull_secrets(args.image_pull_secret),
-                        enable_service_links=False,
-                        termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
-                        security_context=pods.pod_security_context(),
-                        containers=[container],
-                        volumes=[
-                            pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
-                            pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
-                            pods.directory_volume(args.directory_config_map),
-                            pods.home_volume(args.home_claim),
-                        ],
-                    ),
+                template=pods.pod_template(
+                    APP, "controller", image_pull_secret=args.image_pull_secret,
+                    termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
+                    containers=[container],
+                    volumes=[
+                        pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
+                        pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                        pods.directory_volume(args.directory_config_map),
+                        pods.home_volume(args.home_claim),
+                    ],
                 ),
                 volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(name="state", labels=labels(APP, "state")),

@@ -46,23 +46,13 @@ class SiteCheck(pulumi.ComponentResource):
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=0,  # a refused key stays refused: fail at once
                 active_deadline_seconds=DEADLINE_SECONDS,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(APP, "check")),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        automount_service_account_token=False,
-                        enable_service_links=False,
-                        image_pull_secrets=pods.pull_secrets(args.image_pull_secret),
-                        security_context=pods.pod_security_context(),
-                        containers=[k8s.core.v1.ContainerArgs(
-                            name="slurm-munge-check", image=args.image, image_pull_policy="IfNotPresent",
-                            args=["slurm-munge-check"], env=pods.env(args.slurm_env) or None,
-                            volume_mounts=mounts, resources=pods.resources("50m", "64Mi", "500m", "256Mi"),
-                            security_context=pods.root_start_security_context(),
-                            termination_message_policy="FallbackToLogsOnError",
-                        )],
-                        volumes=volumes,
-                    ),
+                template=pods.pod_template(
+                    APP, "check", image_pull_secret=args.image_pull_secret, restart_policy="Never",
+                    containers=[pods.container(
+                        "slurm-munge-check", args.image, args=["slurm-munge-check"],
+                        env=pods.env(args.slurm_env) or None, volume_mounts=mounts,
+                        resources=pods.resources("50m", "64Mi", "500m", "256Mi"))],
+                    volumes=volumes,
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self),

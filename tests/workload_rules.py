@@ -12,8 +12,9 @@ KEY_MODE = 0o400
 
 
 def check_workload(workload: dict) -> None:
-    """Labels, a selector that selects its own pods, no service account token, images by digest, probes,
-    resources, a dropped-capabilities security context, and keys mounted read-only with mode 0400.
+    """Labels, a selector that selects its own pods, no service account token, images by digest, probes, a failure's
+    log tail in the pod's status, resources, a dropped-capabilities security context, and keys mounted read-only with
+    mode 0400.
     Raises AssertionError naming the workload and the broken rule."""
     name = workload["metadata"]["name"]
     template = workload["spec"]["template"]
@@ -29,6 +30,8 @@ def check_workload(workload: dict) -> None:
     for c in spec["containers"]:
         assert DIGEST.search(c["image"]), f"{name}: image {c['image']} is not pinned by digest"
         assert c.get("readinessProbe") and c.get("livenessProbe"), f"{name}/{c['name']}: probes"
+        assert c.get("terminationMessagePolicy") == "FallbackToLogsOnError", \
+            f"{name}/{c['name']}: a failed container's log tail must reach its status (components/pods.py container())"
         assert c["resources"]["requests"] and c["resources"]["limits"], f"{name}/{c['name']}: resources"
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, f"{name}/{c['name']}: privilege"

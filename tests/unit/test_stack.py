@@ -444,8 +444,12 @@ def test_the_workload_rules_can_fail():
     workload = copy.deepcopy(committed("local").one(DEPLOYMENT, "jupyter-deployment").plain)
     check_workload(workload)
     (container,) = workload["spec"]["template"]["spec"]["containers"]
-    container["image"] = container["image"].split("@")[0]
+    image, container["image"] = container["image"], container["image"].split("@")[0]
     with pytest.raises(AssertionError, match="not pinned by digest"):
+        check_workload(workload)
+    container["image"] = image
+    del container["terminationMessagePolicy"]  # as the single node's container was, before the pod base
+    with pytest.raises(AssertionError, match="log tail"):
         check_workload(workload)
 
 
