@@ -1,6 +1,7 @@
 """The skeleton every client app shares: a Deployment of one container that serves HTTP on one port with its
 volumes (the Slurm files and the munge key: `slurm_volumes()`, the user directory, ...) mounted, a ClusterIP
-Service in front of it and a NetworkPolicy for its pods.
+Service in front of it and a NetworkPolicy for its pods (its spec from the stack's network graph,
+components/network.py).
 
 Each app (SlurmRestd, SlurmJupyter, TokenService) is a small `ClientApp` spec and `client_app()` makes the three objects from
 it on the pod base of components/pods.py (`pod_template()`, `container()`), so labels, selector, security contexts,
@@ -34,7 +35,7 @@ class ClientApp:
     resources: k8s.core.v1.ResourceRequirementsArgs
     volumes: Sequence[k8s.core.v1.VolumeArgs]
     volume_mounts: Sequence[k8s.core.v1.VolumeMountArgs]
-    ingress: Sequence[k8s.networking.v1.NetworkPolicyIngressRuleArgs]  # empty: the policy admits nothing
+    network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # components/network.py Graph.ingress()
     policy: str  # the NetworkPolicy's Pulumi name is `{name}-{policy}`
     env: Sequence[k8s.core.v1.EnvVarArgs] = ()
     command: Optional[Sequence[str]] = None  # instead of the image's ENTRYPOINT
@@ -103,6 +104,5 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
         ),
         opts=child,
     )
-    k8s.networking.v1.NetworkPolicy(f"{name}-{spec.policy}", metadata=meta,
-                                    spec=pods.ingress_policy(selector(spec.app), list(spec.ingress)), opts=child)
+    k8s.networking.v1.NetworkPolicy(f"{name}-{spec.policy}", metadata=meta, spec=spec.network_policy, opts=child)
     return service

@@ -7,7 +7,7 @@ secretKeyRef (JUPYTER_TOKEN, which the image's entrypoint requires); the stack e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,8 +36,8 @@ class SlurmJupyterArgs:
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany), mounted at /home
     user: str  # a directory user: JupyterLab runs as them, in /home/<user>
     rotation: str  # changing it generates a new token
+    network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach it: components/network.py
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
-    slurm_apps: Sequence[str] = ()  # app.kubernetes.io/name of Slurm pods that may connect back (srun)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
@@ -59,11 +59,7 @@ class SlurmJupyter(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
         )
 
-        # JupyterLab (token-protected) from anywhere; any port from the Slurm nodes (srun's step connections).
         volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name)
-        ingress = [pods.ingress_rule([PORT])]
-        if args.slurm_apps:
-            ingress.append(pods.ingress_rule((), args.slurm_apps))
         service = client_app(name, ClientApp(
             app=APP, component="notebook", name=args.name, namespace=args.namespace, container="jupyterlab",
             image=args.image, port=PORT,
@@ -75,7 +71,7 @@ class SlurmJupyter(pulumi.ComponentResource):
             resources=pods.resources("250m", "512Mi", "2", "4Gi"),
             volumes=[*volumes, pods.directory_volume(args.directory_config_map), pods.home_volume(args.home_claim)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=True)],
-            ingress=ingress, policy="ingress",
+            network_policy=args.network_policy, policy="ingress",
             env=[k8s.core.v1.EnvVarArgs(
                 name=TOKEN_ENV,
                 value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(

@@ -49,26 +49,6 @@ def split_image_ref(ref: str, tag: str) -> tuple[str, str]:
     return name, f"{tag}@{digest}"
 
 
-def slurm_egress(*, single_node_ports: Sequence[int] = (), single_node_app: str = "",
-                 existing_ports: Sequence[int] = ()) -> list[dict]:
-    """NetworkPolicy egress rules the notebooks need beyond the chart's defaults (which block private IPs)."""
-    rules: list[dict] = []
-    if single_node_ports:
-        rules += app_egress(single_node_app, *single_node_ports)
-    if existing_ports:  # an existing cluster's controller and slurmdbd (components/site.py): any address, their ports
-        rules.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(existing_ports)})
-    return rules
-
-
-def app_egress(app: str, *ports: int) -> list[dict]:
-    """An egress rule to `ports` of the pods whose app.kubernetes.io/name is `app`."""
-    return [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}}}], "ports": _tcp(ports)}]
-
-
-def _tcp(ports: Sequence[int]) -> list[dict]:
-    return [{"protocol": "TCP", "port": p} for p in ports]
-
-
 def hub_extra_config(users: Sequence[directory.User], groups: Mapping[str, int]) -> str:
     """hub.extraConfig.slurmUsers: Python the chart's hub runs after its own configuration (z2jh 4.3.3
     files/hub/jupyterhub_config.py, extraConfig last). KubeSpawner 7.0.0 accepts a callable for uid, gid,
@@ -197,7 +177,7 @@ class JupyterHubArgs:
     groups: Mapping[str, int]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
     token_url: pulumi.Input[str]  # TokenService.url
-    egress: Sequence[dict]
+    egress: Sequence[dict]  # of the user pods: components/network.py Graph.egress(HUB_USERS)
     rotation: str
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)

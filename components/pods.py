@@ -191,34 +191,6 @@ def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limi
                                                 limits={"cpu": cpu_limit, "memory": memory_limit})
 
 
-def ingress_policy(app_selector: dict, rules: list) -> k8s.networking.v1.NetworkPolicySpecArgs:
-    """A NetworkPolicy spec that admits to the pods of `app_selector` only what `rules` allow."""
-    return k8s.networking.v1.NetworkPolicySpecArgs(
-        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=app_selector),
-        policy_types=["Ingress"],
-        ingress=rules,
-    )
-
-
-def ingress_rule(ports: Sequence[int] = (), apps: Sequence[str] = (),
-                 components: Mapping[str, Sequence[str]] = {}) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
-    """Admit TCP `ports` (all if empty) from pods whose app.kubernetes.io/name is in `apps` (anyone if empty); an app
-    that `components` names only from its pods whose app.kubernetes.io/component is one of those (the JupyterHub
-    chart's hub, proxy and user pods share one name)."""
-    peers = None
-    if apps:
-        plain = [app for app in apps if app not in components]
-        groups = ([(plain, ())] if plain else []) + [([app], components[app]) for app in apps if app in components]
-        peers = [k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
-            match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="In", values=list(values))
-                               for key, values in (("app.kubernetes.io/name", names),
-                                                   ("app.kubernetes.io/component", comps)) if values]))
-            for names, comps in groups]
-    return k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-        from_=peers,
-        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)
-
-
 def service_host(name: pulumi.Input[str], namespace: pulumi.Input[str]) -> pulumi.Input[str]:
     """A Service's in-cluster DNS name, `NAME.NAMESPACE.svc.cluster.local`: plain text if both are, else an Output."""
     if isinstance(name, str) and isinstance(namespace, str):

@@ -2,16 +2,17 @@
 
 The image's entrypoint with no command sets up munge and runs slurmrestd as an unprivileged user on the loopback
 (BACKEND), behind its REST gate on 0.0.0.0:6820, which passes a request on only once slurmctld has accepted its
-token (dockerfiles/README.md). A NetworkPolicy admits to that port only pods whose app.kubernetes.io/name is in
-`allowed_clients`. A request that crashes slurmrestd ends this pod's container alone, which Kubernetes restarts.
+token (dockerfiles/README.md). A NetworkPolicy admits to that port only the clients of the stack's network graph
+(components/network.py: config restd.allowedClients). A request that crashes slurmrestd ends this pod's container alone, which Kubernetes restarts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import pods
 from components.client_app import ClientApp, client_app, slurm_volumes
@@ -31,8 +32,7 @@ class SlurmRestdArgs:
     config_map_name: pulumi.Input[str]
     munge_secret_name: pulumi.Input[str]
     directory_config_map: pulumi.Input[str]  # the user directory (X-SLURM-USER-NAME resolves through it)
-    allowed_clients: Sequence[str]  # app.kubernetes.io/name values admitted to port 6820
-    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
+    network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach port 6820: components/network.py
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     replicas: int = 1
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -52,9 +52,7 @@ class SlurmRestd(pulumi.ComponentResource):
             resources=pods.resources("100m", "128Mi", "1", "512Mi"),
             volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
-            # No allowed clients: the policy admits nothing.
-            ingress=([pods.ingress_rule([SLURMRESTD_PORT], args.allowed_clients, args.client_components)]
-                     if args.allowed_clients else []),
+            network_policy=args.network_policy,
             env=pods.env({**args.slurm_env, "SLURMRESTD_BACKEND": BACKEND}),
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,
         ), self)

@@ -8,8 +8,8 @@ pod itself, also while it is not ready yet (slurmctld must reach its own slurmd 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -63,9 +63,7 @@ class SlurmSingleNodeArgs:
     storage_class: Optional[str]  # None: the cluster's default class
     cpu_milli: tuple[int, int]  # the pod's CPU (request, limit), millicores: StackConfig.single_node_cpu_milli
     memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
-    slurm_clients: Sequence[str] = ()  # app.kubernetes.io/name of pods admitted to slurmctld and slurmdbd
-    srun_clients: Sequence[str] = ()  # ... also admitted to the slurmd ports (srun launches tasks there)
-    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
+    network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach it: components/network.py
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
@@ -148,17 +146,12 @@ class SlurmSingleNode(pulumi.ComponentResource):
                 replace_on_changes=["spec.template"], delete_before_replace=True)),
         )
 
-        # Its own traffic to itself (through the headless name) never leaves the pod, so needs no rule.
-        rules = []
-        if args.slurm_clients:
-            rules.append(pods.ingress_rule([SLURMCTLD_PORT, SLURMDBD_PORT], args.slurm_clients, args.client_components))
-        if args.srun_clients:
-            rules.append(pods.ingress_rule(list(all_ports.values()), args.srun_clients, args.client_components))
+        # Its own traffic to itself (through the headless name) never leaves the pod, so needs no edge.
         k8s.networking.v1.NetworkPolicy(
             f"{name}-clients",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, namespace=args.namespace,
                                                 labels=labels(APP, "controller")),
-            spec=pods.ingress_policy(selector(APP), rules),
+            spec=args.network_policy,
             opts=child,
         )
 

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import directory, registry, single_node, site
+from components import directory, network, registry, single_node, site
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
-from components.jupyter import APP as JUPYTER_APP
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
-from components.jupyterhub import APP as HUB_APP
-from components.jupyterhub import USER_POD_COMPONENT as HUB_USER_COMPONENT
-from components.jupyterhub import (
-    JupyterHub,
-    JupyterHubArgs,
-    app_egress,
-    slurm_egress,
-)
+from components.jupyterhub import JupyterHub, JupyterHubArgs
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
-from components.restd import APP as RESTD_APP
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
-from components.token_service import APP as TOKEN_APP
-from components.token_service import PORT as TOKEN_PORT
+from components.slurm_files import TOKEN_LIFETIME_S, version_facts
 from components.token_service import TokenService, TokenServiceArgs
 from components.user_servers import UserServers
 
 SHOW_SECRET = "pulumi stack output {} --show-secrets"
-# The JupyterHub chart's hub, proxy and image pullers carry its user pods' app.kubernetes.io/name: of its pods, only
-# the user pods are clients of Slurm, slurmrestd and the token service (pods.ingress_rule).
-CLIENT_COMPONENTS = {HUB_APP: (HUB_USER_COMPONENT,)}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
@@ -73,6 +57,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
 
     node_name = f"{cfg.cluster_name}-slurm"
     existing = cfg.existing_cluster
+    graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
+                          site_ports=cfg.site.ports if existing else ())
     config = SlurmConfig(
         "slurm-config",
         SlurmConfigArgs(
@@ -113,9 +99,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                 storage_size=cfg.storage.size,
                 storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
                 memory_mib=cfg.single_node_memory_mib,
-                slurm_clients=(RESTD_APP, JUPYTER_APP, HUB_APP), srun_clients=(JUPYTER_APP,),
-                client_components=CLIENT_COMPONENTS,
-                image_pull_secret=pull_secret),
+                network_policy=graph.ingress(network.SINGLE_NODE), image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         outputs["slurmController"] = node.controller_addr
@@ -130,8 +114,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
             "slurmrestd",
             SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
                            config_map_name=config.config_map_name, munge_secret_name=munge_secret,
-                           directory_config_map=users, allowed_clients=cfg.restd.allowed_clients,
-                           client_components=CLIENT_COMPONENTS,
+                           directory_config_map=users, network_policy=graph.ingress(network.RESTD),
                            slurm_env=config.client_env,
                            image_pull_secret=pull_secret),
             opts=k8s_opts,
@@ -148,7 +131,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                              config_map_name=config.config_map_name, munge_secret_name=munge_secret,
                              directory_config_map=users, home_claim=home_claim, user=cfg.jupyter_user,
                              rotation=cfg.key_rotation, slurm_env=config.client_env,
-                             slurm_apps=(single_node.APP,) if cfg.components.single_node else (),
+                             network_policy=graph.ingress(network.LAB),
                              image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
@@ -163,8 +146,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         tokens = TokenService(
             "slurm-token",
             TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
-                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, clients=(HUB_APP,),
-                             client_components=CLIENT_COMPONENTS, image_pull_secret=pull_secret),
+                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users,
+                             network_policy=graph.ingress(network.TOKENS), image_pull_secret=pull_secret),
             opts=k8s_opts,
         )
         token_url = outputs["slurmTokenUrl"] = tokens.url
@@ -178,9 +161,6 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                                    namespace, home_claim, cfg.kubernetes.kubeconfig, cfg.kubernetes.context)
 
     if cfg.components.jupyterhub:
-        egress = hub_egress(site_ports=cfg.site.ports if existing else (),
-                            single_node_ports=() if existing else [SLURMCTLD_PORT, SLURMDBD_PORT],
-                            restd=cfg.components.restd and HUB_APP in cfg.restd.allowed_clients)
         hub = JupyterHub(
             "jupyterhub",
             JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
@@ -188,7 +168,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
                            notebook_image=images.refs[NOTEBOOK],
                            image_tag=cfg.images.tag, config_files=config.files,
                            slurm_env=config.client_env, users=cfg.directory,
-                           groups=cfg.groups, home_claim=home_claim, token_url=token_url, egress=egress,
+                           groups=cfg.groups, home_claim=home_claim, token_url=token_url,
+                           egress=graph.egress(network.HUB_USERS),
                            rotation=cfg.key_rotation,
                            image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
                            values_secret=cfg.jupyterhub.values_secret, user_servers=user_servers),
@@ -223,19 +204,6 @@ def warn_if_nodes_change(nodes: int) -> None:
                             "running` shows none, or drain the nodes (scontrol update nodename=ALL state=drain "
                             "reason=resize) and let their jobs finish")
     previous.get_output("slurmNodes").apply(warn)
-
-
-def hub_egress(*, site_ports: Sequence[int] = (), single_node_ports: Sequence[int] = (), restd: bool) -> list[dict]:
-    """The NetworkPolicy egress rules of JupyterHub's user pods (the chart's singleuser.networkPolicy.egress): an
-    existing cluster's slurmctld and slurmdbd ports (`site_ports`, components/site.py) or the single node pod's,
-    slurmrestd if it admits them (`restd`), the token service."""
-    if site_ports:
-        egress = slurm_egress(existing_ports=site_ports)
-    else:
-        egress = slurm_egress(single_node_app=single_node.APP, single_node_ports=single_node_ports)
-    if restd:
-        egress += app_egress(RESTD_APP, SLURMRESTD_PORT)
-    return egress + app_egress(TOKEN_APP, TOKEN_PORT)
 
 
 def home_volume_claim(cfg: StackConfig, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> pulumi.Output[str]:

@@ -9,8 +9,8 @@ hub NetworkPolicy, which admits pods labelled `hub.jupyter.org/network-access-hu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,8 +35,7 @@ class TokenServiceArgs:
     image: pulumi.Input[str]  # slurm-jupyter-notebook by digest
     jwt_secret_name: pulumi.Input[str]  # SlurmKeys'
     directory_config_map: pulumi.Input[str]
-    clients: tuple[str, ...]  # app.kubernetes.io/name of the pods that may ask (the hub's user pods)
-    client_components: Mapping[str, Sequence[str]] = field(default_factory=dict)  # pods.ingress_rule
+    network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may ask (the hub's user pods): components/network.py
     image_pull_secret: Optional[pulumi.Input[str]] = None
 
 
@@ -59,7 +58,7 @@ class TokenService(pulumi.ComponentResource):
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
                            *pods.directory_mounts(home=False)],
             env=pods.env(env),
-            ingress=[pods.ingress_rule([PORT], args.clients, args.client_components)], policy="clients",
+            network_policy=args.network_policy, policy="clients",
             image_pull_secret=args.image_pull_secret,
         ), self)
         self.url = pods.service_url(service.metadata.name, args.namespace, PORT, "/token")

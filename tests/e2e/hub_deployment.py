@@ -37,12 +37,11 @@ from typing import Iterator, Optional, Sequence
 
 import requests
 
-from components import restd, token_service
+from components import network, restd, token_service
 from components.chart_values import with_user_values
+from components.config import Components
 from components.jupyterhub import APP as HUB_APP
 from components.jupyterhub import jupyterhub_values, split_image_ref
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT
-from components.stack import hub_egress
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
 from tests.helm import chart, helm_merge
@@ -108,7 +107,7 @@ USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]
 def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e",
                  egress: Sequence[dict] = (), user_values: dict = USER_VALUES) -> dict:
     """jupyterhub_values() for the stack's Slurm files and client environment, user directory, home claim, token
-    service and `egress` (components.stack.hub_egress), with `user_values` over them, as the program's Release gets
+    service and `egress` (hub_users_egress()), with `user_values` over them, as the program's Release gets
     them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls), checked to be
     all mapped by hub_config, Helm-merged over the chart's defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
@@ -235,9 +234,17 @@ def restd_admits_hub_users(deployment: Deployment) -> bool:
 
 def single_node_egress(deployment: Deployment) -> list[dict]:
     """singleuser.networkPolicy.egress as the program computes it for a stack with the single node (the `cluster`
-    stack; components/stack.py): slurmctld and slurmdbd, slurmrestd if its policy admits the user pods, the token
-    service."""
-    return hub_egress(single_node_ports=[SLURMCTLD_PORT, SLURMDBD_PORT], restd=restd_admits_hub_users(deployment))
+    stack): slurmctld and slurmdbd, slurmrestd if its policy admits the user pods, the token service."""
+    return hub_users_egress(restd=restd_admits_hub_users(deployment))
+
+
+def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = ()) -> list[dict]:
+    """The egress of the hub's user pods as the program derives it from its network graph (components/network.py)
+    for a stack of the single node, or of an existing cluster's `site_ports`, with slurmrestd (admitting them, if
+    `restd`) and the token service."""
+    graph = network.graph(Components(single_node=not site_ports), nodes=1,
+                          restd_clients=(HUB_APP,) if restd else (), site_ports=site_ports)
+    return graph.egress(network.HUB_USERS)
 
 
 def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, auth_token: str) -> list[dict]:

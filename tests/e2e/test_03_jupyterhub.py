@@ -48,8 +48,8 @@ def images(deployment):
 
 @pytest.fixture(scope="module")
 def values(deployment, images):
-    """The program's chart values, with the user pods' egress it computes for this stack (components/stack.py
-    hub_egress): the chart's singleuser NetworkPolicy blocks private IPs, the stack's pods included, otherwise."""
+    """The program's chart values, with the user pods' egress it computes for this stack (components/network.py
+    Graph.egress): the chart's singleuser NetworkPolicy blocks private IPs, the stack's pods included, otherwise."""
     return chart_values(deployment, images["notebook"], stack_output("slurmTokenUrl"),
                         egress=single_node_egress(deployment))
 

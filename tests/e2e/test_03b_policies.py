@@ -218,7 +218,7 @@ def test_the_slurm_clients_reach_the_single_node_and_only_jupyterlab_its_slurmd(
 
 
 def test_the_singleuser_policy_carries_the_programs_egress(deployment, hub):
-    """The program's singleuser.networkPolicy.egress (components/stack.py hub_egress) is in the chart's policy as
+    """The program's singleuser.networkPolicy.egress (components/network.py Graph.egress) is in the chart's policy as
     deployed, after the chart's own rules."""
     deployed = deployment.kube.get("networkpolicy", "singleuser")["spec"]["egress"]
     program = single_node_egress(deployment)

@@ -31,7 +31,6 @@ import pytest
 from components import jupyter, restd
 from components.pods import CONFIG_MOUNT, KEYS_MOUNT
 from components.slurm_files import SLURMRESTD_PORT
-from components.stack import hub_egress
 from tests.e2e.deployment import TIMINGS, Deployment
 from tests.e2e.hub_deployment import (
     HubUser,
@@ -39,6 +38,7 @@ from tests.e2e.hub_deployment import (
     crash_check,
     hub_images,
     hub_logs,
+    hub_users_egress,
     job_script,
     password,
     running_hub,
@@ -156,7 +156,7 @@ def hub(stack, site, configless, hub_images_built):
     Afterwards their server is stopped and the hub removed with the pods KubeSpawner made (running_hub): before the
     next mode's `pulumi up` and the stack's destroy."""
     values = chart_values(stack, hub_images_built["notebook"], stack.output("slurmTokenUrl"),
-                          egress=hub_egress(site_ports=site.ports, restd=True))
+                          egress=hub_users_egress(site_ports=site.ports, restd=True))
     with running_hub(stack, hub_images_built, values) as url:
         user = HubUser(url, USER)
         seconds = start_and_time(user, password(values), crash_check(stack, USER), logs=hub_logs(stack))

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
-from components import directory, pods
+from components import directory, network, pods
 from components.chart_values import helm_merge
-from components.jupyterhub import LOGIN_NOTE, hub_extra_config, jupyterhub_values, slurm_egress, split_image_ref
+from components.config import Components
+from components.jupyterhub import LOGIN_NOTE, hub_extra_config, jupyterhub_values, split_image_ref
 from tests import helm
 from tests.unit.stacks import run
 from tests.unit.test_hub_config import HubConfig
@@ -44,7 +45,7 @@ def sample_values(**changes):
                 config_files={"slurm.conf": "ClusterName=dev\n", "cgroup.conf": "\n", "slurm-image.env": "A=1\n"},
                 users=USERS, groups=GROUPS, home_claim="home-0a1b2c", token_url="http://tokens:8090/token",
                 hub_password="p" * 32,
-                egress=slurm_egress(single_node_app="slurm-single-node", single_node_ports=[6817, 6819, 6818]))
+                egress=network.graph(Components(), nodes=2, restd_clients=("jupyterhub",)).egress(network.HUB_USERS))
     return jupyterhub_values(**{**args, **changes})
 
 

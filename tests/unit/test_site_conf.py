@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from components import restd, site, token_service
-from components.jupyterhub import slurm_egress
+from components import network, restd, site, token_service
+from components.config import Components
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
-from components.stack import hub_egress
 
 
 def test_image_env_uses_the_clusters_own_names():
@@ -122,6 +121,20 @@ def test_preview_names_a_site_whose_users_can_mint_tokens_of_any_lifetime(params
     assert site.unbounded_tokens(site.describe(conf.replace("AuthAltTypes=auth/jwt", ""))) is None  # no JWTs
 
 
+def hub_egress(*, site_ports=(), restd: bool) -> list[dict]:
+    """The hub users' egress (the chart's singleuser.networkPolicy.egress) of a stack with slurmrestd (admitting them,
+    if `restd`), the token service and an existing cluster of `site_ports` (none: the single node)."""
+    parts = Components(single_node=not site_ports)
+    return network.graph(parts, nodes=2, restd_clients=("jupyterhub",) if restd else (),
+                         site_ports=site_ports).egress(network.HUB_USERS)
+
+
+def slurm_egress(*, existing_ports) -> list[dict]:
+    """The hub users' egress to an existing cluster's `existing_ports` alone."""
+    return network.Graph((network.Edge(network.HUB_USERS, network.SITE, tuple(existing_ports), "the site"),)
+                         ).egress(network.HUB_USERS)
+
+
 def test_egress_for_an_existing_cluster_names_only_its_ports():
     (rule,) = slurm_egress(existing_ports=[6817, 6819])
     assert rule == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
@@ -134,4 +147,4 @@ def test_hub_users_egress_on_a_site_is_its_ports_slurmrestd_and_the_token_servic
     assert [(r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], r["ports"][0]["port"])
             for r in rules[1:]] == [(restd.APP, SLURMRESTD_PORT),
                                                                   (token_service.APP, token_service.PORT)]
-    assert "ipBlock" not in json.dumps(hub_egress(single_node_ports=[6817], restd=False))  # control: no site
+    assert "ipBlock" not in json.dumps(hub_egress(restd=False))  # control: no site

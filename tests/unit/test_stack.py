@@ -543,6 +543,22 @@ def test_notebooks_may_reach_slurm_through_the_chart_network_policy(hub_stack):
         assert egress[0]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
 
 
+def test_both_ends_of_each_hub_user_edge_agree(hub_stack):
+    """The user pods' egress and the stack's ingress policies come from one network graph (components/network.py): a
+    rule of their egress to a pod of the stack is admitted by that pod's policy, on the same ports, and a policy that
+    admits them has their egress rule to it."""
+    _, result = hub_stack
+    egress = {rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: [p["port"] for p in rule["ports"]]
+              for rule in hub_values(result)["singleuser"]["networkPolicy"]["egress"] if "podSelector" in rule["to"][0]}
+    admitted = {p.plain["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: [port["port"] for port in r["ports"]]
+                for p in result.of_type(NETPOL) for r in p.plain["spec"]["ingress"] if HUB_USER_PODS in (r.get("from") or [])}
+    assert egress and egress == admitted
+    assert "slurmrestd" in egress  # control: restd.allowedClients without jupyterhub drops both ends
+    result = run("dev", restd={"allowedClients": ["slurm-jupyter"]})
+    assert not any("slurmrestd" in json.dumps(r) for r in hub_values(result)["singleuser"]["networkPolicy"]["egress"])
+    assert HUB_USER_PODS not in result.one(NETPOL, "slurmrestd-clients").plain["spec"]["ingress"][0]["from"]
+
+
 def test_existing_cluster_uses_its_slurm_conf_and_deploys_no_slurm():
     result = run("prod")
     conf = (ROOT / "configs" / "existing" / "slurm.conf").read_text()

@@ -1,0 +1,142 @@
+"""The stack's network graph: one table of edges (who may reach whom, on which ports, and why), `graph()`, from which
+every NetworkPolicy of the stack is derived, both ends of each edge: the ingress policy of each part the stack
+deploys (`Graph.ingress()`) and the egress rules of JupyterHub's user pods, the one source whose egress is
+restricted (`Graph.egress()`: the chart's singleuser.networkPolicy.egress, whose defaults block private addresses).
+So an edge cannot be admitted on one side and forgotten on the other.
+
+A new edge is one row of the table; a new part is a Peer here, its entry in `runs` and its rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi_kubernetes as k8s
+
+from components import jupyter, jupyterhub, restd, single_node, token_service
+from components.config import Components
+from components.labels import selector
+from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT
+
+NAME = "app.kubernetes.io/name"
+COMPONENT = "app.kubernetes.io/component"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One end of an edge: the pods whose app.kubernetes.io/name is `app` (and, where an app's pods differ, whose
+    app.kubernetes.io/component is `component`), or the addresses of `cidr`; neither: anyone."""
+    app: Optional[str] = None
+    component: Optional[str] = None
+    cidr: Optional[str] = None
+    stack_only: bool = False  # only the stack makes these pods: no edge from them unless it deploys them
+
+
+ANYONE = Peer()
+SINGLE_NODE = Peer(single_node.APP, stack_only=True)
+RESTD = Peer(restd.APP)
+LAB = Peer(jupyter.APP)
+TOKENS = Peer(token_service.APP)
+# The chart's hub, proxy and image pullers carry its user pods' app.kubernetes.io/name: of its pods, only the user
+# pods are clients of Slurm, slurmrestd and the token service.
+HUB_USERS = Peer(jupyterhub.APP, jupyterhub.USER_POD_COMPONENT)
+SITE = Peer(cidr="0.0.0.0/0")  # an existing cluster's daemons: their addresses are not known here, their ports are
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: Peer
+    target: Peer
+    ports: tuple[int, ...]  # TCP; (): every port
+    why: str
+
+
+def graph(parts: Components, *, nodes: int, restd_clients: Sequence[str],
+          site_ports: Sequence[int] = ()) -> Graph:
+    """The edges of a stack that deploys `parts`, with `nodes` slurmd nodes in the single node, slurmrestd admitting
+    the apps `restd_clients` (config restd.allowedClients) and an existing cluster's slurmctld and slurmdbd ports
+    `site_ports` (none: no existing cluster).
+
+    An edge is drawn when its target runs (the stack deploys it, or the existing cluster exists) and its source may
+    run: a client is admitted whether or not this stack deploys it (a hub run beside the stack, as tests/e2e's, or a
+    portal named in restd.allowedClients), a pod only the stack makes only while it does."""
+    slurm, every_node_port = (SLURMCTLD_PORT, SLURMDBD_PORT), tuple(single_node.ports(nodes).values())
+    table = (
+        #    from         to           ports (TCP; (): all)   why
+        Edge(RESTD,       SINGLE_NODE, slurm,                 "slurmrestd's requests to slurmctld and slurmdbd"),
+        Edge(LAB,         SINGLE_NODE, slurm,                 "JupyterLab's Slurm commands (munge)"),
+        Edge(HUB_USERS,   SINGLE_NODE, slurm,                 "the hub users' Slurm commands (a JWT: no srun, no slurmd)"),
+        Edge(LAB,         SINGLE_NODE, every_node_port,       "srun from JupyterLab launches tasks on the slurmd ports"),
+        Edge(HUB_USERS,   SITE,        tuple(site_ports),     "the hub users' Slurm commands to the existing cluster"),
+        *(Edge(client(app), RESTD,     (SLURMRESTD_PORT,),    "config restd.allowedClients") for app in restd_clients),
+        Edge(ANYONE,      LAB,         (jupyter.PORT,),       "JupyterLab (its token protects it)"),
+        Edge(SINGLE_NODE, LAB,         (),                    "srun's step connections back to JupyterLab"),
+        Edge(HUB_USERS,   TOKENS,      (token_service.PORT,), "each user's server asks for its Slurm token"),
+    )
+    runs = {SINGLE_NODE: parts.single_node, RESTD: parts.restd, LAB: parts.jupyter, TOKENS: parts.token_service,
+            HUB_USERS: parts.jupyterhub, SITE: bool(site_ports)}
+    return Graph(tuple(dict.fromkeys(
+        e for e in table if runs.get(e.target, False) and (runs.get(e.source, False) or not e.source.stack_only))))
+
+
+def client(app: str) -> Peer:
+    """The peer an app.kubernetes.io/name of restd.allowedClients names: the stack's own client of that name (the
+    hub's: its user pods), else that app's pods."""
+    return {peer.app: peer for peer in (RESTD, LAB, HUB_USERS)}.get(app, Peer(app))
+
+
+@dataclass(frozen=True)
+class Graph:
+    edges: tuple[Edge, ...]
+
+    def ingress(self, target: Peer) -> k8s.networking.v1.NetworkPolicySpecArgs:
+        """The NetworkPolicy spec of `target`'s pods: it admits what the edges into them allow, and nothing else
+        (no edge: nothing). One rule per port list, its sources as ingress_rule() groups them."""
+        sources: dict[tuple[int, ...], list[Peer]] = {}
+        for edge in self.edges:
+            if edge.target == target:
+                sources.setdefault(edge.ports, []).append(edge.source)
+        return k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(target.app)),
+            policy_types=["Ingress"],
+            ingress=[ingress_rule(ports, peers) for ports, peers in sources.items()],
+        )
+
+    def egress(self, source: Peer) -> list[dict]:
+        """The egress rules of `source`'s pods, one per edge out of them, in the table's order, as a chart's values
+        take them (JupyterHub's singleuser.networkPolicy.egress)."""
+        return [{"to": [egress_peer(edge.target)], **({"ports": _tcp(edge.ports)} if edge.ports else {})}
+                for edge in self.edges if edge.source == source]
+
+
+def ingress_rule(ports: Sequence[int], sources: Sequence[Peer]) -> k8s.networking.v1.NetworkPolicyIngressRuleArgs:
+    """Admit TCP `ports` (all if empty) from `sources` (anyone if one is ANYONE): the apps of the sources without a
+    component in one pod selector, each source with a component in its own, then each address range."""
+    peers = None
+    if ANYONE not in sources:
+        plain = [s.app for s in sources if s.app and not s.component]
+        peers = ([_pods([(NAME, plain)])] if plain else []) + [
+            _pods([(NAME, [s.app]), (COMPONENT, [s.component])]) for s in sources if s.app and s.component] + [
+            k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=s.cidr))
+            for s in sources if s.cidr]
+    return k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+        from_=peers, ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in ports] or None)
+
+
+def _pods(labels: Sequence[tuple[str, Sequence[str]]]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    return k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_expressions=[
+        k8s.meta.v1.LabelSelectorRequirementArgs(key=key, operator="In", values=list(values))
+        for key, values in labels]))
+
+
+def egress_peer(target: Peer) -> dict:
+    """A `to` peer of an egress rule: the target's pods by their labels, or its addresses."""
+    if target.cidr:
+        return {"ipBlock": {"cidr": target.cidr}}
+    labels = {NAME: target.app, **({COMPONENT: target.component} if target.component else {})}
+    return {"podSelector": {"matchLabels": labels}}
+
+
+def _tcp(ports: Sequence[int]) -> list[dict]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
