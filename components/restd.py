@@ -3,7 +3,8 @@
 The image's entrypoint with no command sets up munge and runs slurmrestd as an unprivileged user on the loopback
 (BACKEND), behind its REST gate on 0.0.0.0:6820, which passes a request on only once slurmctld has accepted its
 token (dockerfiles/README.md). A NetworkPolicy admits to that port only the clients of the stack's network graph
-(components/network.py: config restd.allowedClients). A request that crashes slurmrestd ends this pod's container alone, which Kubernetes restarts.
+(components/network.py: config restd.allowedClients). A request that crashes slurmrestd ends this pod's container
+alone, which Kubernetes restarts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
-"""Wires the components together from one StackConfig; returns the stack outputs."""
+"""The stack's table of contents. `build()` makes the core every part is built on, once (`make_core()`: namespace,
+images, keys, Slurm files, user directory, home, pull Secret, network graph), then deploys each part that the
+configuration turns on, each with a function of its own that fills in its Args from the core and returns its outputs
+with their hints (as pulumi-eks makes its core data once and hands it to each node group)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -8,8 +14,9 @@ import pulumi_kubernetes as k8s
 from components import directory, network, registry, single_node, site
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
+from components.jupyter import PORT as JUPYTER_PORT
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
-from components.jupyterhub import JupyterHub, JupyterHubArgs
+from components.jupyterhub import PROXY_SERVICE, JupyterHub, JupyterHubArgs
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.restd import SlurmRestd, SlurmRestdArgs
@@ -23,172 +30,183 @@ SHOW_SECRET = "pulumi stack output {} --show-secrets"
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
-    provider = k8s.Provider(
-        "kubernetes",
-        context=cfg.kubernetes.context,
-        kubeconfig=cfg.kubernetes.kubeconfig,
-        render_yaml_to_directory=cfg.kubernetes.render_dir,
-    )
-    k8s_opts = pulumi.ResourceOptions(provider=provider)
+    """Everything one `pulumi up` makes; returns the stack outputs."""
+    core = make_core(cfg)
+    parts = cfg.components
+    outputs = core.outputs()
+    if parts.single_node:
+        outputs |= deploy_single_node(core)
+    if parts.restd:
+        outputs |= deploy_restd(core)
+    if parts.jupyter:
+        outputs |= deploy_jupyter(core)
+    if parts.token_service:
+        outputs |= deploy_token_service(core)
+    servers = user_servers(core) if parts.token_service and not cfg.kubernetes.render_dir else None
+    if parts.jupyterhub:  # with the token service (a config rule): its users' servers get their Slurm tokens there
+        outputs |= deploy_jupyterhub(core, outputs["slurmTokenUrl"], servers)
+    return outputs
+
+
+@dataclass(frozen=True)
+class Core:
+    """What every part is built on, made once by make_core()."""
+    cfg: StackConfig
+    opts: pulumi.ResourceOptions  # the Kubernetes provider
+    namespace: pulumi.Output[str]
+    images: SlurmImages  # .refs by digest
+    keys: SlurmKeys
+    slurm: SlurmConfig  # the Slurm files (ConfigMap, Secret) and the clients' environment
+    users: pulumi.Output[str]  # the user directory's ConfigMap
+    home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
+    pull_secret: Optional[pulumi.Output[str]]  # the registry's, if the stack has its credentials
+    munge_secret: pulumi.Input[str]  # the clients' munge key Secret; an existing cluster's once its slurmctld took it
+    network: network.Graph  # who may reach whom: each part's NetworkPolicy
+
+    def kubectl(self, command: str) -> str:
+        """A kubectl command line in the stack's namespace, for an output's hint."""
+        return f"kubectl -n {self.cfg.namespace} {command}"
+
+    def outputs(self) -> dict[str, pulumi.Input]:
+        return {"namespace": self.namespace, "slurmVersion": self.cfg.slurm_version, "images": self.images.refs,
+                "mungeSecret": self.keys.munge_secret_name}
+
+
+def make_core(cfg: StackConfig) -> Core:
+    """The pieces every part shares, each made once; for an existing cluster also the check that its slurmctld takes
+    the munge key, which every client waits for (SiteCheck)."""
+    provider = k8s.Provider("kubernetes", context=cfg.kubernetes.context, kubeconfig=cfg.kubernetes.kubeconfig,
+                            render_yaml_to_directory=cfg.kubernetes.render_dir)
+    opts = pulumi.ResourceOptions(provider=provider)
     namespace = k8s.core.v1.Namespace(
         "namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=cfg.namespace, labels=labels(cfg.namespace, "namespace")),
-        opts=k8s_opts,
+        opts=opts,
     ).metadata.name
-    ns = cfg.namespace  # plain text for names built before anything exists (hostnames, DNS names)
-
-    keys = SlurmKeys(
-        "slurm-keys",
-        SlurmKeysArgs(namespace=namespace, rotation=cfg.key_rotation, munge_key=cfg.munge_key,
-                      jwt=cfg.existing_cluster is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key),
-        opts=k8s_opts,
-    )
+    existing = cfg.existing_cluster
+    keys = SlurmKeys("slurm-keys", SlurmKeysArgs(
+        namespace=namespace, rotation=cfg.key_rotation, munge_key=cfg.munge_key,
+        jwt=existing is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key), opts=opts)
     images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
     # It was SlurmImages' child: the alias keeps it (and its auto-name) in stacks made before.
     pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
-        k8s_opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=images)])))
-
-    outputs: dict[str, pulumi.Input] = {
-        "namespace": namespace,
-        "slurmVersion": cfg.slurm_version,
-        "images": images.refs,
-        "mungeSecret": keys.munge_secret_name,
-    }
-
-    node_name = f"{cfg.cluster_name}-slurm"
-    existing = cfg.existing_cluster
-    graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
-                          site_ports=cfg.site.ports if existing else ())
-    config = SlurmConfig(
-        "slurm-config",
-        SlurmConfigArgs(
-            namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
-            cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
-            controller_host=None if existing else single_node.controller_host(node_name),
-            controller_addr=None if existing else single_node.controller_addr(node_name, ns),
-            existing_slurm_conf=existing.slurm_conf if existing else None,
-            configless=bool(existing and existing.configless),
-        ),
-        opts=k8s_opts,
-    )
-
+        opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=images)])))
+    node = single_node_name(cfg)
+    slurm = SlurmConfig("slurm-config", SlurmConfigArgs(
+        namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
+        cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
+        # Plain text, as slurm.conf is: the namespace's name as configured, not the Output.
+        controller_host=None if existing else single_node.controller_host(node),
+        controller_addr=None if existing else single_node.controller_addr(node, cfg.namespace),
+        existing_slurm_conf=existing.slurm_conf if existing else None,
+        configless=bool(existing and existing.configless)), opts=opts)
     users = k8s.core.v1.ConfigMap(  # auto-named: a changed directory is a new ConfigMap, so its pods roll
         "users",
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("users", "directory")),
         data=directory.render_files(cfg.directory, cfg.groups),
-        opts=k8s_opts,
+        opts=opts,
     ).metadata.name
-    home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, k8s_opts)
-    munge_secret = keys.munge_secret_name  # for an existing cluster, once its slurmctld accepted it
-    if existing:
-        if warning := site.unbounded_tokens(cfg.site):
-            pulumi.log.warn(f"existingCluster.slurmConf: {warning}")
-        munge_secret = SiteCheck("site-check", SiteCheckArgs(
-            namespace=namespace, image=images.refs[CLIENT], config_map_name=config.config_map_name,
-            munge_secret_name=keys.munge_secret_name, slurm_env=config.client_env, image_pull_secret=pull_secret,
-        ), opts=k8s_opts).munge_secret_name
-
-    if cfg.components.single_node:
-        node = single_node.SlurmSingleNode(
-            "single-node",
-            single_node.SlurmSingleNodeArgs(
-                namespace=namespace, name=node_name, image=images.refs[SINGLE_NODE], nodes=cfg.nodes,
-                config_map_name=config.config_map_name, config_secret_name=config.secret_name,
-                config_secret_files=config.secret_files, munge_secret_name=keys.munge_secret_name,
-                jwt_secret_name=keys.jwt_secret_name, directory_config_map=users, home_claim=home_claim,
-                storage_size=cfg.storage.size,
-                storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
-                memory_mib=cfg.single_node_memory_mib,
-                network_policy=graph.ingress(network.SINGLE_NODE), image_pull_secret=pull_secret),
-            opts=k8s_opts,
-        )
-        outputs["slurmController"] = node.controller_addr
-        outputs["slurmNodes"] = cfg.nodes
-        warn_if_nodes_change(cfg.nodes)
-        outputs["slurmTokenHint"] = (f"kubectl -n {ns} exec statefulset/{node_name} -- "
-                                     f"scontrol token username={cfg.users[0].name if cfg.users else 'USER'} "
-                                     f"lifespan={TOKEN_LIFETIME_S}")
-
-    if cfg.components.restd:
-        restd = SlurmRestd(
-            "slurmrestd",
-            SlurmRestdArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurmrestd", image=images.refs[CLIENT],
-                           config_map_name=config.config_map_name, munge_secret_name=munge_secret,
-                           directory_config_map=users, network_policy=graph.ingress(network.RESTD),
-                           slurm_env=config.client_env,
-                           image_pull_secret=pull_secret),
-            opts=k8s_opts,
-        )
-        outputs["slurmrestdUrl"] = restd.url
-        # The newest API version its slurmrestd serves (the images' Slurm): URLs are {url}/slurm/{version}/...
-        outputs["slurmrestdApiVersion"] = version_facts(cfg.slurm_version).rest_api_version
-
-    if cfg.components.jupyter:
-        name = f"{cfg.cluster_name}-jupyter"
-        jupyter = SlurmJupyter(
-            "jupyter",
-            SlurmJupyterArgs(namespace=namespace, name=name, image=images.refs[JUPYTER],
-                             config_map_name=config.config_map_name, munge_secret_name=munge_secret,
-                             directory_config_map=users, home_claim=home_claim, user=cfg.jupyter_user,
-                             rotation=cfg.key_rotation, slurm_env=config.client_env,
-                             network_policy=graph.ingress(network.LAB),
-                             image_pull_secret=pull_secret),
-            opts=k8s_opts,
-        )
-        outputs["jupyterLabUrl"] = jupyter.url
-        outputs["jupyterLabAccess"] = (f"kubectl -n {ns} port-forward service/{name} 8888:8888, then open "
-                                       f"http://localhost:8888/lab?token=$({SHOW_SECRET.format('jupyterToken')})")
-        outputs["jupyterToken"] = jupyter.token
-        outputs["jupyterTokenHint"] = SHOW_SECRET.format("jupyterToken")
-
-    token_url = None
-    if cfg.components.token_service:
-        tokens = TokenService(
-            "slurm-token",
-            TokenServiceArgs(namespace=namespace, name=f"{cfg.cluster_name}-slurm-token", image=images.refs[NOTEBOOK],
-                             jwt_secret_name=keys.jwt_secret_name, directory_config_map=users,
-                             network_policy=graph.ingress(network.TOKENS), image_pull_secret=pull_secret),
-            opts=k8s_opts,
-        )
-        token_url = outputs["slurmTokenUrl"] = tokens.url
-
-    user_servers = None
-    if cfg.components.token_service and not cfg.kubernetes.render_dir:
-        # KubeSpawner's servers may run in the namespace: the Release's, or those of a hub run beside the stack that
-        # the token service serves (tests/e2e's). Named by whose they are: turning components.jupyterhub off deletes
-        # the Release's UserServers after the Release, and so its servers.
-        user_servers = UserServers("jupyterhub-servers" if cfg.components.jupyterhub else "own-hub-servers",
-                                   namespace, home_claim, cfg.kubernetes.kubeconfig, cfg.kubernetes.context)
-
-    if cfg.components.jupyterhub:
-        hub = JupyterHub(
-            "jupyterhub",
-            JupyterHubArgs(namespace=namespace, chart_repo=cfg.jupyterhub.chart_repo,
-                           chart_version=cfg.jupyterhub.chart_version, chart=cfg.jupyterhub.chart,
-                           notebook_image=images.refs[NOTEBOOK],
-                           image_tag=cfg.images.tag, config_files=config.files,
-                           slurm_env=config.client_env, users=cfg.directory,
-                           groups=cfg.groups, home_claim=home_claim, token_url=token_url,
-                           egress=graph.egress(network.HUB_USERS),
-                           rotation=cfg.key_rotation,
-                           image_pull_secret=pull_secret, user_values=cfg.jupyterhub.values,
-                           values_secret=cfg.jupyterhub.values_secret, user_servers=user_servers),
-            opts=k8s_opts,
-        )
-        outputs["jupyterhubUrl"] = hub.url
-        outputs["jupyterhubAccess"] = (f"{hub_address(cfg.jupyterhub.values, ns)} and log in as a user of `users` "
-                                       f"with the password of {SHOW_SECRET.format('jupyterhubPassword')}")
-        outputs["jupyterhubPassword"] = hub.password
-    return outputs
+    home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, opts)
+    if existing and (warning := site.unbounded_tokens(cfg.site)):
+        pulumi.log.warn(f"existingCluster.slurmConf: {warning}")
+    munge_secret = SiteCheck("site-check", SiteCheckArgs(
+        namespace=namespace, image=images.refs[CLIENT], config_map_name=slurm.config_map_name,
+        munge_secret_name=keys.munge_secret_name, slurm_env=slurm.client_env, image_pull_secret=pull_secret,
+    ), opts=opts).munge_secret_name if existing else keys.munge_secret_name
+    graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
+                          site_ports=cfg.site.ports if existing else ())
+    return Core(cfg=cfg, opts=opts, namespace=namespace, images=images, keys=keys, slurm=slurm, users=users,
+                home_claim=home_claim, pull_secret=pull_secret, munge_secret=munge_secret, network=graph)
 
 
-def hub_address(user_values: dict, ns: str) -> str:
+def single_node_name(cfg: StackConfig) -> str:
+    """The single node's StatefulSet and Service: its pod's hostname and DNS name are in slurm.conf."""
+    return f"{cfg.cluster_name}-slurm"
+
+
+def deploy_single_node(core: Core) -> dict[str, pulumi.Input]:
+    cfg, name = core.cfg, single_node_name(core.cfg)
+    node = single_node.SlurmSingleNode("single-node", single_node.SlurmSingleNodeArgs(
+        namespace=core.namespace, name=name, image=core.images.refs[SINGLE_NODE], nodes=cfg.nodes,
+        config_map_name=core.slurm.config_map_name, config_secret_name=core.slurm.secret_name,
+        config_secret_files=core.slurm.secret_files, munge_secret_name=core.keys.munge_secret_name,
+        jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users, home_claim=core.home_claim,
+        storage_size=cfg.storage.size, storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
+        memory_mib=cfg.single_node_memory_mib, network_policy=core.network.ingress(network.SINGLE_NODE),
+        image_pull_secret=core.pull_secret), opts=core.opts)
+    warn_if_nodes_change(cfg.nodes)
+    user = cfg.users[0].name if cfg.users else "USER"
+    return {"slurmController": node.controller_addr, "slurmNodes": cfg.nodes,
+            "slurmTokenHint": core.kubectl(f"exec statefulset/{name} -- scontrol token username={user} "
+                                           f"lifespan={TOKEN_LIFETIME_S}")}
+
+
+def deploy_restd(core: Core) -> dict[str, pulumi.Input]:
+    restd = SlurmRestd("slurmrestd", SlurmRestdArgs(
+        namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurmrestd", image=core.images.refs[CLIENT],
+        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret,
+        directory_config_map=core.users, network_policy=core.network.ingress(network.RESTD),
+        slurm_env=core.slurm.client_env, image_pull_secret=core.pull_secret), opts=core.opts)
+    # The newest API version its slurmrestd serves (the images' Slurm): URLs are {url}/slurm/{version}/...
+    return {"slurmrestdUrl": restd.url,
+            "slurmrestdApiVersion": version_facts(core.cfg.slurm_version).rest_api_version}
+
+
+def deploy_jupyter(core: Core) -> dict[str, pulumi.Input]:
+    cfg, name = core.cfg, f"{core.cfg.cluster_name}-jupyter"
+    jupyter = SlurmJupyter("jupyter", SlurmJupyterArgs(
+        namespace=core.namespace, name=name, image=core.images.refs[JUPYTER],
+        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret,
+        directory_config_map=core.users, home_claim=core.home_claim, user=cfg.jupyter_user,
+        rotation=cfg.key_rotation, network_policy=core.network.ingress(network.LAB), slurm_env=core.slurm.client_env,
+        image_pull_secret=core.pull_secret), opts=core.opts)
+    token = SHOW_SECRET.format("jupyterToken")
+    return {"jupyterLabUrl": jupyter.url,
+            "jupyterLabAccess": core.kubectl(f"port-forward service/{name} {JUPYTER_PORT}:{JUPYTER_PORT}, then open "
+                                             f"http://localhost:{JUPYTER_PORT}/lab?token=$({token})"),
+            "jupyterToken": jupyter.token, "jupyterTokenHint": token}
+
+
+def deploy_token_service(core: Core) -> dict[str, pulumi.Input]:
+    tokens = TokenService("slurm-token", TokenServiceArgs(
+        namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurm-token", image=core.images.refs[NOTEBOOK],
+        jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users,
+        network_policy=core.network.ingress(network.TOKENS), image_pull_secret=core.pull_secret), opts=core.opts)
+    return {"slurmTokenUrl": tokens.url}
+
+
+def user_servers(core: Core) -> UserServers:
+    """KubeSpawner's servers may run in the namespace: the Release's, or those of a hub run beside the stack that the
+    token service serves (tests/e2e's). Named by whose they are: turning components.jupyterhub off deletes the
+    Release's UserServers after the Release, and so its servers."""
+    cfg = core.cfg
+    return UserServers("jupyterhub-servers" if cfg.components.jupyterhub else "own-hub-servers",
+                       core.namespace, core.home_claim, cfg.kubernetes.kubeconfig, cfg.kubernetes.context)
+
+
+def deploy_jupyterhub(core: Core, token_url: pulumi.Input[str],
+                      servers: Optional[UserServers]) -> dict[str, pulumi.Input]:
+    cfg = core.cfg
+    hub = JupyterHub("jupyterhub", JupyterHubArgs(
+        namespace=core.namespace, chart_repo=cfg.jupyterhub.chart_repo, chart_version=cfg.jupyterhub.chart_version,
+        chart=cfg.jupyterhub.chart, notebook_image=core.images.refs[NOTEBOOK], image_tag=cfg.images.tag,
+        config_files=core.slurm.files, slurm_env=core.slurm.client_env, users=cfg.directory, groups=cfg.groups,
+        home_claim=core.home_claim, token_url=token_url, egress=core.network.egress(network.HUB_USERS),
+        rotation=cfg.key_rotation, image_pull_secret=core.pull_secret, user_values=cfg.jupyterhub.values,
+        values_secret=cfg.jupyterhub.values_secret, user_servers=servers), opts=core.opts)
+    return {"jupyterhubUrl": hub.url,
+            "jupyterhubAccess": f"{hub_address(core)} and log in as a user of `users` with the password of "
+                                f"{SHOW_SECRET.format('jupyterhubPassword')}",
+            "jupyterhubPassword": hub.password}
+
+
+def hub_address(core: Core) -> str:
     """Where users open the hub: its `subdomain_host` (each server on a subdomain of it, README "Users and homes"),
     which only its wildcard DNS name reaches, else a port-forward of the chart's proxy-public Service."""
-    host = user_values.get("hub", {}).get("config", {}).get("JupyterHub", {}).get("subdomain_host")
+    host = core.cfg.jupyterhub.values.get("hub", {}).get("config", {}).get("JupyterHub", {}).get("subdomain_host")
     if host:
-        return f"open {host} (its DNS name and *.{host.split('://')[-1]} routed to service/proxy-public)"
-    return f"kubectl -n {ns} port-forward service/proxy-public 8000:80, then open http://localhost:8000"
+        return f"open {host} (its DNS name and *.{host.split('://')[-1]} routed to service/{PROXY_SERVICE})"
+    return core.kubectl(f"port-forward service/{PROXY_SERVICE} 8000:80, then open http://localhost:8000")
 
 
 def warn_if_nodes_change(nodes: int) -> None:

@@ -548,10 +548,12 @@ def test_both_ends_of_each_hub_user_edge_agree(hub_stack):
     rule of their egress to a pod of the stack is admitted by that pod's policy, on the same ports, and a policy that
     admits them has their egress rule to it."""
     _, result = hub_stack
-    egress = {rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: [p["port"] for p in rule["ports"]]
+    ports = lambda rule: [p["port"] for p in rule["ports"]]  # noqa: E731
+    egress = {rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: ports(rule)
               for rule in hub_values(result)["singleuser"]["networkPolicy"]["egress"] if "podSelector" in rule["to"][0]}
-    admitted = {p.plain["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: [port["port"] for port in r["ports"]]
-                for p in result.of_type(NETPOL) for r in p.plain["spec"]["ingress"] if HUB_USER_PODS in (r.get("from") or [])}
+    admitted = {policy.plain["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: ports(rule)
+                for policy in result.of_type(NETPOL) for rule in policy.plain["spec"]["ingress"]
+                if HUB_USER_PODS in (rule.get("from") or [])}
     assert egress and egress == admitted
     assert "slurmrestd" in egress  # control: restd.allowedClients without jupyterhub drops both ends
     result = run("dev", restd={"allowedClients": ["slurm-jupyter"]})
