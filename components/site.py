@@ -5,7 +5,7 @@ configless clients) and the site must accept what they bring: munge credentials 
 munge key), JWTs (slurmrestd and JupyterHub users' tokens need `AuthAltTypes=auth/jwt`) and, for configless
 clients, configuration requests (`SlurmctldParameters=enable_configless`). Keys and defaults: slurm.conf(5).
 
-Pure Python: `describe()` and `problems()` raise or return plain text; components/config.py names the config keys.
+Pure Python: `describe()` and `problems()` raise or return plain text; components/config/ names the config keys.
 """
 
 from __future__ import annotations

@@ -62,17 +62,29 @@ def test_workflows_pass_actionlint():
 
 
 def component_imports(directory: Path) -> dict[str, set[str]]:
-    """Each module of `directory` (a copy of components/) -> the components modules it imports, anywhere in it."""
+    """Each module of `directory` (a copy of components/) -> the components modules it imports, anywhere in it. A
+    package's modules are named with dots (`config.table`; its __init__.py is `config`); `from components.config
+    import table` imports the module config.table, `from components.config import parse` the package's face."""
+    def name(path: Path) -> str:
+        parts = path.relative_to(directory).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name(path): path for path in sorted(directory.rglob("*.py"))}
+
+    def module(dotted: str) -> str:  # components.X.Y -> X.Y
+        return dotted.split(".", 1)[1]
+
     graph = {}
-    for path in sorted(directory.glob("*.py")):
-        graph[path.stem] = imported = set()
+    for me, path in modules.items():
+        graph[me] = imported = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "components":
-                imported |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("components."):
-                imported.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "components":
+                package = node.module.partition(".")[2]
+                for a in node.names:
+                    inner = f"{package}.{a.name}" if package else a.name
+                    imported.add(inner if inner in modules or not package else package)
             elif isinstance(node, ast.Import):
-                imported |= {a.name.split(".")[1] for a in node.names if a.name.startswith("components.")}
+                imported |= {module(a.name) for a in node.names if a.name.startswith("components.")}
     return graph
 
 
@@ -93,10 +105,18 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_program_modules_import_each_other_without_a_cycle(tmp_path):
-    assert import_cycle(component_imports(ROOT / "components")) is None
+    graph = component_imports(ROOT / "components")
+    assert import_cycle(graph) is None
+    assert {"config", "config.table", "config.schema"} <= set(graph), "a package's modules are read too"
     (tmp_path / "a.py").write_text("def f():\n    from components.b import x\n")
     (tmp_path / "b.py").write_text("from components import a\n")
     assert import_cycle(component_imports(tmp_path)) == ["a", "b", "a"]  # control: a hidden cycle is found
+    (tmp_path / "b.py").write_text("")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "__init__.py").write_text("from components.p.q import x\n")
+    (tmp_path / "p" / "q.py").write_text("from components import a\n")
+    (tmp_path / "a.py").write_text("from components.p import y\n")
+    assert import_cycle(component_imports(tmp_path)) == ["a", "p", "p.q", "a"]  # control: and one through a package
 
 
 def test_linters_can_fail(tmp_path):

@@ -1,0 +1,100 @@
+"""The rules between keys of the stack configuration, checked by parse() once every key has passed its own check
+(in the table, components/config/table.py): keys that need, exclude or must fit each other. Each refusal names the
+key to change, the problem and the fix, as a key's own check does."""
+
+from __future__ import annotations
+
+from components import directory, site
+from components.config import schema
+from components.config.schema import ensure
+from components.config.table import DAEMONS_CPU_MILLI, DAEMONS_MEMORY_MIB, StackConfig
+from components.errors import ConfigError
+from components.slurm_files import VERSIONS
+
+
+def how_to_set(dotted: str) -> str:
+    return schema.how_to_set(StackConfig, dotted)
+
+
+def check_rules(cfg: StackConfig) -> None:
+    """Rules between keys (each key's own check is in the table)."""
+    if cfg.images.password is not None:
+        ensure(cfg.images.username, "images.username", "is missing while images.password is set",
+               how_to_set("images.username"))
+    ensure(not (cfg.kubernetes.kubeconfig and cfg.kubernetes.render_dir), "kubernetes.renderDir",
+           "is set together with kubernetes.kubeconfig, but a rendering stack talks to no cluster",
+           "remove one of them")
+    components = cfg.components
+    if components.jupyterhub:
+        ensure(components.token_service, "components.tokenService", "is false while components.jupyterhub is true, "
+               "but the hub's users get their Slurm tokens from it", "set components.tokenService to true")
+        ensure(cfg.jupyterhub.chart_version, "jupyterhub.chartVersion", "is missing while components.jupyterhub "
+               "is true", f"pin the chart: {how_to_set('jupyterhub.chartVersion')}")
+    if cfg.existing_cluster:
+        ensure(not components.single_node, "components.singleNode",
+               "is true but existingCluster is set: the stack would deploy a second Slurm",
+               "set components.singleNode to false, or remove existingCluster")
+        ensure(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
+               how_to_set("mungeKey"))
+        if components.token_service:
+            ensure(cfg.jwt_key is not None, "jwtKey", "is missing but the token service signs JupyterHub users' "
+                   "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
+        jwt_clients = tuple(name for name, on in (("slurmrestd", components.restd),
+                                                  ("JupyterHub's users", components.jupyterhub)) if on)
+        configless = cfg.existing_cluster.configless
+        if configless and components.restd:
+            ensure(VERSIONS[cfg.slurm_version].sackd, "existingCluster.configless", f"is true, but slurmrestd of "
+                   f"Slurm {cfg.slurm_version} cannot run configless (it fetches the files through sackd, Slurm "
+                   "23.11+)", "copy slurm.conf (configless false), or set components.restd to false")
+        found = site.problems(cfg.site, jwt_clients=jwt_clients, configless=configless)
+        ensure(not found, "existingCluster.slurmConf", "; ".join(found),
+               "fix the cluster's slurm.conf (and copy it again), or change what the stack deploys")
+    else:
+        ensure(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
+               "remove it (the stack makes its own Slurm's key)")
+        if not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
+            raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
+                              "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
+    _check_nodes_fit(cfg)
+    _check_directory(cfg)
+    if cfg.kubernetes.render_dir:
+        ensure(not components.jupyterhub, "components.jupyterhub",
+               "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
+               "set components.jupyterhub to false for a render-only stack")
+
+
+def _check_directory(cfg: StackConfig) -> None:
+    components = cfg.components
+    if (components.jupyter or components.jupyterhub or components.token_service) and not cfg.users:
+        raise ConfigError("users", "is empty, but JupyterLab and JupyterHub run only as users of the directory",
+                          "pulumi config set --path 'users[0].name' alice && "
+                          "pulumi config set --path 'users[0].uid' 2001")
+    problems = directory.problems(cfg.directory, cfg.groups)
+    ensure(not problems, "users", "; ".join(problems), "give each user and group its own name and id")
+    if components.jupyter:
+        ensure(cfg.jupyter_user in {u.name for u in cfg.users}, "jupyter.user",
+               f"'{cfg.jupyter_user}' is not in `users`", "name a user of the directory")
+    home = cfg.home
+    ensure(not (home.claim and home.volume), "home.volume", "is set together with home.claim, but the stack "
+           "makes no claim when it is given one", "remove one of them")
+    ensure(not (home.volume and home.class_name), "home.className", "is set together with home.volume, but a claim "
+           "bound to a given volume has no class", "remove one of them")
+    if cfg.existing_cluster:
+        ensure(home.claim or home.volume, "home.claim", "is missing but existingCluster needs the site's shared home "
+               "(the Slurm nodes must see the files Jupyter users write)",
+               f"{how_to_set('home.claim')}, or name the site's PersistentVolume: {how_to_set('home.volume')}")
+
+
+def _check_nodes_fit(cfg: StackConfig) -> None:
+    """singleNode.memory and singleNode.cpu, when set, must hold every node plus the daemons."""
+    pod = cfg.single_node
+    need_mib = cfg.nodes * cfg.node.memory_mb + DAEMONS_MEMORY_MIB
+    if pod.memory is not None and pod.memory < need_mib:
+        raise ConfigError("singleNode.memory", f"{pod.memory}Mi cannot hold nodes x node.memoryMb = {cfg.nodes} x "
+                          f"{cfg.node.memory_mb} MiB plus the daemons' {DAEMONS_MEMORY_MIB} MiB ({need_mib} MiB)",
+                          f"raise singleNode.memory to at least {need_mib}Mi, or lower node.memoryMb or nodes")
+    need_milli = cfg.nodes * cfg.node.cpus * 1000 + DAEMONS_CPU_MILLI
+    if pod.cpu is not None and pod.cpu < need_milli:
+        raise ConfigError("singleNode.cpu", f"{pod.cpu}m cannot hold nodes x node.cpus = {cfg.nodes} x "
+                          f"{cfg.node.cpus} CPUs plus the daemons' {DAEMONS_CPU_MILLI}m ({need_milli}m)",
+                          f"raise singleNode.cpu to at least {need_milli}m, or lower node.cpus or nodes")

@@ -1,0 +1,296 @@
+"""The key table of the stack configuration: every key's name, type, default, meaning and check, declared once.
+
+This is the one place a new key goes: add a field to the dataclass it belongs to (StackConfig for a top-level key)
+with `key(default, meaning, check)`. Its camelCase name is the key (`cluster_name` -> `clusterName`), its
+annotation the type (schema.TYPES: str, int, bool, a list, LocalPath, FileText, MemoryMiB, CpuMilli, a secret
+`pulumi.Output[str]`), and a field whose type is another of these dataclasses is an object key with fields declared
+the same way. From the table come parsing (parsing.parse(): unknown keys are refused as typos), the fix hints and
+the README's configuration table (readme.py: `python -m components.config --readme`). A rule between keys goes in
+rules.py; a key's own check is written here, from schema's (matches, one_of, between, each, base64_key).
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+
+from components import directory, site
+from components.config.schema import (
+    REQUIRED,
+    CpuMilli,
+    FileText,
+    Invalid,
+    LocalPath,
+    MemoryMiB,
+    base64_key,
+    between,
+    each,
+    key,
+    keys_of,
+    matches,
+    one_of,
+)
+from components.slurm_files import (
+    DEFAULT_CPUS_PER_NODE,
+    DEFAULT_MEMORY_MB_PER_NODE,
+    DEFAULT_NODES,
+    DEFAULT_SLURM_VERSION,
+    MIN_MEMORY_MB_PER_NODE,
+    VERSIONS,
+)
+
+MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
+JWT_KEY_MIN_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least the hash's 256 bits
+
+# What the single node needs beside its nodes' CPUs and memory: its daemons (measured RSS: MariaDB about 130 MB,
+# slurmctld, slurmdbd, each slurmd, slurmrestd and munged 5-20 MB), page cache, and what a job allocates beyond
+# its share before Slurm's once-a-second sample kills it (README "Node resources").
+DAEMONS_CPU_MILLI = 500
+DAEMONS_MEMORY_MIB = 1024
+
+
+# Checks of the table's own (from schema's), each raising schema.Invalid with the problem and the fix.
+
+check_munge_key = base64_key(MUNGE_KEY_MIN_BYTES, "munged needs", "/etc/munge/munge.key")
+check_jwt_key = base64_key(JWT_KEY_MIN_BYTES, "an HS256 key needs", "jwt_hs256.key")
+
+
+def check_slurm_conf(text: str) -> None:
+    try:
+        site.describe(text)
+    except ValueError as e:
+        raise Invalid(f"is not a usable slurm.conf: {e}", "copy the cluster's real /etc/slurm/slurm.conf") from None
+
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_LABEL_FIX = "use lowercase letters, digits and '-', at most 63 characters"
+SIZE = matches(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$", "a Kubernetes quantity", "use a size such as 10Gi")
+
+
+def check_groups(groups: dict) -> None:
+    for name, gid in groups.items():
+        check_user_name(name)
+        if not isinstance(gid, int) or isinstance(gid, bool) or not directory.MIN_ID <= gid <= directory.MAX_ID:
+            raise Invalid(f"group {name}'s gid {gid!r} is not a whole number from {directory.MIN_ID} to "
+                          f"{directory.MAX_ID}", "give each group its numeric gid: {\"physics\": 3000}")
+
+
+def check_user_name(name: str) -> None:
+    matches(directory.NAME_PATTERN, "a valid name", "use lowercase letters, digits and single '-' inside, "
+            "starting with a letter")(name)
+    if len(name) > directory.NAME_MAX:
+        raise Invalid(f"'{name}' is longer than {directory.NAME_MAX} characters", "use a shorter name")
+    if name in directory.RESERVED_NAMES:
+        raise Invalid(f"'{name}' is a name the images already have", "use another name")
+
+
+IDS = between(directory.MIN_ID, directory.MAX_ID)
+
+
+# The table.
+
+@dataclass(frozen=True, kw_only=True)
+class Images:
+    registry: str = key(REQUIRED, "host[:port][/path] to push the images to and pull them from, no scheme",
+                        matches(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$", "a registry host",
+                                "give host[:port][/path] without a scheme, e.g. ghcr.io/acme"),
+                        example="127.0.0.1:5000")
+    repository: str = key("slurm-cloud-integration", "path under the registry: REGISTRY/REPOSITORY/IMAGE:TAG",
+                          matches(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", "a valid repository",
+                                  "use lowercase letters, digits and . _ - / separators"))
+    tag: str = key("latest", "tag the images are pushed with (pods pull them by digest)",
+                   matches(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", "a valid image tag",
+                           "use letters, digits, '_', '.', '-' (at most 128)"))
+    username: Optional[str] = key(None, "registry user, with `images.password`", example="USER")
+    password: Optional[pulumi.Output[str]] = key(
+        None, "registry password or token; with `images.username` also the pods' pull Secret", example="TOKEN")
+
+    def name(self, image: str) -> str:
+        return f"{self.registry}/{self.repository}/{image}:{self.tag}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Components:
+    single_node: bool = key(True, "deploy slurm-single-node (slurmctld, slurmdbd, slurmd nodes, slurmrestd)")
+    restd: bool = key(True, "deploy slurmrestd, the Slurm REST API")
+    jupyter: bool = key(True, "deploy JupyterLab with the Slurm extension")
+    jupyterhub: bool = key(True, "deploy JupyterHub (the official chart) with the notebook image")
+    token_service: bool = key(True, "deploy the service that mints each JupyterHub user a Slurm JWT (needed by "
+                                    "`components.jupyterhub`; also serves a hub you run yourself)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingCluster:
+    slurm_conf: FileText = key(REQUIRED, "path, relative to the project, of the cluster's slurm.conf (the stack reads "
+                                         "the controller's address and ports from it)", check_slurm_conf,
+                               example="configs/existing/slurm.conf")
+    configless: bool = key(False, "the clients fetch the configuration from the cluster's slurmctld (Slurm's "
+                                  "configless mode, `SlurmctldParameters=enable_configless`) instead of getting a "
+                                  "copy of `slurmConf`")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kubernetes:
+    context: Optional[str] = key(None, "kubeconfig context (default: the current one)")
+    kubeconfig: Optional[LocalPath] = key(None, "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    render_dir: Optional[LocalPath] = key(None, "render the objects as YAML into this directory, instead of applying")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JupyterHub:
+    chart_version: Optional[str] = key(
+        None, "exact chart version (required with `components.jupyterhub`)",
+        matches(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$", "a chart version",
+                "use an exact version such as 4.3.3 (ranges would make deployments drift)"),
+        example="4.3.3")
+    chart_repo: str = key("https://hub.jupyter.org/helm-chart/", "Helm repository of the chart")
+    values_file: Optional[str] = key(
+        None, "YAML file of chart values (what z2jh users put in a config.yaml), relative to the project",
+        example="jupyterhub-values.yaml")
+    values: dict = key({}, "chart values over `valuesFile` and the program's, merged as Helm does; checked against "
+                           "the chart's schema at preview; settings the program owns are refused (see below)",
+                       example="{}")
+    # Not keys: filled in by parse() (`values` then holds the file and the object combined).
+    values_secret: bool = field(default=False)  # `jupyterhub` is a Pulumi secret, so are the chart values
+    chart: Optional[tuple[dict, dict]] = field(default=None, repr=False)  # with components.jupyterhub: load_chart()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restd:
+    allowed_clients: tuple[str, ...] = key(
+        ("slurm-jupyter", "jupyterhub"), "app.kubernetes.io/name values admitted to slurmrestd by its NetworkPolicy "
+        "(`jupyterhub`: the chart's user pods, not its hub or proxy)",
+        each(matches(DNS_LABEL, "an app.kubernetes.io/name value", DNS_LABEL_FIX)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Storage:
+    size: str = key("10Gi", "its size", SIZE)
+    class_name: Optional[str] = key(None, "its StorageClass (default: the cluster's default class)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    cpus: int = key(DEFAULT_CPUS_PER_NODE, "CPUs of each slurmd node (slurm.conf `CPUs=`)", between(1, 256))
+    memory_mb: int = key(DEFAULT_MEMORY_MB_PER_NODE,
+                         "memory of each slurmd node in MB as Slurm counts them (MiB; `RealMemory=`); a job "
+                         "without `--mem` gets memoryMb / cpus per CPU (`DefMemPerCPU=`)",
+                         between(MIN_MEMORY_MB_PER_NODE, 4 * 1024 * 1024))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SingleNodePod:
+    cpu: Optional[CpuMilli] = key(
+        None, f"its CPU limit (default: nodes x node.cpus + {DAEMONS_CPU_MILLI}m for the daemons; it requests only "
+              f"the daemons' {DAEMONS_CPU_MILLI}m)", example="4")
+    memory: Optional[MemoryMiB] = key(
+        None, f"its memory request and limit (default: nodes x node.memoryMb MiB + {DAEMONS_MEMORY_MIB}Mi for the "
+              "daemons)", example="8Gi")
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    name: str = key(REQUIRED, "login name: the JupyterHub user and the Slurm user", check_user_name, example="alice")
+    uid: int = key(REQUIRED, f"user id ({directory.MIN_ID}-{directory.MAX_ID}; an existing cluster's own)", IDS,
+                   example="2001")
+    gid: Optional[int] = key(None, "id of the user's private group, named like the user (default: the uid)", IDS)
+    groups: tuple[str, ...] = key((), "further groups, by name (see `groups`)", each(check_user_name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Home:
+    size: str = key("10Gi", "size of the claim the stack makes", SIZE)
+    class_name: Optional[str] = key(
+        None, "StorageClass of that claim; it must offer ReadWriteMany (default: the cluster's default class)",
+        example="local-path-shared")
+    claim: Optional[str] = key(
+        None, "an existing ReadWriteMany claim in the namespace to use instead (e.g. bound to the site's NFS "
+              "export); with `existingCluster` this or `home.volume` is required",
+        matches(DNS_LABEL, "a valid claim name", DNS_LABEL_FIX), example="site-home")
+    volume: Optional[str] = key(
+        None, "an existing PersistentVolume (e.g. of the site's NFS export) that the claim the stack makes binds to, "
+              "instead of a new volume of `home.className`",
+        matches(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", "a valid volume name",
+                "use lowercase letters, digits, '-' and '.'"), example="site-home")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Jupyter:
+    user: Optional[str] = key(None, "the directory user JupyterLab runs as (default: the first of `users`)",
+                              example="alice")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    cluster_name: str = key(REQUIRED, "Slurm ClusterName and prefix of Kubernetes names",
+                            matches(r"^[a-z][a-z0-9]{0,19}$", "a valid name", "use 1-20 lowercase letters and "
+                                    "digits starting with a letter (Slurm and Kubernetes both accept it)"),
+                            example="mycluster")
+    slurm_version: str = key(DEFAULT_SLURM_VERSION, "Slurm version of the images: " + ", ".join(
+        f"`{v}` ({f.debian_suite})" for v, f in VERSIONS.items()) + "; see `components/slurm_files.py`. With "
+        "`existingCluster`: the cluster's own release (its slurmctld refuses newer clients, and older ones past Slurm's "
+        "compatibility window)",
+        one_of(VERSIONS, "a supported Slurm version"))
+    namespace: str = key("slurm", "Kubernetes namespace to deploy into",
+                         matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
+    nodes: int = key(DEFAULT_NODES, "slurmd nodes in slurm-single-node", between(1, 64))
+    node: Node = key(Node, "each slurmd node of slurm-single-node")
+    images: Images = key(REQUIRED, "where the images are pushed and pulled from")
+    components: Components = key(Components, "which parts to deploy")
+    existing_cluster: Optional[ExistingCluster] = key(
+        None, "an existing Slurm cluster to connect to: only the clients are deployed (needs `mungeKey` and "
+              "`components.singleNode` false)")
+    munge_key: Optional[pulumi.Output[str]] = key(
+        None, "base64 munge key of an existing cluster, instead of a generated one", check_munge_key,
+        example='"$(base64 -w0 /etc/munge/munge.key)"')
+    jwt_key: Optional[pulumi.Output[str]] = key(
+        None, "base64 JWT key (AuthAltParameters jwt_key) of an existing cluster: JupyterHub users' tokens are signed "
+              "with it (needs `existingCluster`)", check_jwt_key, example='"$(base64 -w0 /etc/slurm/jwt_hs256.key)"')
+    key_rotation: str = key("1", "any string; changing it generates new munge and JWT keys, JupyterLab token and "
+                                 "hub password (new Secrets, so pods roll)")
+    kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
+    jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")
+    restd: Restd = key(Restd, "slurmrestd")
+    storage: Storage = key(Storage, "the single node's state volume")
+    single_node: SingleNodePod = key(SingleNodePod, "the slurm-single-node pod's resources")
+    users: tuple[User, ...] = key(
+        (), "the user directory: who may use Slurm through Jupyter (required with JupyterLab or JupyterHub); "
+            "every pod resolves exactly these names and ids", example='[{"name": "alice", "uid": 2001}]')
+    groups: dict = key({}, "further groups of the directory: name to gid", check_groups,
+                       example='{"physics": 3000}')
+    home: Home = key(Home, "the shared home volume, mounted at /home in the Slurm nodes and the Jupyter pods")
+    jupyter: Jupyter = key(Jupyter, "JupyterLab (`components.jupyter`)")
+
+    @property
+    def directory(self) -> tuple[directory.User, ...]:
+        return tuple(directory.User(name=u.name, uid=u.uid, gid=u.gid or u.uid, groups=u.groups) for u in self.users)
+
+    @property
+    def site(self) -> Optional[site.Site]:
+        """The existing cluster's facts (None without `existingCluster`)."""
+        return site.describe(self.existing_cluster.slurm_conf) if self.existing_cluster else None
+
+    @property
+    def jupyter_user(self) -> str:
+        return self.jupyter.user or self.users[0].name
+
+    @property
+    def debian_suite(self) -> str:
+        return VERSIONS[self.slurm_version].debian_suite
+
+    @property
+    def single_node_memory_mib(self) -> int:
+        """The single node pod's memory request and limit, MiB."""
+        return self.single_node.memory or self.nodes * self.node.memory_mb + DAEMONS_MEMORY_MIB
+
+    @property
+    def single_node_cpu_milli(self) -> tuple[int, int]:
+        """The single node pod's CPU (request, limit), millicores. CPU is compressible, so the request is only
+        what the daemons need: the pod schedules where the nodes' CPUs are shared, and jobs are throttled, never
+        killed, when they are."""
+        return DAEMONS_CPU_MILLI, self.single_node.cpu or self.nodes * self.node.cpus * 1000 + DAEMONS_CPU_MILLI
+
+
+# Every top-level key with its meaning.
+KEYS = {name: f.metadata["meaning"] for name, f in keys_of(StackConfig).items()}
