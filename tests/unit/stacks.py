@@ -8,8 +8,8 @@ from unittest import mock
 import yaml
 
 from tests.project_env import PREFIX, ROOT
+from tests.unit.config_values import JWT, MUNGE, changed, raw
 from tests.unit.harness import Result, run_stack
-from tests.unit.test_config import JWT, MUNGE, changed, raw
 
 
 def stack_values(stack: str, **changes) -> dict:

@@ -13,8 +13,9 @@ import pytest
 from components.chart_values import chart_version, helm_merge, load_chart, read_user_values, with_user_values
 from components.config import ConfigError, parse
 from tests import helm
+from tests.unit.config_values import with_
+from tests.unit.hub_samples import sample_values
 from tests.unit.stacks import run
-from tests.unit.test_jupyterhub_values import sample_values
 
 SECRET = "gh-client-secret-0123456789"
 
@@ -297,7 +298,6 @@ def test_a_reference_of_another_version_gives_way_to_a_pull_of_the_pinned_one(mo
 
 
 def test_a_chart_version_other_than_the_references_fails_the_preview_naming_both(monkeypatch, tmp_path):
-    from tests.unit.test_config import with_
 
     without_helm(monkeypatch, tmp_path, chart_files(tmp_path / "reference", "SOURCE.md", "tag 4.3.3"))
     with pytest.raises(ConfigError, match="is chart 4.3.3, not the pinned 4.4.0") as e:
@@ -306,14 +306,12 @@ def test_a_chart_version_other_than_the_references_fails_the_preview_naming_both
 
 
 def test_a_stack_without_jupyterhub_needs_no_chart(monkeypatch, tmp_path):
-    from tests.unit.test_config import with_
 
     without_helm(monkeypatch, tmp_path)
     assert parse(with_(components={"jupyterhub": False})).jupyterhub.chart is None
 
 
 def test_the_stack_config_reads_values_and_file_and_knows_when_they_are_secret(tmp_path):
-    from tests.unit.test_config import with_
 
     (tmp_path / "v.yaml").write_text("cull: {timeout: 60}\n")
     hub = {"chartVersion": "4.3.3", "values": {"cull": {"every": 30}}, "valuesFile": "v.yaml"}

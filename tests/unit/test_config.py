@@ -10,33 +10,7 @@ import pytest
 from components import directory
 from components.config import README, REQUIRED, ConfigError, parse, readme_with_tables, rows, type_name
 from components.slurm_files import DEFAULT_SLURM_VERSION
-from tests.helm import VERSION as CHART_VERSION
-
-MINIMAL = {"clusterName": "dev", "images": json.dumps({"registry": "127.0.0.1:5000"}),
-           "jupyterhub": json.dumps({"chartVersion": CHART_VERSION}),
-           "users": json.dumps([{"name": "alice", "uid": 2001}])}
-MUNGE = base64.b64encode(bytes(range(256)) * 4).decode()
-JWT = base64.b64encode(bytes(range(32))).decode()
-
-
-def raw(value):
-    """A config value as Pulumi gives it to the program: objects and lists as JSON text."""
-    return json.dumps(value) if isinstance(value, (dict, list)) else value
-
-
-def changed(values: dict, **changes) -> dict:
-    """A copy of raw config `values` with `changes` made (None removes a key)."""
-    values = dict(values)
-    for key, value in changes.items():
-        if value is None:
-            values.pop(key, None)
-        else:
-            values[key] = raw(value)
-    return values
-
-
-def with_(**changes):
-    return changed(MINIMAL, **changes)
+from tests.unit.config_values import EXISTING, JWT, MINIMAL, MUNGE, changed, with_
 
 
 def test_minimal_config_gets_defaults():
@@ -48,10 +22,6 @@ def test_minimal_config_gets_defaults():
     assert cfg.images.name("slurm-client") == "127.0.0.1:5000/slurm-cloud-integration/slurm-client:latest"
     assert cfg.components.single_node and cfg.components.jupyterhub
     assert cfg.existing_cluster is None and cfg.munge_key is None
-
-
-EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwtKey=JWT, home={"claim": "site-home"},
-                components={"singleNode": False})
 
 
 def test_existing_cluster(tmp_path):

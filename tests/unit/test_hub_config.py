@@ -4,7 +4,6 @@ pure checks of the mapping; tests/images/test_hub_kubespawner.py runs its output
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,20 +11,7 @@ from components import directory
 from components.jupyterhub import jupyterhub_values
 from tests.e2e import hub_config
 from tests.helm import chart, helm_merge
-
-
-class HubConfig(dict):
-    """What jupyterhub_config.py's `c` offers the code here: c.Section.trait = value, c[Section].update({..})."""
-
-    def __missing__(self, section: str) -> SimpleNamespace:
-        return self.setdefault(section, Section())
-
-    __getattr__ = dict.__getitem__
-
-
-class Section(SimpleNamespace):
-    def update(self, values: dict) -> None:
-        self.__dict__.update(values)
+from tests.unit.hub_samples import HubConfig
 
 
 def program_values(**changes) -> dict:

@@ -13,17 +13,12 @@ from types import SimpleNamespace
 import jsonschema
 import pytest
 
-from components import directory, network, pods
+from components import directory, pods
 from components.chart_values import helm_merge
-from components.config import Components
-from components.jupyterhub import LOGIN_NOTE, hub_extra_config, jupyterhub_values, split_image_ref
+from components.jupyterhub import LOGIN_NOTE, hub_extra_config, split_image_ref
 from tests import helm
+from tests.unit.hub_samples import DIGEST, GROUPS, USERS, HubConfig, sample_values
 from tests.unit.stacks import run
-from tests.unit.test_hub_config import HubConfig
-
-DIGEST = "sha256:" + "ab" * 32
-USERS = (directory.User("alice", 2001, 2001, ("physics",)), directory.User("bob", 2002, 2002))
-GROUPS = {"physics": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +32,6 @@ def schema_errors(chart, values) -> list[str]:
     defaults, validator = chart
     merged = helm_merge(defaults, json.loads(json.dumps(values)))
     return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(merged)]
-
-
-def sample_values(**changes):
-    name, tag = split_image_ref(f"registry.example.com/hpc/slurm-cloud-integration/slurm-jupyter-notebook@{DIGEST}", "dev")
-    args = dict(image_name=name, image_tag=tag,
-                config_files={"slurm.conf": "ClusterName=dev\n", "cgroup.conf": "\n", "slurm-image.env": "A=1\n"},
-                users=USERS, groups=GROUPS, home_claim="home-0a1b2c", token_url="http://tokens:8090/token",
-                hub_password="p" * 32,
-                egress=network.graph(Components(), nodes=2, restd_clients=("jupyterhub",)).egress(network.HUB_USERS))
-    return jupyterhub_values(**{**args, **changes})
 
 
 @pytest.mark.parametrize("pull_secret", [None, "images-pull-0a1b2c3d"])

@@ -3,8 +3,8 @@
 import base64
 import json
 
+from tests.unit.config_values import EXISTING, JWT, MINIMAL, MUNGE, with_
 from tests.unit.harness import is_secret, run_stack
-from tests.unit.test_config import JWT, MINIMAL, MUNGE, with_
 
 KEYS = "slurm-cloud-integration:index:SlurmKeys"
 BYTES = "random:index/randomBytes:RandomBytes"
@@ -34,10 +34,6 @@ def test_no_key_in_an_unsecret_output():
     for name, (value, secret) in result.outputs.items():
         text = json.dumps(value, default=str)
         assert secret or not any(k in text for k in keys), f"output {name} shows a key in plain text"
-
-
-EXISTING = dict(existingCluster={"slurmConf": "slurm.conf"}, mungeKey=MUNGE, jwtKey=JWT, home={"claim": "site-home"},
-                components={"singleNode": False})
 
 
 def test_existing_cluster_keys_are_adopted_not_generated(tmp_path):

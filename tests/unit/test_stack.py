@@ -21,9 +21,9 @@ from components import directory
 from components.jupyterhub import hub_extra_config
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
 from tests.project_env import ROOT
+from tests.unit.config_values import JWT, MUNGE
 from tests.unit.harness import is_secret, run_stack
 from tests.unit.stacks import run, stack_values
-from tests.unit.test_config import JWT, MUNGE
 from tests.workload_rules import APP_LABELS, KEY_MODE, check_workload
 
 T = "slurm-cloud-integration:index:"
