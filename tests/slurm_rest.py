@@ -13,7 +13,10 @@ Debian's 22.05.8, 24.11.5 and 26.05.5):
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import os
 import time
 from typing import Optional
 
@@ -39,6 +42,17 @@ def jwt_lifespan(token: str) -> int:
     """A JWT's `exp` - `iat`, seconds."""
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     return claims["exp"] - claims["iat"]
+
+
+def forged_token(user: str) -> str:
+    """A well-formed HS256 JWT for `user`, signed with a key that is not the cluster's."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"exp": now + 600, "iat": now, "sun": user}).encode())
+    sig = hmac.new(os.urandom(32), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
 
 
 class SlurmRestError(RuntimeError):

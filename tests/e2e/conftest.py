@@ -2,8 +2,15 @@
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 
-Order matters and is the files' order: test_00 uses the cluster alone, test_01..06 the running stack, test_07 a
-second stack (`site`) against a Slurm cluster outside Kubernetes, test_08 destroys the first and stops the cluster.
+Each module brings up what it needs through these fixtures, and both commands are idempotent (on a running cluster
+and an unchanged stack they change nothing), so any module runs alone, e.g. `python -m pytest
+tests/e2e/test_02_rest.py`: test_00 needs the cluster alone, test_01..06 the `cluster` stack, test_07 the cluster,
+on which it deploys a second stack (`site`) against a Slurm cluster outside Kubernetes and destroys it. No module
+relies on what another left (a job, a user, a file): what one makes, it makes itself and removes.
+
+One order rule, kept by pytest_collection_modifyitems below rather than by the files' names: the tests marked
+`teardown` (test_08: `pulumi destroy` of the `cluster` stack, then `toolchain/kube down`) run after every other test
+of the session, whatever order the files are given in.
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ import pytest
 
 from tests.e2e.deployment import TIMINGS, Deployment, kube_up, pulumi_up, stack_output
 from tests.e2e.kube import Kube
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The `teardown` tests last, the others in their order (after any other plugin has ordered them)."""
+    items.sort(key=lambda item: item.get_closest_marker("teardown") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Scenario 0, the local Kubernetes itself behaves like a real one (before the stack is deployed): a pod made before a
-`podman build` with a `RUN` step can still be deleted, and claims get volumes from local-path-provisioner: a
+"""Scenario 0, the local Kubernetes itself behaves like a real one (it needs the cluster alone, no stack): a pod made
+before a `podman build` with a `RUN` step can still be deleted, and claims get volumes from local-path-provisioner: a
 ReadWriteOnce claim is given to the pod's fsGroup and written by a non-root user, a ReadWriteMany claim is shared by two
 pods, and a deleted claim takes its directory with it."""
 

@@ -2,17 +2,10 @@
 JWT minted for a user in the single node, a job submitted through the REST API completes, a missing or wrong token
 is rejected. The client is tests/slurm_rest.py."""
 
-import base64
-import hashlib
-import hmac
-import json
-import os
-import time
-
 import pytest
 
 from components.slurm_files import SLURMRESTD_PORT
-from tests.slurm_rest import SlurmRest, SlurmRestError
+from tests.slurm_rest import SlurmRest, SlurmRestError, forged_token
 
 pytestmark = pytest.mark.e2e
 
@@ -29,17 +22,6 @@ def rest_url(deployment):
 @pytest.fixture(scope="module")
 def api(deployment):
     return deployment.image_env()["SLURM_REST_API_VERSION"]
-
-
-def forged_token(user: str) -> str:
-    """A well-formed HS256 JWT for `user`, signed with a key that is not the cluster's."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    now = int(time.time())
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"exp": now + 600, "iat": now, "sun": user}).encode())
-    sig = hmac.new(os.urandom(32), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
 
 
 @pytest.fixture(scope="module")

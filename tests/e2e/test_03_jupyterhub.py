@@ -31,7 +31,7 @@ from tests.e2e.hub_deployment import (
     single_node_egress,
     start_and_time,
 )
-from tests.e2e.test_02_rest import forged_token
+from tests.slurm_rest import forged_token
 
 pytestmark = pytest.mark.e2e
 

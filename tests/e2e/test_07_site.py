@@ -45,11 +45,10 @@ from tests.e2e.hub_deployment import (
     start_and_time,
 )
 from tests.e2e.kube import Kube
-from tests.e2e.test_02_rest import forged_token
 from tests.project_env import ROOT, pulumi
 from tests.site_cluster import USERS as SITE_USERS
 from tests.site_cluster import SiteCluster
-from tests.slurm_rest import SlurmRest, SlurmRestError
+from tests.slurm_rest import SlurmRest, SlurmRestError, forged_token
 
 pytestmark = pytest.mark.e2e
 

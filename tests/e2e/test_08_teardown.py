@@ -1,10 +1,11 @@
-"""Scenario 7 (last: it removes what the other tests use): `scripts/pulumi destroy --stack cluster --yes` with two
-JupyterHub users' servers still running removes every object the stack made, the servers first: they are KubeSpawner's,
-neither Helm's nor Pulumi's, and they mount the home claim, whose kubernetes.io/pvc-protection would hold Pulumi's delete
-of it for 10 minutes and fail it; the stack's UserServers (components/user_servers.py) deletes them before the claim.
-The control: while they run and nothing removes them, the claim's delete does not finish. Deleting the Namespace takes
-the rest with it, and each dynamically made volume goes with its claim; then `toolchain/kube down` stops the cluster. No
-container, volume, process, mount or network rule of the deployment or of the cluster is left behind."""
+"""Scenario 8, run last (marked `teardown`: tests/e2e/conftest.py puts it after every other test of the session, as it
+removes what they use): `scripts/pulumi destroy --stack cluster --yes` with two JupyterHub users' servers still running
+removes every object the stack made, the servers first: they are KubeSpawner's, neither Helm's nor Pulumi's, and they
+mount the home claim, whose kubernetes.io/pvc-protection would hold Pulumi's delete of it for 10 minutes and fail it;
+the stack's UserServers (components/user_servers.py) deletes them before the claim. The control: while they run and
+nothing removes them, the claim's delete does not finish. Deleting the Namespace takes the rest with it, and each
+dynamically made volume goes with its claim; then `toolchain/kube down` stops the cluster. No container, volume,
+process, mount or network rule of the deployment or of the cluster is left behind."""
 
 import json
 import os
@@ -29,7 +30,7 @@ from tests.e2e.kube import CRICTL, KUBE_DIR, Kube
 from tests.images.slurm_containers import wait_until
 from tests.project_env import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.teardown]
 
 KUBE = Path(KUBE_DIR)
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",

@@ -1,12 +1,14 @@
 """Linters over the repository: ruff (Python, rules in pyproject.toml), shellcheck (every bash script), actionlint
 (GitHub Actions workflows). scripts/bootstrap installs all three; a missing one fails, it is never skipped. And the
-program's modules import each other without a cycle."""
+program's modules import each other without a cycle; the test suites' helpers are in plain modules (no test module
+imports another), and the end-to-end teardown runs last whatever the order of the files."""
 
 from __future__ import annotations
 
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,40 @@ def test_linters_can_fail(tmp_path):
     py = tmp_path / "bad.py"
     py.write_text("import os\n")  # F401: unused import
     assert run("ruff", "check", "--no-cache", "--isolated", str(py)).returncode != 0
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The test modules (tests....test_*) that the file `path` imports, anywhere in it."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names += [node.module or "", *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return sorted({n for n in names if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")})
+
+
+def test_no_test_module_imports_another(tmp_path):
+    """What tests share is in plain modules (tests/unit/config_values.py, tests/slurm_rest.py, ...), so that each
+    test module runs alone and none runs another's tests' setup by importing it."""
+    found = {p.relative_to(ROOT).as_posix(): names for p in sorted((ROOT / "tests").rglob("*.py"))
+             if (names := imported_test_modules(p))}
+    assert found == {}, "move what they share into a plain module (not named test_*)"
+    (tmp_path / "test_b.py").write_text("def f():\n    from tests.e2e import test_02_rest\n")
+    assert imported_test_modules(tmp_path / "test_b.py") == ["tests.e2e.test_02_rest"]  # control: found, even hidden
+
+
+def collected(*args: str) -> list[str]:
+    """The files of the tests that `pytest --collect-only ARGS` collects, in the order they would run."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line]
+
+
+def test_the_e2e_teardown_runs_after_every_other_test_whatever_the_order_of_the_files():
+    teardown, others = "tests/e2e/test_08_teardown.py", ("tests/e2e/test_00_cluster.py", "tests/e2e/test_02_rest.py")
+    order = collected(teardown, *others)
+    assert order[-1] == teardown and teardown not in order[:-1] and set(order[:-1]) == set(others), order
+    # Control: without tests/e2e/conftest.py (its ordering hook), the files' order given would run it first.
+    assert collected("--noconftest", teardown, *others)[0] == teardown
