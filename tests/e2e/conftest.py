@@ -6,7 +6,9 @@ Each module brings up what it needs through these fixtures, and both commands ar
 and an unchanged stack they change nothing), so any module runs alone, e.g. `python -m pytest
 tests/e2e/test_02_rest.py`: test_00 needs the cluster alone, test_01..06 the `cluster` stack, test_07 the cluster,
 on which it deploys a second stack (`site`) against a Slurm cluster outside Kubernetes and destroys it. No module
-relies on what another left (a job, a user, a file): what one makes, it makes itself and removes.
+relies on what another left (a job, a user, a file): what one needs beyond the stack, it makes itself. (test_06
+deploys a key rotation from a copy of Pulumi.cluster.yaml: a module run alone after it rotates the keys back, so
+its `pulumi up` replaces every pod once more.)
 
 One order rule, kept by pytest_collection_modifyitems below rather than by the files' names: the tests marked
 `teardown` (test_08: `pulumi destroy` of the `cluster` stack, then `toolchain/kube down`) run after every other test
