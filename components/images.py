@@ -20,10 +20,25 @@ NOTEBOOK = "slurm-jupyter-notebook"
 CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
 
 
+# Images that copy the image scripts' library, dockerfiles/lib (lib.sh, and facts.sh from components/image_facts.py):
+# their build context is dockerfiles/ itself. The Jupyter images have it from slurm-client.
+WITH_LIBRARY = (CLIENT,)
+
+
 def build_dir(image: str) -> str:
-    """The directory under dockerfiles/ an image is built from: the Jupyter images share one Dockerfile, whose
+    """The directory under dockerfiles/ an image's Dockerfile is in: the Jupyter images share one Dockerfile, whose
     targets are named after them (dockerfiles/slurm-jupyter/Dockerfile)."""
     return JUPYTER if image in CLIENT_BASED else image
+
+
+def build_context(image: str) -> str:
+    """The directory an image is built from: dockerfiles/ for those that copy the scripts' library (their
+    Dockerfiles name files as DIRECTORY/FILE), else the Dockerfile's own directory."""
+    return DOCKERFILES if image in WITH_LIBRARY else os.path.join(DOCKERFILES, build_dir(image))
+
+
+def dockerfile(image: str) -> str:
+    return os.path.join(DOCKERFILES, build_dir(image), "Dockerfile")
 
 
 def extra_ca_certs() -> str:
@@ -72,8 +87,8 @@ class SlurmImages(pulumi.ComponentResource):
                 image,
                 image_name=args.images.name(image),
                 build=docker.DockerBuildArgs(
-                    context=os.path.join(DOCKERFILES, build_dir(image)),
-                    dockerfile=os.path.join(DOCKERFILES, build_dir(image), "Dockerfile"),
+                    context=build_context(image),
+                    dockerfile=dockerfile(image),
                     target=image if image in CLIENT_BASED else None,
                     args=build_args,
                     platform="linux/amd64",

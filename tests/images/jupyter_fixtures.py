@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from components.images import CLIENT_BASED as JUPYTER_IMAGES
+from components.images import DOCKERFILES
 from tests.images.slurm_containers import (
-    DOCKERFILES,
     SingleNode,
     build_image,
     image_size,

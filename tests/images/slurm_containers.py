@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from components import single_node
-from components.images import CLIENT_BASED, DOCKERFILES, build_dir, extra_ca_certs
+from components.images import CLIENT_BASED, build_context, dockerfile, extra_ca_certs
 from components.slurm_files import DEFAULT_SLURM_VERSION, SLURMRESTD_PORT, render_slurm_files, version_facts
 from tests.project_env import ROOT
 
@@ -101,7 +101,7 @@ def build_image(image: str, version: str, no_cache: bool = False, base_image: Op
     """podman build dockerfiles/IMAGE for a Slurm version, with the build args SlurmImages gives it (the Jupyter
     images: BASE_IMAGE, the slurm-client image, and the machine's EXTRA_CA_CERTS); returns (tag, seconds)."""
     tag = tag or image_tag(image, version)
-    args = ["--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
+    args = ["-f", dockerfile(image), "--build-arg", f"DEBIAN_SUITE={version_facts(version).debian_suite}"]
     if base_image:
         args += ["--build-arg", f"BASE_IMAGE={base_image}"]
     if image in CLIENT_BASED:
@@ -109,7 +109,7 @@ def build_image(image: str, version: str, no_cache: bool = False, base_image: Op
     if no_cache:
         args.append("--no-cache")
     t0 = time.monotonic()
-    podman_build(os.path.join(DOCKERFILES, build_dir(image)), tag, *args, ca_certs=bool(base_image))
+    podman_build(build_context(image), tag, *args, ca_certs=bool(base_image))
     return tag, time.monotonic() - t0
 
 

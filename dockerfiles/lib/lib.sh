@@ -1,0 +1,169 @@
+#!/bin/bash
+# The image scripts' library: messages, munged, slurmrestd, waiting and supervision, written once for slurm-client
+# (and the Jupyter images built FROM it) and slurm-single-node. In the images: /usr/local/lib/slurm-image/lib.sh,
+# beside facts.sh (the program's paths, ports and key sizes, made by `python -m components.image_facts`).
+# Sourced, after the script sets PROG (its name in messages); it only defines variables and functions.
+# SLURM_IMAGE_LIB names another directory holding both (the tests run scripts from dockerfiles/ so).
+
+# shellcheck source-path=SCRIPTDIR source=facts.sh
+source "${BASH_SOURCE[0]%/*}/facts.sh"
+
+PROG="${PROG:-${0##*/}}"
+LOG_T0="${EPOCHREALTIME/[.,]/}"  # microseconds; log() counts from here
+START_TIMEOUT="${SLURM_START_TIMEOUT:-60}"  # each start-up wait of sup_wait, in seconds
+
+# --- messages ------------------------------------------------------------------------------------------------
+log() { printf '[%s +%5.2fs] %s\n' "$PROG" "$(( (${EPOCHREALTIME/[.,]/} - LOG_T0) / 10000 ))e-2" "$*"; }
+die() { echo "$PROG: ERROR: $*" >&2; exit 1; }
+
+# load_env FILE: the variables of a rendered slurm-image.env (configs/slurm-image.env.j2), exported.
+load_env() {
+  set -a
+  # shellcheck source=/dev/null
+  source "$1"
+  set +a
+}
+
+# --- munge ---------------------------------------------------------------------------------------------------
+# munged as its own user; add --foreground (supervised) or --force (a daemon).
+# shellcheck disable=SC2034  # for the scripts that source this
+MUNGED=(setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged)
+munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }  # does the local munged answer?
+munge_dirs() {
+  install -d -m 0700 -o munge -g munge /etc/munge
+  install -d -m 0755 -o munge -g munge /run/munge /var/log/munge /var/lib/munge
+}
+munge_key_install() { install -m 0400 -o munge -g munge "$1" /etc/munge/munge.key; }  # munge_key_install SRC
+
+# --- slurmrestd ----------------------------------------------------------------------------------------------
+# slurmrestd_command: SLURMRESTD, slurmrestd's command line before its own arguments and the address to listen on.
+# JWT authentication, every token going on to slurmctld (SLURM_JWT=daemon: it holds no key), as the unprivileged
+# user slurmrestd. SLURMRESTD_SECURITY: its own unshare() of SysV IPC and file table is refused by container
+# runtimes' default seccomp profiles (containerd's allows unshare only with CAP_SYS_ADMIN); the pod is isolated
+# already. Without SLURMRESTD_LISTEN: slurmrestd reads that variable too, and 22.05's binds it beside its argument.
+slurmrestd_command() {
+  # shellcheck disable=SC2034,SC2054  # for the scripts that source this; the commas are one argument
+  SLURMRESTD=(env -u SLURMRESTD_LISTEN SLURM_JWT=daemon SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files
+              /usr/sbin/slurmrestd -a rest_auth/jwt -s "$SLURMRESTD_PLUGINS" -u slurmrestd -g slurmrestd)
+}
+
+# --- waiting -------------------------------------------------------------------------------------------------
+# retry_until SECONDS CMD...: runs CMD (output discarded) every 0.05 s until it succeeds (0) or SECONDS pass (1).
+# While daemons are supervised, one that dies ends the script (sup_check).
+retry_until() {
+  local deadline=$(( EPOCHSECONDS + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    if (( ${#SUP_PID[@]} )); then sup_check; fi
+    if (( EPOCHSECONDS >= deadline )); then return 1; fi
+    sleep 0.05
+  done
+}
+
+# --- supervision ---------------------------------------------------------------------------------------------
+# Daemons run in the background of the script, each under a NAME. One that dies while the script waits for
+# something ends the script (after stopping the others); sup_watch then starts the restartable ones again.
+declare -gA SUP_PID=() SUP_OUT=() SUP_LOG=() SUP_CMD=()
+SUP_ORDER=()  # names in start order: stopped in the reverse one
+SUP_STOPPING=0
+
+# sup_start NAME OUT LOG CMD...: runs CMD in the background, stdout and stderr to OUT ("": the script's own);
+# LOG is the daemon's own log file ("" if none), whose tail is shown when it dies.
+sup_start() {
+  local name="$1" out="$2" logfile="$3"; shift 3
+  if [[ -n "$out" ]]; then "$@" >"$out" 2>&1 & else "$@" & fi
+  SUP_PID[$name]=$!; SUP_OUT[$name]="$out"; SUP_LOG[$name]="$logfile"; printf -v "SUP_CMD[$name]" '%q ' "$@"
+  [[ " ${SUP_ORDER[*]} " == *" $name "* ]] || SUP_ORDER+=("$name")
+}
+
+sup_tails() {  # sup_tails NAME LINES: the tails of its log file and its output file
+  local f
+  for f in "${SUP_LOG[$1]}" "${SUP_OUT[$1]}"; do
+    [[ -n "$f" && -s "$f" ]] || continue
+    echo "--- tail of $f" >&2; tail -n "$2" "$f" >&2
+    [[ "${SUP_LOG[$1]}" != "${SUP_OUT[$1]}" ]] || break  # one file for both
+  done
+  return 0
+}
+
+sup_report() {  # sup_report NAME STATUS: a death, with the tail of its logs
+  echo "$PROG: ERROR: $1 (pid ${SUP_PID[$1]}) exited with status $2; its log:" >&2
+  sup_tails "$1" 25
+}
+
+sup_check() {  # ends the script when a daemon has died
+  local name status
+  for name in "${!SUP_PID[@]}"; do
+    if ! kill -0 "${SUP_PID[$name]}" 2>/dev/null; then
+      status=0; wait "${SUP_PID[$name]}" || status=$?
+      sup_report "$name" "$status"; sup_stop_all; exit 1
+    fi
+  done
+}
+
+# sup_wait WHAT CMD...: retry_until $SLURM_START_TIMEOUT (default 60 s) CMD; past it the script ends, naming WHAT.
+sup_wait() {
+  local what="$1" name; shift
+  retry_until "$START_TIMEOUT" "$@" && return 0
+  echo "$PROG: ERROR: timed out after ${START_TIMEOUT}s waiting for $what" >&2
+  for name in "${SUP_ORDER[@]}"; do
+    [[ -n "${SUP_LOG[$name]:-}" && -s "${SUP_LOG[$name]}" ]] || continue
+    echo "--- tail of ${SUP_LOG[$name]}" >&2; tail -n 10 "${SUP_LOG[$name]}" >&2
+  done
+  sup_stop_all; exit 1
+}
+
+sup_stop() {  # sup_stop NAME: SIGTERM, at most 5 s to exit, then SIGKILL
+  local pid="${SUP_PID[$1]:-}" t
+  [[ -n "$pid" ]] || return 0
+  t="${EPOCHREALTIME/[.,]/}"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  log "stopped $1 in $(( (${EPOCHREALTIME/[.,]/} - t) / 1000 )) ms"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "SUP_PID[$1]"
+}
+
+sup_stop_all() {  # in the reverse order of their starts
+  SUP_STOPPING=1
+  trap - TERM INT
+  local i
+  for (( i = ${#SUP_ORDER[@]} - 1; i >= 0; i-- )); do sup_stop "${SUP_ORDER[i]}"; done
+}
+
+sup_stop_on_signals() {  # SIGTERM or SIGINT stops every daemon, then the script (exit 0)
+  trap 'log "stopping"; sup_stop_all; log "stopped"; exit 0' TERM INT
+}
+
+# sup_watch [NAME...]: until a signal stops everything, wait; a daemon named here that dies is started again
+# (at most twice a second), any other ends the script with exit 1 after stopping the rest.
+sup_watch() {
+  local restartable=" $* " died status name
+  while :; do
+    died=""; status=0
+    # One that died while this was busy (starting another again) may be no job of the shell any more, which wait -n
+    # would never return: look first.
+    for name in "${!SUP_PID[@]}"; do
+      if ! kill -0 "${SUP_PID[$name]}" 2>/dev/null; then
+        died="${SUP_PID[$name]}"; wait "$died" 2>/dev/null || status=$?; break
+      fi
+    done
+    if [[ -z "$died" ]]; then
+      wait -n -p died "${SUP_PID[@]}" 2>/dev/null || status=$?
+      (( SUP_STOPPING )) && return 0
+      [[ -n "$died" ]] || continue  # a trapped signal interrupted wait
+    fi
+    for name in "${!SUP_PID[@]}"; do
+      [[ "${SUP_PID[$name]}" == "$died" ]] || continue
+      if [[ "$restartable" != *" $name "* ]]; then
+        sup_report "$name" "$status"; unset "SUP_PID[$name]"; sup_stop_all; exit 1
+      fi
+      echo "$PROG: $name exited with status $status (pid $died); starting it again" >&2
+      sup_tails "$name" 25
+      unset "SUP_PID[$name]"
+      sleep 0.5  # at most two starts a second if it keeps dying at once
+      eval "sup_start \"\$name\" \"\${SUP_OUT[\$name]}\" \"\${SUP_LOG[\$name]}\" ${SUP_CMD[$name]}"
+      log "started $name again (pid ${SUP_PID[$name]}); the others run on"
+    done
+  done
+}
