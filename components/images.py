@@ -22,7 +22,7 @@ CLIENT_BASED = (JUPYTER, NOTEBOOK)  # built FROM slurm-client
 
 # Images that copy the image scripts' library, dockerfiles/lib (lib.sh, and facts.sh from components/image_facts.py):
 # their build context is dockerfiles/ itself. The Jupyter images have it from slurm-client.
-WITH_LIBRARY = (CLIENT,)
+WITH_LIBRARY = (CLIENT, SINGLE_NODE)
 
 
 def build_dir(image: str) -> str:

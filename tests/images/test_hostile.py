@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from components import restd, single_node
+from components.image_facts import RESTD_SOCKET as SOCKET  # the single node's slurmrestd (its entrypoint's default)
 from components.slurm_files import SLURMRESTD_PORT, TOKEN_LIFETIME_S, version_facts
 from tests.images.directory_cluster import USERS, Cluster
 from tests.images.slurm_containers import client_restd, memory_hog, podman, wait_until
@@ -166,9 +167,6 @@ def test_the_single_nodes_slurmrestd_is_reachable_by_root_in_the_node_only(fresh
     # Control: the same request reaches a single node whose slurmrestd listens on every address.
     r = requests.get(f"http://{single_node.ip}:{SLURMRESTD_PORT}/slurm/{api}/ping", timeout=5)
     assert r.status_code == 401, r.text
-
-
-SOCKET = "/run/slurmrestd/slurmrestd.socket"  # the single node's slurmrestd (its entrypoint's default)
 
 
 def restd_pid(container: str) -> str:

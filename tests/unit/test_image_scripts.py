@@ -1,4 +1,6 @@
-"""The image scripts' library (dockerfiles/lib/lib.sh) alone, with this machine's bash."""
+"""The image scripts' library (dockerfiles/lib/lib.sh) and slurm-single-node's entrypoint parts, each alone, with
+this machine's bash: the Slurm commands they call are stand-ins on PATH that record their arguments (the parts in
+the image, as root: tests/images/test_single_node_parts.py)."""
 
 import os
 import signal
@@ -38,6 +40,80 @@ def run(script: str, *args: str, bin_dir: Path, timeout: float = 20, **env: str)
 
 def calls(bin_dir: Path) -> list[str]:
     return (bin_dir.parent / "calls").read_text().splitlines()
+
+
+# --- accounting.sh --------------------------------------------------------------------------------------------
+PASSWD = """root:x:0:0:root:/root:/bin/bash
+slurm:x:64030:64030::/nonexistent:/usr/sbin/nologin
+daemonish:x:999:999::/:/bin/false
+jovyan:x:1000:100::/home/jovyan:/bin/bash
+alice:x:2001:2001::/home/alice:/bin/bash
+bob:x:2002:2002::/home/bob:/bin/bash
+last:x:60000:60000::/home/last:/bin/bash
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"""
+
+
+def accounting_stubs(bin_dir: Path, clusters: str, assocs: str) -> None:
+    stub(bin_dir, "getent", f"cat <<'EOF'\n{PASSWD}\nEOF")
+    (bin_dir / "clusters").write_text(clusters)
+    (bin_dir / "assocs").write_text(assocs)
+    stub(bin_dir, "sacctmgr", f"""case "$*" in
+  *"show cluster"*) cat {bin_dir}/clusters;;
+  *"show assoc"*) cat {bin_dir}/assocs;;
+esac""")
+
+
+def test_accounting_adds_the_missing_users_and_removes_the_others_but_root(bin_dir):
+    accounting_stubs(bin_dir, "scitest\n", "|root\nusers|\nusers|alice\nusers|carol\n")
+    p = run(str(PARTS / "accounting.sh"), "scitest", bin_dir=bin_dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    changes = [c for c in calls(bin_dir) if " -i " in c]
+    assert changes == ["sacctmgr -i add user name=bob,jovyan account=users cluster=scitest",
+                       "sacctmgr -i delete user name=carol"], calls(bin_dir)
+    assert "accounting users: 3 (added 2, removed 1)" in p.stdout  # uids 1000 to 59999: jovyan, alice, bob
+
+
+def test_accounting_registers_a_new_cluster_and_its_account_first(bin_dir):
+    accounting_stubs(bin_dir, "other\n", "")
+    p = run(str(PARTS / "accounting.sh"), "scitest", bin_dir=bin_dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [c for c in calls(bin_dir) if " -i " in c] == [
+        "sacctmgr -i add cluster scitest",
+        "sacctmgr -i add account users cluster=scitest description=users of the directory organization=none",
+        "sacctmgr -i add user name=alice,bob,jovyan account=users cluster=scitest"]
+
+
+def test_control_accounting_that_already_holds_the_users_is_left_alone(bin_dir):
+    accounting_stubs(bin_dir, "scitest\n", "|root\nusers|\nusers|alice\nusers|bob\nusers|jovyan\n")
+    p = run(str(PARTS / "accounting.sh"), "scitest", bin_dir=bin_dir)
+    assert p.returncode == 0 and "added 0, removed 0" in p.stdout, p.stdout + p.stderr
+    assert [c for c in calls(bin_dir) if " -i " in c] == []
+
+
+def test_accounting_stops_the_start_when_slurmdbd_cannot_list_the_users(bin_dir):
+    stub(bin_dir, "getent", f"cat <<'EOF'\n{PASSWD}\nEOF")
+    stub(bin_dir, "sacctmgr", 'case "$*" in *"show cluster"*) echo scitest;; *) exit 1;; esac')
+    p = run(str(PARTS / "accounting.sh"), "scitest", bin_dir=bin_dir)
+    assert p.returncode == 1 and "slurm-single-node: ERROR: sacctmgr show assoc failed" in p.stderr, p.stderr
+
+
+# --- lost-jobs.sh ---------------------------------------------------------------------------------------------
+def test_jobs_that_ran_when_the_container_stopped_end_with_their_nodes_down(bin_dir):
+    stub(bin_dir, "squeue", "printf '12 c1\\n13 c[1-2]\\n'")
+    stub(bin_dir, "scontrol", "")
+    p = run(str(PARTS / "lost-jobs.sh"), "c1", "c2", bin_dir=bin_dir)
+    assert p.returncode == 0, p.stderr
+    assert calls(bin_dir)[1] == ("scontrol update NodeName=c1,c2 State=DOWN "
+                                 "Reason=slurm-single-node restarted while jobs ran")
+    assert "ended 2 job(s) that ran when the previous container stopped (NODE_FAIL): 12 c1 13 c[1-2]" in p.stdout
+
+
+def test_control_without_running_jobs_no_node_goes_down(bin_dir):
+    stub(bin_dir, "squeue", "")
+    stub(bin_dir, "scontrol", "")
+    p = run(str(PARTS / "lost-jobs.sh"), "c1", "c2", bin_dir=bin_dir)
+    assert p.returncode == 0 and p.stdout == "", p.stdout + p.stderr
+    assert [c.split()[0] for c in calls(bin_dir)] == ["squeue"]
 
 
 # --- the library's supervision --------------------------------------------------------------------------------
