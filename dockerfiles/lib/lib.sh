@@ -29,10 +29,7 @@ load_env() {
 # shellcheck disable=SC2034  # for the scripts that source this
 MUNGED=(setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged)
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }  # does the local munged answer?
-munge_dirs() {
-  install -d -m 0700 -o munge -g munge /etc/munge
-  install -d -m 0755 -o munge -g munge /run/munge /var/log/munge /var/lib/munge
-}
+munge_dirs() { install -d -m 0755 -o munge -g munge /run/munge /var/log/munge /var/lib/munge; }  # its run-time ones
 munge_key_install() { install -m 0400 -o munge -g munge "$1" /etc/munge/munge.key; }  # munge_key_install SRC
 
 # --- slurmrestd ----------------------------------------------------------------------------------------------
