@@ -10,9 +10,9 @@ relies on what another left (a job, a user, a file): what one needs beyond the s
 deploys a key rotation from a copy of Pulumi.cluster.yaml: a module run alone after it rotates the keys back, so
 its `pulumi up` replaces every pod once more.)
 
-One order rule, kept by pytest_collection_modifyitems below rather than by the files' names: the tests marked
-`teardown` (test_08: `pulumi destroy` of the `cluster` stack, then `toolchain/kube down`) run after every other test
-of the session, whatever order the files are given in.
+One order rule, kept by pytest_collection_finish below rather than by the files' names: the tests marked `teardown`
+(test_08: `pulumi destroy` of the `cluster` stack, then `toolchain/kube down`) run after every other test of the
+session, whatever order the files are given in, with pytest's --ff and --nf too.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from tests.e2e.deployment import TIMINGS, Deployment, kube_up, pulumi_up, stack_
 from tests.e2e.kube import Kube
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items):
-    """The `teardown` tests last, the others in their order (after any other plugin has ordered them)."""
-    items.sort(key=lambda item: item.get_closest_marker("teardown") is not None)
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter lists them (--collect-only)
+def pytest_collection_finish(session):
+    """The `teardown` tests last, the others in their order. Here, not in pytest_collection_modifyitems: pytest's
+    cache plugin reorders there for --ff and --nf after every other plugin (a wrapper), which would undo it."""
+    session.items.sort(key=lambda item: item.get_closest_marker("teardown") is not None)
 
 
 @pytest.fixture(scope="session")

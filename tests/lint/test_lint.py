@@ -6,6 +6,7 @@ imports another), and the end-to-end teardown runs last whatever the order of th
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 import subprocess
 import sys
@@ -154,17 +155,43 @@ def test_no_test_module_imports_another(tmp_path):
     assert imported_test_modules(tmp_path / "test_b.py") == ["tests.e2e.test_02_rest"]  # control: found, even hidden
 
 
-def collected(*args: str) -> list[str]:
-    """The files of the tests that `pytest --collect-only ARGS` collects, in the order they would run."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+def collected_ids(*args: str, cache: Path | None = None) -> list[str]:
+    """The node ids of the tests that `pytest --collect-only ARGS` collects, in the order they would run; with
+    `cache`, pytest's cache plugin on and reading that cache directory (--ff, --nf), else off."""
+    plugin = ["-o", f"cache_dir={cache}"] if cache else ["-p", "no:cacheprovider"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *plugin, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return [line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line]
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+def collected(*args: str, cache: Path | None = None) -> list[str]:
+    """The files of the tests that `pytest --collect-only ARGS` collects, in the order they would run."""
+    return [node.split("::")[0] for node in collected_ids(*args, cache=cache)]
+
+
+TEARDOWN = "tests/e2e/test_08_teardown.py"
+OTHERS = ("tests/e2e/test_00_cluster.py", "tests/e2e/test_02_rest.py")
+
+
+def assert_teardown_last(order: list[str]) -> None:
+    assert order[-1] == TEARDOWN and TEARDOWN not in order[:-1] and set(order[:-1]) == set(OTHERS), order
 
 
 def test_the_e2e_teardown_runs_after_every_other_test_whatever_the_order_of_the_files():
-    teardown, others = "tests/e2e/test_08_teardown.py", ("tests/e2e/test_00_cluster.py", "tests/e2e/test_02_rest.py")
-    order = collected(teardown, *others)
-    assert order[-1] == teardown and teardown not in order[:-1] and set(order[:-1]) == set(others), order
+    assert_teardown_last(collected(TEARDOWN, *OTHERS))
     # Control: without tests/e2e/conftest.py (its ordering hook), the files' order given would run it first.
-    assert collected("--noconftest", teardown, *others)[0] == teardown
+    assert collected("--noconftest", TEARDOWN, *OTHERS)[0] == TEARDOWN
+
+
+@pytest.mark.parametrize("flag", ["--ff", "--nf"])
+def test_the_e2e_teardown_runs_last_after_its_cached_failure_with_failed_first_or_new_first(tmp_path, flag):
+    """pytest's cache plugin reorders for --ff (a cached failure first) and --nf (tests it has not seen first) after
+    every other plugin's pytest_collection_modifyitems: the teardown stays last all the same."""
+    cache = tmp_path / "cache"
+    (cache / "v" / "cache").mkdir(parents=True)
+    (cache / "v" / "cache" / "lastfailed").write_text(json.dumps({node: True for node in collected_ids(TEARDOWN)}))
+    (cache / "v" / "cache" / "nodeids").write_text(json.dumps(collected_ids(*OTHERS)))  # the teardown is new
+    assert_teardown_last(collected(flag, *OTHERS, TEARDOWN, cache=cache))
+    # Control: without the conftest, the flag runs the teardown first.
+    assert collected("--noconftest", flag, *OTHERS, TEARDOWN, cache=cache)[0] == TEARDOWN
