@@ -67,7 +67,9 @@ def test_workflows_pass_actionlint():
 def component_imports(directory: Path) -> dict[str, set[str]]:
     """Each module of `directory` (a copy of components/) -> the components modules it imports, anywhere in it. A
     package's modules are named with dots (`config.table`; its __init__.py is `config`); `from components.config
-    import table` imports the module config.table, `from components.config import parse` the package's face."""
+    import table` imports the module config.table, `from components.config import parse` the package's face. A
+    module of a package imports the package too (importing components.config.table first runs config/__init__.py),
+    except from inside that package, where the package is already being imported."""
     def name(path: Path) -> str:
         parts = path.relative_to(directory).with_suffix("").parts
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -88,6 +90,9 @@ def component_imports(directory: Path) -> dict[str, set[str]]:
                     imported.add(inner if inner in modules or not package else package)
             elif isinstance(node, ast.Import):
                 imported |= {module(a.name) for a in node.names if a.name.startswith("components.")}
+        parts = [m.split(".") for m in imported]
+        imported |= {package for p in parts for package in (".".join(p[:i]) for i in range(1, len(p)))
+                     if me != package and not me.startswith(package + ".")}
     return graph
 
 
@@ -120,6 +125,10 @@ def test_the_program_modules_import_each_other_without_a_cycle(tmp_path):
     (tmp_path / "p" / "q.py").write_text("from components import a\n")
     (tmp_path / "a.py").write_text("from components.p import y\n")
     assert import_cycle(component_imports(tmp_path)) == ["a", "p", "p.q", "a"]  # control: and one through a package
+    (tmp_path / "p" / "__init__.py").write_text("from components import a\n")
+    (tmp_path / "p" / "q.py").write_text("")
+    (tmp_path / "a.py").write_text("from components.p.q import x\n")
+    assert import_cycle(component_imports(tmp_path)) == ["a", "p", "a"]  # control: and one through its __init__ alone
 
 
 def test_linters_can_fail(tmp_path):
@@ -134,12 +143,17 @@ def test_linters_can_fail(tmp_path):
     assert run("ruff", "check", "--no-cache", "--isolated", str(py)).returncode != 0
 
 
-def imported_test_modules(path: Path) -> list[str]:
-    """The test modules (tests....test_*) that the file `path` imports, anywhere in it."""
+def imported_test_modules(path: Path, package: str | None = None) -> list[str]:
+    """The test modules (tests....test_*) that the file `path` imports, anywhere in it; a relative import (`from .
+    import test_x`, `from ..e2e.test_x import f`) from `package`, by default the one `path` is in."""
+    if package is None:
+        package = ".".join(path.parent.relative_to(ROOT).parts) if path.is_relative_to(ROOT) else ""
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            names += [node.module or "", *(f"{node.module}.{a.name}" for a in node.names)]
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += [module, *(f"{module}.{a.name}" for a in node.names)]
         elif isinstance(node, ast.Import):
             names += [a.name for a in node.names]
     return sorted({n for n in names if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")})
@@ -153,6 +167,10 @@ def test_no_test_module_imports_another(tmp_path):
     assert found == {}, "move what they share into a plain module (not named test_*)"
     (tmp_path / "test_b.py").write_text("def f():\n    from tests.e2e import test_02_rest\n")
     assert imported_test_modules(tmp_path / "test_b.py") == ["tests.e2e.test_02_rest"]  # control: found, even hidden
+    (tmp_path / "test_c.py").write_text("from . import test_02_rest\nfrom ..unit.test_config import x\n"
+                                         "from .deployment import y\n")
+    assert imported_test_modules(tmp_path / "test_c.py", "tests.e2e") == [  # control: and relative ones
+        "tests.e2e.test_02_rest", "tests.unit.test_config"]
 
 
 def collected_ids(*args: str, cache: Path | None = None) -> list[str]:
