@@ -6,20 +6,24 @@ goes (z2jh 4.3.3 files/hub/jupyterhub_config.py: cleanup_servers False). A runni
 (kubernetes.io/pvc-protection), so Pulumi's delete of the claim would wait out its 10 minutes and fail.
 
 This Pulumi dynamic resource makes nothing. Deleting it deletes every pod, Service and Secret labelled
-`app.kubernetes.io/managed-by: kubespawner` in the namespace (kubespawner 7.0.0 common_labels, which the chart keeps),
+`app.kubernetes.io/managed-by: kubespawner` in the namespace (SELECTOR: the chart sets KubeSpawner.common_labels to
+its own labels plus this one, as KubeSpawner's default has it, z2jh 4.3.3 files/hub/jupyterhub_config.py; the program
+refuses a user's hub.config.KubeSpawner.common_labels, which would replace them, components/chart_values.py OWNED),
 each pod with GRACE_S to stop whatever it is doing, and waits until they are gone, at most WAIT_S. The namespace
 holds one hub, the chart's Release or one run beside the stack (the token service reaches either as `hub`). Its input
 `claim` orders it before the home claim, and the Release depends on it, so the hub is gone first and starts no server
-again.
+again. It reaches the cluster as the Kubernetes provider does (api_client()).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Optional
 
 import pulumi
 import pulumi.dynamic as dynamic
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -28,6 +32,7 @@ KINDS = ("pod", "service", "secret")  # what KubeSpawner makes for a server with
 GRACE_S = 1  # KubeSpawner's delete_grace_period: what a server's own stop gives it
 WAIT_S = 120
 POLL_S = 1.0
+PROVIDER = "__provider"  # where pulumi.dynamic keeps the pickled provider in the state and in a diff's olds and news
 
 
 def remove(core: Any, namespace: str, wait_s: float = WAIT_S, poll_s: float = POLL_S) -> None:
@@ -55,6 +60,39 @@ def remove(core: Any, namespace: str, wait_s: float = WAIT_S, poll_s: float = PO
         time.sleep(poll_s)
 
 
+def api_client(kubeconfig: Optional[str], context: Optional[str]) -> client.ApiClient:
+    """A client of the cluster as the Kubernetes provider reaches it: the file `kubeconfig` (config
+    kubernetes.kubeconfig), else $KUBECONFIG (paths joined by ':') or ~/.kube/config, in its context `context`
+    (config kubernetes.context; None: the current one); with no kubeconfig found and no context, the service account
+    of the pod it runs in (in-cluster). Nothing is written back to a kubeconfig (a refreshed token stays in memory).
+    Raises config.ConfigException when none of them works."""
+    found = kubeconfig or os.pathsep.join(p for p in (os.environ.get("KUBECONFIG") or "~/.kube/config").split(
+        os.pathsep) if p and os.path.exists(os.path.expanduser(p)))
+    if found:
+        return config.new_client_from_config(config_file=found, context=context, persist_config=False)
+    if context:
+        raise config.ConfigException(f"context {context} is set but no kubeconfig was found")
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException as e:
+        why = str(e).rstrip(".")
+        raise config.ConfigException(f"no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not in a pod: {why}") from e
+    return client.ApiClient(configuration)
+
+
+def unreachable(props: dict, error: Exception) -> str:
+    """What to do when `error` kept UserServers (inputs `props`) from the cluster."""
+    why = f"HTTP {error.status} {error.reason}" if isinstance(error, ApiException) else str(error).rstrip(".")
+    return (f"cannot remove JupyterHub's user servers in namespace {props['namespace']}: the cluster is not reachable "
+            f"as configured ({why}). It is reached as the Kubernetes provider reaches it: config kubernetes.kubeconfig "
+            f"({props.get('kubeconfig') or 'unset: $KUBECONFIG, ~/.kube/config, else in-cluster'}) and "
+            f"kubernetes.context ({props.get('context') or 'unset: the current one'}); fix them and run `pulumi up` "
+            "first (a delete uses the values stored at the last update). If the cluster is gone, so are the servers: "
+            "take this resource out of the state with `pulumi state delete URN` (`pulumi stack --show-urns | grep "
+            "UserServers` shows it), then run again.")
+
+
 class _Provider(dynamic.ResourceProvider):
     """Inputs: namespace, claim, kubeconfig and context (the Kubernetes provider's; absent: its defaults)."""
 
@@ -62,15 +100,24 @@ class _Provider(dynamic.ResourceProvider):
         return dynamic.CreateResult(props["namespace"], props)
 
     def diff(self, _id: str, olds: dict, news: dict) -> dynamic.DiffResult:
-        changed = [k for k in ("namespace", "claim", "kubeconfig", "context") if olds.get(k) != news.get(k)]
+        """A new namespace replaces it (the old namespace's servers go); any other change, the pickled provider
+        (PROVIDER) included, is an update, so that the state keeps the provider that a later delete runs."""
+        changed = [k for k in ("namespace", "claim", "kubeconfig", "context", PROVIDER) if olds.get(k) != news.get(k)]
         return dynamic.DiffResult(changes=bool(changed), replaces=[k for k in changed if k == "namespace"])
 
     def update(self, _id: str, _olds: dict, news: dict) -> dynamic.UpdateResult:
         return dynamic.UpdateResult(news)
 
     def delete(self, _id: str, props: dict) -> None:
-        api = config.new_client_from_config(config_file=props.get("kubeconfig"), context=props.get("context"))
-        remove(client.CoreV1Api(api), props["namespace"])
+        try:
+            core = client.CoreV1Api(api_client(props.get("kubeconfig"), props.get("context")))
+            remove(core, props["namespace"])
+        except ApiException as e:
+            if e.status not in (0, 401, 403):  # 0: the client's TLS failed (kubernetes.client.rest)
+                raise
+            raise RuntimeError(unreachable(props, e)) from e
+        except (config.ConfigException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise RuntimeError(unreachable(props, e)) from e
 
 
 class UserServers(dynamic.Resource, module="jupyterhub", name="UserServers"):
