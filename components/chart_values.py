@@ -41,11 +41,14 @@ _FSGID = "the fsGroup is the user's own group (hub.extraConfig.slurmUsers), so n
 _CMD = "the image's entrypoint starts jupyterhub-singleuser only after its identity and authentication checks"
 _HOME = "the users' homes are the shared home claim, mounted at `/home/<user>` as on the Slurm nodes"
 _USERS = "only users of the stack's directory (config users) may log in; change `users` instead"
+_CLEANUP = ("the chart sets it to its own labels and `app.kubernetes.io/managed-by: kubespawner`, by which the stack's "
+            "UserServers finds the user servers to remove before the home claim (components/user_servers.py); add "
+            "labels with `singleuser.extraLabels` instead")
 # KubeSpawner traits that would override those settings when given in hub.config.KubeSpawner (the chart
 # loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
 SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "gid": _UID, "supplemental_gids": _UID, "fs_gid": _FSGID,
                  "pod_security_context": _FSGID, "container_security_context": _UID, "extra_pod_config": _FSGID,
-                 "cmd": _CMD, "volumes": _HOME, "volume_mounts": _HOME}
+                 "cmd": _CMD, "volumes": _HOME, "volume_mounts": _HOME, "common_labels": _CLEANUP}
 OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "image", "name"): _IMAGE,
     ("singleuser", "image", "tag"): _IMAGE,

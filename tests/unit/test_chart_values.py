@@ -12,6 +12,7 @@ import pytest
 
 from components.chart_values import chart_version, helm_merge, load_chart, read_user_values, with_user_values
 from components.config import ConfigError, parse
+from components.user_servers import SELECTOR
 from tests import helm
 from tests.unit.config_values import with_
 from tests.unit.hub_samples import sample_values
@@ -154,6 +155,20 @@ def test_owned_settings_are_refused_with_the_reason(chart, user, key):
 ])
 def test_each_refusal_gives_its_reason(chart, user, reason):
     assert reason in str(refused(chart, user))
+
+
+@pytest.mark.parametrize("user, key", [
+    ({"hub": {"config": {"KubeSpawner": {"common_labels": {"team": "hpc"}}}}}, "hub.config.KubeSpawner.common_labels"),
+    ({"singleuser": {"profileList": [{"display_name": "p", "kubespawner_override": {"common_labels": {}}}]}},
+     "singleuser.profileList.0.kubespawner_override.common_labels"),
+])
+def test_kubespawners_common_labels_are_refused_as_user_servers_finds_the_servers_by_one(chart, user, key):
+    """The chart sets KubeSpawner.common_labels, with the label UserServers selects the servers by (SELECTOR); the
+    user's would replace that dict (the chart loads hub.config last), and `pulumi destroy` would leave the servers."""
+    error = refused(chart, user)
+    label, value = SELECTOR.split("=")
+    assert error.key == f"jupyterhub.values.{key}" and f"`{label}: {value}`" in str(error)
+    apply(chart, {"singleuser": {"extraLabels": {"team": "hpc"}}})  # control: labels added beside them are free
 
 
 @pytest.mark.parametrize("user", [
