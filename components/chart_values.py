@@ -1,9 +1,10 @@
 """The user's JupyterHub chart values (`jupyterhub.values`, `jupyterhub.valuesFile`) over the program's.
 
-Pure functions, tested directly: `read_user_values()` (config time) combines the file and the object;
-`with_user_values()` (when the chart values are computed) refuses what the program must own, applies the
+Functions tested directly: `read_user_values()` (config time) combines the file and the object;
+`with_user_values()` (when the chart values are computed, pure) refuses what the program must own, applies the
 user's values over the program's with Helm's semantics and checks the result against the chart's schema.
-`load_chart()` finds the `values.yaml` and values schema of exactly the pinned chart version. `owned_list()` is
+`load_chart()` finds the `values.yaml` and values schema of exactly the pinned chart version (it reads the
+environment and may run `helm pull`). `owned_list()` is
 the README's list of what the program owns (OWNED). Every error is a ConfigError naming the key path
 (`jupyterhub.values.singleuser.cpu.limit`) and never the value, which may be a secret.
 
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Optional
 import pulumi
 import yaml
 
-from components.errors import ConfigError
+from components.errors import PROJECT, ConfigError
 
 KEY = "jupyterhub.values"
 CHART = "jupyterhub"
@@ -242,15 +243,22 @@ def check_schema(values: Mapping, schema: Mapping) -> None:
     raise ConfigError(_name(path), problem + others, "see the chart's values reference (values.schema.yaml)")
 
 
+_TAG = re.compile(r"\btag v?([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]*[0-9A-Za-z])?)", re.IGNORECASE)
+
+
+def source_tags(directory: Path) -> set[str]:
+    """The chart versions `tag X.Y.Z` (any case) in `directory`'s SOURCE.md (none without one)."""
+    source = directory / "SOURCE.md"
+    return set(_TAG.findall(source.read_text(encoding="utf-8"))) if source.is_file() else set()
+
+
 def chart_version(directory: Path) -> Optional[str]:
     """The chart version of the files in `directory`: its Chart.yaml's `version` (a `helm pull`), else the one
     `tag X.Y.Z` its SOURCE.md names (a copy from the chart's git tree, which has no Chart.yaml); None if neither."""
     if (directory / "Chart.yaml").is_file():
         chart = yaml.safe_load((directory / "Chart.yaml").read_text(encoding="utf-8"))
         return str(chart["version"]) if isinstance(chart, dict) and chart.get("version") else None
-    source = directory / "SOURCE.md"
-    tags = set(re.findall(r"\btag v?([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]*[0-9A-Za-z])?)",
-                          source.read_text(encoding="utf-8"))) if source.is_file() else set()
+    tags = source_tags(directory)
     return tags.pop() if len(tags) == 1 else None
 
 
@@ -261,6 +269,9 @@ def _chart_files(directory: Path, version: str) -> tuple[Optional[tuple[Path, Pa
     if not (directory / "values.yaml").is_file() or schema is None:
         return None, f"{directory} holds no values.yaml and values schema"
     found = chart_version(directory)
+    tags = set() if (directory / "Chart.yaml").is_file() else source_tags(directory)
+    if found is None and len(tags) > 1:
+        return None, f"{directory} names several chart versions in its SOURCE.md (tags {', '.join(sorted(tags))})"
     if found is None:
         return None, f"{directory} does not say its chart version (no Chart.yaml, no 'tag X.Y.Z' in a SOURCE.md)"
     if found != version:
@@ -268,32 +279,41 @@ def _chart_files(directory: Path, version: str) -> tuple[Optional[tuple[Path, Pa
     return (directory / "values.yaml", schema), ""
 
 
+def chart_cache() -> Path:
+    """Where `helm pull` keeps the charts: $SCI_CACHE/charts, else the user's cache directory ($XDG_CACHE_HOME, else
+    ~/.cache)/slurm-cloud-integration/charts (a preview in CI)."""
+    cache = os.environ.get("SCI_CACHE")
+    return (Path(cache) if cache else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", PROJECT)
+            ) / "charts"
+
+
 def load_chart(version: str, repo: str) -> tuple[dict, dict]:
     """(values.yaml, values schema) of the JupyterHub chart `version`, parsed.
 
-    Looked for, in order: `$SCI_CACHE/charts/jupyterhub-<version>/jupyterhub` (a `helm pull` of that version),
+    Looked for, in order: `chart_cache()/jupyterhub-<version>/jupyterhub` (a `helm pull` of that version),
     `$SCI_Z2JH_REFERENCE` (a directory holding both files), then `helm pull` into the first. A directory is used
     only if it is that version (chart_version()). Raises ConfigError naming what to set when none works.
     """
-    cache = os.environ.get("SCI_CACHE")
-    pulled = Path(cache, "charts", f"{CHART}-{version}") if cache else None
+    pulled = chart_cache() / f"{CHART}-{version}"
     reference = os.environ.get("SCI_Z2JH_REFERENCE")
     found, why = None, []
-    for directory in [p for p in (pulled and pulled / CHART, reference and Path(reference)) if p]:
+    for directory in [pulled / CHART, *([Path(reference)] if reference else [])]:
         found, problem = _chart_files(directory, version)
         if found:
             break
         why.append(problem)
-    if found is None and pulled is not None and shutil.which("helm"):
+    if found is None and not shutil.which("helm"):
+        why.append("helm is not installed to pull it")
+    elif found is None:
         problem = _helm_pull(version, repo, pulled)
         found, problem = _chart_files(pulled / CHART, version) if problem is None else (None, problem)
         why.append(problem)
     if found is None:
         raise ConfigError("jupyterhub.chartVersion", f"the schema of chart {version} is needed to check "
-                          f"jupyterhub.values, but: {'; '.join(why) or 'SCI_CACHE and SCI_Z2JH_REFERENCE are unset'}",
+                          f"jupyterhub.values, but: {'; '.join(why)}",
+                          f"install helm 3 and let this machine reach {repo} (then helm pulls it into {pulled}), or "
                           f"export SCI_Z2JH_REFERENCE=DIR holding chart {version}'s values.yaml, values.schema.yaml "
-                          "(or .json) and Chart.yaml (or a SOURCE.md naming its tag), or let this machine reach "
-                          f"{repo} (then helm pulls it)")
+                          "(or .json) and Chart.yaml (or a SOURCE.md naming its tag)")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     defaults, schema = (yaml.load(p.read_text(encoding="utf-8"), Loader=loader) for p in found)
     return defaults, schema

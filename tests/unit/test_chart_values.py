@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pulumi
@@ -228,6 +229,7 @@ def test_no_chart_schema_fails_naming_what_to_set(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="SCI_Z2JH_REFERENCE") as e:
         load_chart("4.3.3", "https://hub.jupyter.org/helm-chart/")
     assert e.value.key == "jupyterhub.chartVersion"
+    assert "helm is not installed" in str(e.value) and "install helm 3 and let this machine reach" in str(e.value)
 
 
 def chart_files(directory: Path, version_file: str | None = None, text: str = "") -> Path:
@@ -250,6 +252,27 @@ def without_helm(monkeypatch, tmp_path, reference: Path | None = None) -> None:
         monkeypatch.delenv("SCI_Z2JH_REFERENCE", raising=False)
 
 
+def fake_helm(directory: Path) -> None:
+    """`directory`/helm, as `helm pull jupyterhub --repo R --version V --untar --untardir DIR` unpacks chart V."""
+    helm = directory / "helm"
+    helm.write_text('#!/bin/sh\n/bin/mkdir "$9/jupyterhub" && cd "$9/jupyterhub" && echo "b: 2" > values.yaml && '
+                    'echo "{}" > values.schema.json && echo "version: $6" > Chart.yaml\n')
+    helm.chmod(0o755)
+
+
+def test_without_sci_cache_helm_pulls_the_chart_into_the_users_cache(monkeypatch, tmp_path):
+    """As in the preview workflow (.github/workflows/preview.yml): no SCI_CACHE, no reference, helm installed."""
+    without_helm(monkeypatch, tmp_path)
+    monkeypatch.delenv("SCI_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    pulled = tmp_path / "xdg" / "slurm-cloud-integration" / "charts" / "jupyterhub-4.4.0"
+    with pytest.raises(ConfigError, match=f"helm is not installed.*helm pulls it into {re.escape(str(pulled))}"):
+        load_chart("4.4.0", "unused")  # control: nothing to pull with
+    fake_helm(tmp_path)
+    assert load_chart("4.4.0", "unused") == ({"b": 2}, {})
+    assert chart_version(pulled / "jupyterhub") == "4.4.0"
+
+
 def test_a_pulled_chart_of_the_exact_version_is_used_first(monkeypatch, tmp_path):
     chart_files(tmp_path / "charts" / "jupyterhub-4.3.3" / "jupyterhub", "Chart.yaml", "version: 4.3.3\n")
     monkeypatch.setenv("SCI_CACHE", str(tmp_path))
@@ -261,6 +284,7 @@ def test_a_pulled_chart_of_the_exact_version_is_used_first(monkeypatch, tmp_path
     ("SOURCE.md", "of the official chart (chart directory `jupyterhub/`,\ntag 4.3.3, the chart version the stacks pin)",
      "4.3.3"),
     ("SOURCE.md", "tag 4.4.0-beta.1, built from tag 4.4.0-beta.1", "4.4.0-beta.1"),
+    ("SOURCE.md", "Tag 4.3.3 of the chart", "4.3.3"),  # any case
     ("Chart.yaml", "name: jupyterhub\n", None),
     ("SOURCE.md", "tag 4.3.3, then tag 4.4.0", None),  # which one?
     ("SOURCE.md", "the chart's files, newest", None),
@@ -282,6 +306,7 @@ def test_the_reference_beside_the_repository_is_the_pinned_chart():
     ("Chart.yaml", "name: jupyterhub\nversion: 4.4.0\n", "is chart 4.4.0, not the pinned 4.3.3"),
     ("SOURCE.md", "tag 4.4.0", "is chart 4.4.0, not the pinned 4.3.3"),
     (None, "", "does not say its chart version"),
+    ("SOURCE.md", "tag 4.3.3, then Tag 4.4.0", "names several chart versions in its SOURCE.md (tags 4.3.3, 4.4.0)"),
     ("SOURCE.md", "tag 4.3.3", None),  # the control
 ])
 def test_a_reference_of_another_or_an_unknown_version_is_refused(monkeypatch, tmp_path, file, text, problem):
@@ -304,10 +329,7 @@ def test_a_pulled_chart_of_another_version_is_not_used(monkeypatch, tmp_path):
 
 def test_a_reference_of_another_version_gives_way_to_a_pull_of_the_pinned_one(monkeypatch, tmp_path):
     without_helm(monkeypatch, tmp_path, chart_files(tmp_path / "reference", "SOURCE.md", "tag 4.3.3"))
-    helm = tmp_path / "helm"  # as `helm pull jupyterhub --repo R --version V --untar --untardir DIR` unpacks chart V
-    helm.write_text('#!/bin/sh\n/bin/mkdir "$9/jupyterhub" && cd "$9/jupyterhub" && echo "b: 2" > values.yaml && '
-                    'echo "{}" > values.schema.json && echo "version: $6" > Chart.yaml\n')
-    helm.chmod(0o755)
+    fake_helm(tmp_path)
     assert load_chart("4.4.0", "unused") == ({"b": 2}, {})
     assert chart_version(tmp_path / "cache" / "charts" / "jupyterhub-4.4.0" / "jupyterhub") == "4.4.0"
 
@@ -329,13 +351,13 @@ def test_a_stack_without_jupyterhub_needs_no_chart(monkeypatch, tmp_path):
 def test_the_stack_config_reads_values_and_file_and_knows_when_they_are_secret(tmp_path):
 
     (tmp_path / "v.yaml").write_text("cull: {timeout: 60}\n")
-    hub = {"chartVersion": "4.3.3", "values": {"cull": {"every": 30}}, "valuesFile": "v.yaml"}
+    hub = {"chartVersion": helm.VERSION, "values": {"cull": {"every": 30}}, "valuesFile": "v.yaml"}
     for secret in (set(), {"jupyterhub"}):
         cfg = parse(with_(jupyterhub=hub), secret, str(tmp_path))
         assert cfg.jupyterhub.values == {"cull": {"timeout": 60, "every": 30}}
         assert cfg.jupyterhub.values_secret == bool(secret)
     with pytest.raises(ConfigError, match="did you mean 'jupyterhub.values'"):
-        parse(with_(jupyterhub={"chartVersion": "4.3.3", "value": {}}))
+        parse(with_(jupyterhub={"chartVersion": helm.VERSION, "value": {}}))
 
 
 # Through the whole program (Pulumi mocks), as `pulumi preview` runs it.
@@ -345,14 +367,14 @@ def release_values(result):
 
 
 def test_admins_of_the_directory_are_fine():  # the control of the admin case below
-    result = run("dev", jupyterhub={"chartVersion": "4.3.3",
+    result = run("dev", jupyterhub={"chartVersion": helm.VERSION,
                                     "values": {"hub": {"config": {"Authenticator": {"admin_users": ["alice"]}}}}})
     assert release_values(result)["hub"]["config"]["Authenticator"]["admin_users"] == ["alice"]
 
 
 def test_stack_values_and_file_reach_the_release(tmp_path):
     (tmp_path / "hub.yaml").write_text("singleuser: {memory: {limit: 2G}, cpu: {limit: 1}}\n")
-    result = run("dev", jupyterhub={"chartVersion": "4.3.3", "valuesFile": str(tmp_path / "hub.yaml"),
+    result = run("dev", jupyterhub={"chartVersion": helm.VERSION, "valuesFile": str(tmp_path / "hub.yaml"),
                                     "values": {"singleuser": {"memory": {"limit": "3G"}}}})
     singleuser = release_values(result)["singleuser"]
     assert singleuser["memory"] == {"limit": "3G"} and singleuser["cpu"] == {"limit": 1}
@@ -367,16 +389,16 @@ def test_stack_values_and_file_reach_the_release(tmp_path):
 ], ids=["schema", "owned", "admin outside the directory"])
 def test_bad_stack_values_fail_the_preview(user, key):
     with pytest.raises(ConfigError) as e:
-        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+        run("dev", jupyterhub={"chartVersion": helm.VERSION, "values": user})
     assert e.value.key == key
 
 
 def test_a_value_the_pinned_chart_refuses_fails_the_preview():
-    """proxy.chp.command passed a check against a newer chart's schema; chart 4.3.3's refuses it (at install)."""
+    """proxy.chp.command passed a check against a newer chart's schema; the pinned chart's refuses it (at install)."""
     with pytest.raises(ConfigError, match="is not a value of the JupyterHub chart") as e:
-        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": {"proxy": {"chp": {"command": ["chp"]}}}})
+        run("dev", jupyterhub={"chartVersion": helm.VERSION, "values": {"proxy": {"chp": {"command": ["chp"]}}}})
     assert e.value.key == "jupyterhub.values.proxy.chp.command"
-    run("dev", jupyterhub={"chartVersion": "4.3.3", "values": {"proxy": {"chp": {"extraCommandLineFlags": []}}}})
+    run("dev", jupyterhub={"chartVersion": helm.VERSION, "values": {"proxy": {"chp": {"extraCommandLineFlags": []}}}})
 
 
 @pytest.mark.parametrize("user, fails", [({"singleuser": {"fsGid": 100}}, True),
@@ -392,10 +414,10 @@ def test_bad_stack_values_fail_before_any_resource_is_made(monkeypatch, user, fa
     monkeypatch.setattr(harness.Mocks, "new_resource", lambda self, args: made.append(args.name) or new_resource(self, args))
     if fails:
         with pytest.raises(ConfigError):
-            run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+            run("dev", jupyterhub={"chartVersion": helm.VERSION, "values": user})
         assert made == []
     else:
-        run("dev", jupyterhub={"chartVersion": "4.3.3", "values": user})
+        run("dev", jupyterhub={"chartVersion": helm.VERSION, "values": user})
         assert "jupyterhub-release" in made
 
 
@@ -404,7 +426,7 @@ def test_values_of_a_secret_jupyterhub_key_stay_secret():
     from tests.unit.harness import is_secret, run_stack
     from tests.unit.stacks import ROOT, stack_values
 
-    jupyterhub = {"chartVersion": "4.3.3",
+    jupyterhub = {"chartVersion": helm.VERSION,
                   "values": {"hub": {"config": {"GitHubOAuthenticator": {"client_secret": SECRET}}}}}
     result = run_stack(stack_values("dev", jupyterhub=jupyterhub), {"jupyterhub"}, str(ROOT))
     release = result.one("kubernetes:helm.sh/v3:Release")
