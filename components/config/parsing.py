@@ -3,9 +3,12 @@
 
 `parse()` takes raw config values in and gives a checked `StackConfig` out: each key converted and checked as the
 table declares it (components/config/table.py, through schema.py), then the rules between keys (rules.py), then
-the JupyterHub chart values against the pinned chart's schema. Pure, so tested directly. `load()` reads the running
-Pulumi stack's configuration and calls it. A bad value raises `ConfigError`, whose message names the key, what is
-wrong and how to fix it; `pulumi preview` prints it without a stack trace.
+the JupyterHub chart values against the pinned chart's schema. It needs no Pulumi engine, so it is tested directly,
+but it is not pure: besides its arguments it reads the files that keys name (relative to `project_dir`), the
+environment (`$VAR`s in paths; where the chart is, `SCI_CACHE` and `SCI_Z2JH_REFERENCE`) and, with JupyterHub and
+the chart not found, runs `helm pull` (chart_values.load_chart()). `load()` reads the running Pulumi stack's
+configuration and calls it. A bad value raises `ConfigError`, whose message names the key, what is wrong and how to
+fix it; `pulumi preview` prints it without a stack trace.
 """
 
 from __future__ import annotations
