@@ -20,6 +20,7 @@ import pytest
 from components import directory
 from components.jupyterhub import hub_extra_config
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
+from tests import helm
 from tests.project_env import ROOT
 from tests.unit.config_values import JWT, MUNGE
 from tests.unit.harness import is_secret, run_stack
@@ -838,7 +839,7 @@ def test_hub_user_pods_reach_the_token_service(hub_stack):
 
 def test_a_hub_with_a_subdomain_per_server_is_reached_at_its_host():
     host = "https://hub.example.org"
-    result = run("dev", jupyterhub={"chartVersion": "4.3.3",
+    result = run("dev", jupyterhub={"chartVersion": helm.VERSION,
                                     "values": {"hub": {"config": {"JupyterHub": {"subdomain_host": host}}}}})
     access = result.outputs["jupyterhubAccess"][0]
     assert access.startswith(f"open {host} ") and "*.hub.example.org" in access and "port-forward" not in access
