@@ -4,9 +4,9 @@ stack's clients of an outside Slurm in test_07). Neither has a JupyterHub releas
 so the tests deploy:
 
 - images built here with podman (tests/e2e/hub/): the hub (jupyterhub 5.4.4 + jupyterhub-kubespawner 7.0.0, the
-  chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's), and
-  slurm-jupyter-notebook built as `SlurmImages` builds it, FROM the slurm-client image the stack deployed, pinned by
-  digest through `split_image_ref()`;
+  chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's); the
+  user servers run the stack's own slurm-jupyter-notebook (the token service's image), pinned by digest through
+  `split_image_ref()`;
 - the values: `components.jupyterhub.jupyterhub_values()` for the stack's Slurm files and munge key, as the
   program's Pulumi Release hands them to Helm (nulls dropped), Helm-merged over the chart's default values.yaml;
   the hub's configuration from them by tests/e2e/hub_config.py (the chart's semantics);
@@ -37,15 +37,15 @@ from typing import Iterator, Optional, Sequence
 
 import requests
 
-from components import network, restd, token_service
+from components import restd, token_service
 from components.chart_values import with_user_values
-from components.config import Components
 from components.jupyterhub import APP as HUB_APP
 from components.jupyterhub import jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
 from tests.helm import chart, helm_merge
-from tests.images.slurm_containers import WaitTimeout, build_image, podman, podman_build, wait_until
+from tests.hub_egress import hub_users_egress
+from tests.images.slurm_containers import WaitTimeout, podman, podman_build, wait_until
 
 HUB_IMAGES = Path(__file__).resolve().parent / "hub"  # Dockerfiles of the hub and the proxy
 E2E_REPO = "slurm-cloud-integration-e2e"  # not the stack's repository: built by the tests
@@ -66,13 +66,6 @@ def push(name: str) -> str:
 
 def registry_name(image: str, tag: str = "e2e") -> str:
     return f"{os.environ.get('SCI_REGISTRY', '127.0.0.1:5000')}/{E2E_REPO}/{image}:{tag}"
-
-
-def build_notebook_image(client_image: str, slurm_version: str) -> str:
-    """slurm-jupyter-notebook (a target of dockerfiles/slurm-jupyter) FROM `client_image`, pushed to $SCI_REGISTRY; `name@sha256:...`."""
-    name = registry_name("slurm-jupyter-notebook")
-    build_image("slurm-jupyter-notebook", slurm_version, base_image=client_image, tag=name)
-    return push(name)
 
 
 def build_hub_image(which: str, tag: str | None = None) -> str:
@@ -236,15 +229,6 @@ def single_node_egress(deployment: Deployment) -> list[dict]:
     """singleuser.networkPolicy.egress as the program computes it for a stack with the single node (the `cluster`
     stack): slurmctld and slurmdbd, slurmrestd if its policy admits the user pods, the token service."""
     return hub_users_egress(restd=restd_admits_hub_users(deployment))
-
-
-def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = ()) -> list[dict]:
-    """The egress of the hub's user pods as the program derives it from its network graph (components/network.py)
-    for a stack of the single node, or of an existing cluster's `site_ports`, with slurmrestd (admitting them, if
-    `restd`) and the token service."""
-    graph = network.graph(Components(single_node=not site_ports), nodes=1,
-                          restd_clients=(HUB_APP,) if restd else (), site_ports=site_ports)
-    return graph.egress(network.HUB_USERS)
 
 
 def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, auth_token: str) -> list[dict]:

@@ -38,13 +38,13 @@ from tests.e2e.hub_deployment import (
     crash_check,
     hub_images,
     hub_logs,
-    hub_users_egress,
     job_script,
     password,
     running_hub,
     start_and_time,
 )
 from tests.e2e.kube import Kube
+from tests.hub_egress import hub_users_egress
 from tests.project_env import ROOT, pulumi
 from tests.site_cluster import USERS as SITE_USERS
 from tests.site_cluster import SiteCluster

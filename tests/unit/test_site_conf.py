@@ -1,15 +1,16 @@
 """Pure helpers for an existing cluster's slurm.conf: the images' version facts, what the stack reads of the site
 (components/site.py) and what it refuses."""
 
+import dataclasses
 import json
 import re
 
 import pytest
 
 from components import network, restd, site, token_service
-from components.config import Components
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
+from tests.hub_egress import hub_users_egress, hub_users_graph
 
 
 def test_image_env_uses_the_clusters_own_names():
@@ -121,30 +122,27 @@ def test_preview_names_a_site_whose_users_can_mint_tokens_of_any_lifetime(params
     assert site.unbounded_tokens(site.describe(conf.replace("AuthAltTypes=auth/jwt", ""))) is None  # no JWTs
 
 
-def hub_egress(*, site_ports=(), restd: bool) -> list[dict]:
-    """The hub users' egress (the chart's singleuser.networkPolicy.egress) of a stack with slurmrestd (admitting them,
-    if `restd`), the token service and an existing cluster of `site_ports` (none: the single node)."""
-    parts = Components(single_node=not site_ports)
-    return network.graph(parts, nodes=2, restd_clients=("jupyterhub",) if restd else (),
-                         site_ports=site_ports).egress(network.HUB_USERS)
+SITE_RULE = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+             "ports": [{"protocol": "TCP", "port": 6817}, {"protocol": "TCP", "port": 6819}]}
 
 
-def slurm_egress(*, existing_ports) -> list[dict]:
-    """The hub users' egress to an existing cluster's `existing_ports` alone."""
-    return network.Graph((network.Edge(network.HUB_USERS, network.SITE, tuple(existing_ports), "the site"),)
-                         ).egress(network.HUB_USERS)
+def to_addresses(egress: list[dict]) -> list[dict]:
+    """The rules of `egress` to address ranges (the site's daemons), not to pods."""
+    return [rule for rule in egress if any("ipBlock" in peer for peer in rule["to"])]
 
 
 def test_egress_for_an_existing_cluster_names_only_its_ports():
-    (rule,) = slurm_egress(existing_ports=[6817, 6819])
-    assert rule == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
-                    "ports": [{"protocol": "TCP", "port": 6817}, {"protocol": "TCP", "port": 6819}]}
+    graph = hub_users_graph(site_ports=[6817, 6819], restd=False)
+    assert to_addresses(graph.egress(network.HUB_USERS)) == [SITE_RULE]
+    # Control: a graph whose edge to the site admits every port gives a rule without ports, which this refuses.
+    open_site = network.Graph(tuple(dataclasses.replace(e, ports=()) if e.target == network.SITE else e
+                                    for e in graph.edges))
+    assert to_addresses(open_site.egress(network.HUB_USERS)) == [{"to": SITE_RULE["to"]}]
 
 
 def test_hub_users_egress_on_a_site_is_its_ports_slurmrestd_and_the_token_service():
-    rules = hub_egress(site_ports=[7817, 7818, 7819], restd=True)
-    assert rules[0] == slurm_egress(existing_ports=[7817, 7818, 7819])[0]
+    rules = hub_users_egress(site_ports=[6817, 6819], restd=True)
+    assert rules[0] == SITE_RULE
     assert [(r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], r["ports"][0]["port"])
-            for r in rules[1:]] == [(restd.APP, SLURMRESTD_PORT),
-                                                                  (token_service.APP, token_service.PORT)]
-    assert "ipBlock" not in json.dumps(hub_egress(restd=False))  # control: no site
+            for r in rules[1:]] == [(restd.APP, SLURMRESTD_PORT), (token_service.APP, token_service.PORT)]
+    assert "ipBlock" not in json.dumps(hub_users_egress(restd=False))  # control: no site

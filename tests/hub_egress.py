@@ -1,0 +1,23 @@
+"""The egress of JupyterHub's user pods as the program derives it: from its network graph (components/network.py
+graph(), called as components/stack.py calls it), for the unit tests and the end-to-end tests' hub
+(tests/e2e/hub_deployment.py), so that both check what the program computes."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from components import network
+from components.config import Components
+from components.jupyterhub import APP as HUB_APP
+
+
+def hub_users_graph(*, restd: bool, site_ports: Sequence[int] = ()) -> network.Graph:
+    """The network graph of a stack of the single node, or of an existing cluster's `site_ports`, with slurmrestd
+    (admitting the hub's user pods, if `restd`), the token service and JupyterHub."""
+    return network.graph(Components(single_node=not site_ports), nodes=1,
+                         restd_clients=(HUB_APP,) if restd else (), site_ports=site_ports)
+
+
+def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = ()) -> list[dict]:
+    """singleuser.networkPolicy.egress as the program computes it for that stack (hub_users_graph())."""
+    return hub_users_graph(restd=restd, site_ports=site_ports).egress(network.HUB_USERS)
