@@ -44,15 +44,20 @@ def jwt_lifespan(token: str) -> int:
     return claims["exp"] - claims["iat"]
 
 
-def forged_token(user: str) -> str:
-    """A well-formed HS256 JWT for `user`, signed with a key that is not the cluster's."""
+def hs256_token(key: bytes, user: str, lifetime: int = 600) -> str:
+    """A Slurm JWT for `user` as `scontrol token` makes it (HS256; claims iat, exp, sun; Slurm's jwt.html), signed
+    with `key`, valid `lifetime` seconds from now (negative: expired): for tokens Slurm would not mint."""
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     now = int(time.time())
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"exp": now + 600, "iat": now, "sun": user}).encode())
-    sig = hmac.new(os.urandom(32), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(sig)}"
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signed = header + "." + b64(json.dumps({"iat": now - 60, "exp": now + lifetime, "sun": user}).encode())
+    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+
+
+def forged_token(user: str) -> str:
+    """A well-formed HS256 JWT for `user`, signed with a key that is not the cluster's."""
+    return hs256_token(os.urandom(32), user)
 
 
 class SlurmRestError(RuntimeError):

@@ -5,15 +5,10 @@ a pod of a stack with `existingCluster` gets: the site's slurm.conf (only its ad
 slurm-image.env the program derives from it, the site's munge key, its user directory and its /home.
 """
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import re
 import shutil
 import tempfile
-import time
 
 import pytest
 
@@ -21,7 +16,7 @@ from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
 from tests.images.slurm_containers import EXAMPLES, podman, wait_until, write_key_dir
 from tests.site_cluster import USERS, SiteCluster
-from tests.slurm_rest import SlurmRest, SlurmRestError
+from tests.slurm_rest import SlurmRest, SlurmRestError, hs256_token
 
 pytestmark = pytest.mark.containers
 CLIENT_NETWORK = "podman"  # podman's default network: not the site's
@@ -67,16 +62,6 @@ def submit_as_alice(images, site, files, example):
     p = run_client(images, site, files, "runuser", "-u", "alice", "--", "bash", "-c", f"HOME=/home/alice; {script}")
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout.strip().split(";")[0]
-
-
-def hs256_token(key: bytes, user: str, lifespan: int = 600) -> str:
-    """A Slurm JWT (HS256, claim `sun` = user; Slurm's jwt.html) signed with `key`."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    now = int(time.time())
-    signed = ".".join(b64(json.dumps(part).encode()) for part in
-                      ({"alg": "HS256", "typ": "JWT"}, {"sun": user, "iat": now, "exp": now + lifespan}))
-    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
 
 
 def test_the_site_slurm_conf_names_only_addresses(site):
