@@ -45,6 +45,10 @@ MARIADB_PORT = 3306
 TOKEN_LIFETIME_S = 900
 _RESERVED_PORTS = {SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT}
 
+# The slurm.conf keys render_slurm_files(throughput=True) sets for many short jobs, each away from Slurm's default
+# (configs/slurm.conf.j2 says why, README "Job throughput" what it gains and costs).
+THROUGHPUT_KEYS = ("Epilog", "SchedulerParameters")
+
 # Files render_slurm_files() returns. Only slurmdbd.conf is secret (it holds the database password).
 SECRET_FILES = ("slurmdbd.conf",)
 CONFIG_FILES = ("slurm.conf", "cgroup.conf", "slurm-image.env")
@@ -173,6 +177,7 @@ def render_slurm_files(
     memory_mb_per_node: int = DEFAULT_MEMORY_MB_PER_NODE,
     partition: str = "debug",
     node_prefix: str = "c",
+    throughput: bool = True,
 ) -> dict[str, str]:
     """Render the Slurm files of one cluster; returns {file name: contents}.
 
@@ -189,6 +194,9 @@ def render_slurm_files(
       i.e. MiB; >= MIN_MEMORY_MB_PER_NODE); jobs without --mem get memory_mb_per_node // cpus_per_node per CPU.
     - `db_password`: the MariaDB password of slurmdbd (8-128 of `A-Za-z0-9_.,:+=@%^~/-`). It appears only
       in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
+    - `throughput`: slurm.conf's settings for many short jobs (THROUGHPUT_KEYS: a no-op Epilog and
+      SchedulerParameters, README "Job throughput"); False leaves them at Slurm's defaults, for comparisons
+      (scripts/bench).
 
     Returns slurm.conf, cgroup.conf, slurmdbd.conf and slurm-image.env (the version facts the images read
     at start: slurmrestd plugins, REST API version, MariaDB socket). Raises ValueError on bad input.
@@ -227,6 +235,7 @@ def render_slurm_files(
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
         slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT, token_lifetime=TOKEN_LIFETIME_S,
+        throughput=bool(throughput),
     )
     return {name: env.get_template(name + ".j2").render(context)
             for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env")}

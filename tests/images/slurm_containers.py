@@ -146,9 +146,10 @@ class SlurmFiles:
 
 
 def make_files(version: str, controller_host: str, nodes: int = 2, cluster_name: str = "scitest",
-               keys: bool = True) -> SlurmFiles:
+               keys: bool = True, throughput: bool = True) -> SlurmFiles:
+    """`throughput`: render_slurm_files' (False: Slurm's default scheduling settings, for scripts/bench)."""
     files = render_slurm_files(cluster_name, version, nodes, controller_host,
-                               db_password=secrets.token_urlsafe(18).replace("-", "_"))
+                               db_password=secrets.token_urlsafe(18).replace("-", "_"), throughput=throughput)
     d = tempfile.mkdtemp(prefix="sci-images-")
     out = SlurmFiles(d, version, controller_host, [f"c{i}" for i in range(1, nodes + 1)],
                      os.path.join(d, "server"), os.path.join(d, "client"), os.path.join(d, "keys"))

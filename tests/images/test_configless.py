@@ -43,7 +43,8 @@ def port(files) -> str:
 @pytest.fixture(scope="module")
 def site(images, version, network):
     """The single node with enable_configless. Its plugstack.conf is emptied: slurmctld hands it to configless
-    clients, which do not have the single node's SPANK plugin (a real site's plugins must be in its clients)."""
+    clients, which do not have the single node's SPANK plugins (a real site's plugins must be in its clients); so
+    here jobs keep SLURM_JWT (none of these runs srun)."""
     c = Cluster(images["slurm-single-node"], version, network)
     with open(os.path.join(c.node.files.server_config, "slurm.conf"), "a") as f:
         f.write(ENABLE)

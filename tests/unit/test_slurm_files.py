@@ -8,6 +8,7 @@ from components.slurm_files import (
     CONFIG_FILES,
     DEFAULT_SLURM_VERSION,
     SECRET_FILES,
+    THROUGHPUT_KEYS,
     VERSIONS,
     parse_slurm_conf,
     render_slurm_files,
@@ -33,6 +34,20 @@ def test_files_per_version(version):
     assert f"SLURM_REST_API_VERSION={VERSIONS[version].rest_api_version}" in files["slurm-image.env"]
     # The password is only in the secret file.
     assert [n for n, text in files.items() if PW in text] == ["slurmdbd.conf"]
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_many_short_jobs_settings_are_on_and_off_leaves_slurms_defaults_and_nothing_else(version):
+    """A no-op Epilog (a node's epilog-complete message starts the scheduler at once) and batch_sched_delay=0 (README
+    "Job throughput"); throughput=False, scripts/bench's comparison, differs in exactly those keys."""
+    tuned = parse_slurm_conf(render_slurm_files("demo", version, db_password=PW)["slurm.conf"])
+    plain = parse_slurm_conf(render_slurm_files("demo", version, db_password=PW, throughput=False)["slurm.conf"])
+    assert tuned["epilog"] == "/bin/true" and tuned["schedulerparameters"] == "batch_sched_delay=0"
+    keys = {key.lower() for key in THROUGHPUT_KEYS}
+    assert keys <= set(tuned) and not keys & set(plain)
+    assert {k: v for k, v in tuned.items() if k not in keys} == plain
+    # No TaskProlog, whose shell each task paid: the image's SPANK plugin (unset_jwt.c) drops SLURM_JWT instead.
+    assert "taskprolog" not in tuned
 
 
 def test_default_version_is_trixie():
