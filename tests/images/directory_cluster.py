@@ -6,14 +6,9 @@ The fixtures `cluster` and `as_user` (tests/images/conftest.py) start one per te
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import shutil
 import tempfile
-import time
 import uuid
 
 from components.directory import User, render_files
@@ -37,26 +32,17 @@ def write_directory(path: str, users=DIRECTORY) -> None:
     os.chmod(path, 0o755)
 
 
-def hs256_token(key: bytes, user: str, lifetime: int) -> str:
-    """A JWT as `scontrol token` makes it (HS256; claims iat, exp, sun), for tokens Slurm would not mint."""
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    now = int(time.time())
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    signed = header + "." + b64(json.dumps({"iat": now - 60, "exp": now + lifetime, "sun": user}).encode())
-    return f"{signed}.{b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
-
-
 class Cluster:
     """A slurm-single-node with the directory at /var/lib/extrausers and the volume `home` at /home."""
 
-    def __init__(self, image: str, version: str, network: str, **node_fields):
-        """`node_fields`: further SingleNode fields (capabilities, ...)."""
+    def __init__(self, image: str, version: str, network: str, nodes: int = 1, throughput: bool = True,
+                 **node_fields):
+        """`nodes`, `throughput`: make_files'; `node_fields`: further SingleNode fields (capabilities, ...)."""
         suffix = uuid.uuid4().hex[:6]
         self.directory = tempfile.mkdtemp(prefix="sci-directory-")
         write_directory(self.directory)
         self.home = f"sci-home-{suffix}"
-        files = make_files(version, f"id-{suffix}", nodes=1, cluster_name="idtest")
+        files = make_files(version, f"id-{suffix}", nodes=nodes, cluster_name="idtest", throughput=throughput)
         self.node = SingleNode(f"sci-id-{suffix}", image, files, network, f"sci-id-state-{suffix}",
                                run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"),
                                **node_fields)

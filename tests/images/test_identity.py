@@ -23,11 +23,10 @@ from tests.images.directory_cluster import (
     MISMATCH,
     USERS,
     Cluster,
-    hs256_token,
     write_directory,
 )
 from tests.images.slurm_containers import SingleNode
-from tests.slurm_rest import SlurmRest
+from tests.slurm_rest import SlurmRest, hs256_token
 
 pytestmark = pytest.mark.containers
 
@@ -153,8 +152,9 @@ def test_job_from_the_home_completes_as_the_user_with_its_output_there(cluster, 
 
 
 def test_the_token_stays_out_of_the_jobs_environment(cluster, as_user):
-    """sbatch exports the submitter's environment, SLURM_JWT included; the nodes' TaskProlog drops it, so srun in the
-    job authenticates with the node's munge and keeps working after the token expires."""
+    """sbatch exports the submitter's environment, SLURM_JWT included; the nodes' SPANK plugin (unset_jwt.c) drops it,
+    so srun in the job authenticates with the node's munge and keeps working after the token expires. (Without the
+    plugin the job prints the token and srun fails: "Zero Bytes were transmitted or received", seen on 24.11.)"""
     token = cluster.node.token("alice")
     p = as_user(USERS["alice"], "bash", "-c", "mkdir -p ~/env && cd ~/env && echo \"submitter: ${SLURM_JWT:+has}\" && "
                 "sbatch --parsable --wrap 'echo \"job: ${SLURM_JWT:-none}\"; srun true && echo srun-ok'", token=token)
