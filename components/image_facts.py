@@ -35,23 +35,19 @@ class Fact(NamedTuple):
     source: str  # where the program defines it
 
 
+def constant(module, attr: str, name: str = "") -> Fact:
+    """The fact FACT_<name or attr> of the program's constant module.attr."""
+    return Fact(name or attr, getattr(module, attr), f"{module.__name__}.{attr}")
+
+
 FACTS: tuple[Fact, ...] = (
-    Fact("CONFIG_MOUNT", pods.CONFIG_MOUNT, "components.pods.CONFIG_MOUNT"),
-    Fact("KEYS_MOUNT", pods.KEYS_MOUNT, "components.pods.KEYS_MOUNT"),
-    Fact("MUNGE_KEY_FILE", keys.MUNGE_KEY_FILE, "components.keys.MUNGE_KEY_FILE"),
-    Fact("MUNGE_KEY_BYTES", keys.MUNGE_KEY_BYTES, "components.keys.MUNGE_KEY_BYTES"),
-    Fact("JWT_KEY_FILE", keys.JWT_KEY_FILE, "components.keys.JWT_KEY_FILE"),
-    Fact("JWT_KEY_BYTES", keys.JWT_KEY_BYTES, "components.keys.JWT_KEY_BYTES"),
-    Fact("JWT_KEY_PATH", slurm_files.JWT_KEY_PATH, "components.slurm_files.JWT_KEY_PATH"),
-    Fact("STATE_DIR", slurm_files.STATE_DIR, "components.slurm_files.STATE_DIR"),
-    Fact("LOG_DIR", slurm_files.LOG_DIR, "components.slurm_files.LOG_DIR"),
-    Fact("RUN_DIR", slurm_files.RUN_DIR, "components.slurm_files.RUN_DIR"),
-    Fact("SLURMCTLD_PORT", slurm_files.SLURMCTLD_PORT, "components.slurm_files.SLURMCTLD_PORT"),
-    Fact("SLURMRESTD_PORT", slurm_files.SLURMRESTD_PORT, "components.slurm_files.SLURMRESTD_PORT"),
-    Fact("RESTD_BACKEND", restd.BACKEND, "components.restd.BACKEND"),
+    *(constant(pods, a) for a in ("CONFIG_MOUNT", "KEYS_MOUNT")),
+    *(constant(keys, a) for a in ("MUNGE_KEY_FILE", "MUNGE_KEY_BYTES", "JWT_KEY_FILE", "JWT_KEY_BYTES")),
+    *(constant(slurm_files, a) for a in ("JWT_KEY_PATH", "STATE_DIR", "LOG_DIR", "RUN_DIR", "SLURMCTLD_PORT",
+                                         "SLURMRESTD_PORT")),
+    constant(restd, "BACKEND", "RESTD_BACKEND"),
     Fact("RESTD_SOCKET", RESTD_SOCKET, "components.image_facts.RESTD_SOCKET"),
-    Fact("EXTRAUSERS_DIR", directory.EXTRAUSERS_DIR, "components.directory.EXTRAUSERS_DIR"),
-    Fact("HOME_ROOT", directory.HOME_ROOT, "components.directory.HOME_ROOT"),
+    *(constant(directory, a) for a in ("EXTRAUSERS_DIR", "HOME_ROOT")),
     Fact("ACCOUNTING_UID_MIN", ACCOUNTING_UIDS[0], "components.image_facts.ACCOUNTING_UIDS"),
     Fact("ACCOUNTING_UID_END", ACCOUNTING_UIDS[1], "components.image_facts.ACCOUNTING_UIDS (directory.MAX_ID)"),
 )

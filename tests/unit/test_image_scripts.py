@@ -201,33 +201,29 @@ def test_sigterm_stops_every_daemon_in_the_reverse_order_of_their_starts(supervi
     assert stopped == ["third", "second", "first"], out
 
 
-def test_a_wait_that_times_out_names_what_it_waited_for_and_stops_the_daemons(tmp_path):
+def with_lib(tmp_path, body: str, start_timeout: int) -> subprocess.CompletedProcess:
+    """Runs `body` as a bash script (set -euo pipefail, PROG=t) that has sourced lib.sh, with that start timeout."""
     script = tmp_path / "s"
-    script.write_text('set -euo pipefail\nPROG=t\nsource "$SLURM_IMAGE_LIB/lib.sh"\n'
-                      'sup_start sleeper "" "" sleep 300\nsup_wait "Godot" false\necho not reached\n')
+    script.write_text(f'set -euo pipefail\nPROG=t\nsource "$SLURM_IMAGE_LIB/lib.sh"\n{body}')
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=20,
+                          env={**os.environ, "SLURM_IMAGE_LIB": str(LIB), "SLURM_START_TIMEOUT": str(start_timeout)})
+
+
+def test_a_wait_that_times_out_names_what_it_waited_for_and_stops_the_daemons(tmp_path):
     t0 = time.monotonic()
-    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=20,
-                       env={**os.environ, "SLURM_IMAGE_LIB": str(LIB), "SLURM_START_TIMEOUT": "1"})
+    p = with_lib(tmp_path, 'sup_start sleeper "" "" sleep 300\nsup_wait "Godot" false\necho not reached\n', 1)
     assert p.returncode == 1 and "t: ERROR: timed out after 1s waiting for Godot" in p.stderr, p.stderr
     assert "stopped sleeper" in p.stdout and "not reached" not in p.stdout
     assert time.monotonic() - t0 < 10
 
 
 def test_control_a_wait_whose_condition_comes_true_returns(tmp_path):
-    script = tmp_path / "s"
-    script.write_text('set -euo pipefail\nPROG=t\nsource "$SLURM_IMAGE_LIB/lib.sh"\n'
-                      'touch "$0.later" & sup_wait "a file" test -e "$0.later"\necho reached\n')
-    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=20,
-                       env={**os.environ, "SLURM_IMAGE_LIB": str(LIB), "SLURM_START_TIMEOUT": "5"})
+    p = with_lib(tmp_path, 'touch "$0.later" & sup_wait "a file" test -e "$0.later"\necho reached\n', 5)
     assert p.returncode == 0 and p.stdout == "reached\n", p.stdout + p.stderr
 
 
 def test_a_daemon_that_dies_during_a_wait_ends_the_script_at_once(tmp_path):
-    script = tmp_path / "s"
-    script.write_text('set -euo pipefail\nPROG=t\nsource "$SLURM_IMAGE_LIB/lib.sh"\n'
-                      'sup_start quitter "" "" bash -c "exit 3"\nsup_wait "Godot" false\n')
     t0 = time.monotonic()
-    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=20,
-                       env={**os.environ, "SLURM_IMAGE_LIB": str(LIB), "SLURM_START_TIMEOUT": "30"})
+    p = with_lib(tmp_path, 'sup_start quitter "" "" bash -c "exit 3"\nsup_wait "Godot" false\n', 30)
     assert p.returncode == 1 and "ERROR: quitter (pid" in p.stderr and "exited with status 3" in p.stderr, p.stderr
     assert time.monotonic() - t0 < 10
