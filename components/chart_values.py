@@ -68,7 +68,12 @@ OWNED: dict[tuple[str, ...], str] = {
     ("hub", "config", "Authenticator", "allow_existing_users"): _USERS,
     **{("hub", "config", "KubeSpawner", trait): why for trait, why in SPAWNER_OWNED.items()},
     ("hub", "config", "Spawner", "cmd"): _CMD,
+    ("hub", "config", "JupyterHub", "authenticate_prometheus"): (
+        "the proxy routes /hub/metrics from anywhere: only a token with the read:metrics scope (the metrics "
+        "scraper's) may read it"),
 }
+_METRICS = ("the metrics scraper's hub service, its read:metrics role and its admission to the hub come from config "
+            "`metrics` (README \"Metrics and alerts\")")
 _EXTRA_FILE = "it is one of the stack's Slurm files or the user directory, at the paths of the image contract"
 
 
@@ -157,9 +162,14 @@ def _name(path: tuple) -> str:
 
 
 def owned_paths(program: Mapping) -> dict[tuple, str]:
-    """OWNED plus one entry per extraFiles entry the program sets."""
+    """OWNED plus one entry per extraFiles entry, hub service and hub role the program sets, and its hub
+    NetworkPolicy ingress if it sets one."""
     files = (program.get("singleuser") or {}).get("extraFiles") or {}
-    return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}}
+    hub = program.get("hub") or {}
+    metrics = {("hub", part, name): _METRICS for part in ("services", "loadRoles") for name in hub.get(part) or {}}
+    if "ingress" in (hub.get("networkPolicy") or {}):
+        metrics[("hub", "networkPolicy", "ingress")] = _METRICS
+    return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}, **metrics}
 
 
 def owned_list() -> str:
@@ -169,6 +179,8 @@ def owned_list() -> str:
         by_why.setdefault(why, []).append(f"`{'.'.join(path)}`")
     return "\n".join([*(f"- {', '.join(paths)}: {why}" for why, paths in by_why.items()),
                       f"- each `singleuser.extraFiles` entry the program sets: {_EXTRA_FILE}",
+                      "- with `metrics.enabled`, `hub.services.metrics-scraper`, `hub.loadRoles.metrics-scraper`, "
+                      f"`hub.networkPolicy.ingress`: {_METRICS}",
                       "- `kubespawner_override.TRAIT` in a profile of `singleuser.profileList`, for each "
                       "`hub.config.KubeSpawner.TRAIT` above"])
 

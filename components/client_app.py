@@ -42,6 +42,8 @@ class ClientApp:
     run_as: Optional[int] = None  # a non-root uid (also the pod's fsGroup, so it reads its Secrets); None: the
     #                               image starts as root and drops to other users itself
     pod_labels: Optional[dict] = None  # beside the app's own
+    pod_annotations: Optional[dict] = None  # e.g. components.metrics.scrape_annotations()
+    extra_ports: Sequence[tuple[str, int]] = ()  # (name, port) the container serves beside `port`, not the Service
     replicas: int = 1
     strategy: Optional[str] = None  # the Deployment's strategy type (None: Kubernetes' RollingUpdate)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
@@ -68,11 +70,12 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec.app)),
             template=pods.pod_template(
                 spec.app, spec.component, extra_labels=spec.pod_labels, image_pull_secret=spec.image_pull_secret,
-                fs_group=spec.run_as,
+                fs_group=spec.run_as, annotations=spec.pod_annotations,
                 containers=[pods.container(
                     spec.container, spec.image, run_as=spec.run_as,
                     command=list(spec.command) if spec.command else None,
-                    ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port, protocol="TCP")],
+                    ports=[k8s.core.v1.ContainerPortArgs(name=name, container_port=port, protocol="TCP")
+                           for name, port in (("http", spec.port), *spec.extra_ports)],
                     env=list(spec.env) or None,
                     volume_mounts=list(spec.volume_mounts),
                     startup_probe=spec.startup_probe,

@@ -20,12 +20,18 @@ import pulumi_random as random
 from components import chart_values, directory, pods
 from components.errors import ConfigError
 from components.labels import PART_OF
+from components.metrics import scrape_annotations
 from components.slurm_files import CONFIG_FILES
 
 APP = "jupyterhub"  # app.kubernetes.io/name of the notebook pods (restd.allowedClients default lists it)
 # app.kubernetes.io/component of the notebook pods alone: APP is also the chart's hub's and proxy's name
 # (z2jh 4.3.3 templates/_helpers.tpl), KubeSpawner adds this to the user pods (kubespawner 7.0.0 component_label).
 USER_POD_COMPONENT = "singleuser-server"
+HUB_COMPONENT = "hub"  # app.kubernetes.io/component of the chart's hub pod
+HUB_PORT = 8081  # the hub container's port `http` (the chart's hub Service: hub:8081)
+HUB_METRICS_PATH = "/hub/metrics"  # the chart's hub.baseUrl is "/"
+SCRAPER_SERVICE = "metrics-scraper"  # the hub's service (and role) whose token reads /hub/metrics
+METRICS_SCOPE = "read:metrics"
 CHART = "jupyterhub"
 RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
@@ -73,13 +79,37 @@ c.KubeSpawner.supplemental_gids = lambda spawner: slurm_user(spawner)["supplemen
 """
 
 
+def hub_metrics_values(token: pulumi.Input[str], ingress: Sequence[dict], annotate: bool) -> dict[str, Any]:
+    """The chart values that serve the hub's /hub/metrics to the metrics scraper only (z2jh 4.3.3, jupyterhub 5.4.4):
+    - hub.services.SCRAPER_SERVICE.apiToken `token` and hub.loadRoles.SCRAPER_SERVICE giving that service
+      `read:metrics` alone (files/hub/jupyterhub_config.py appends both to c.JupyterHub.services and load_roles);
+    - hub.config.JupyterHub.authenticate_prometheus true, JupyterHub's default, owned so that no one turns it off:
+      the proxy routes /hub/* from anywhere, and the metrics handler asks for `read:metrics` only while it is on
+      (jupyterhub utils.metrics_authentication);
+    - hub.networkPolicy.ingress `ingress` (the network graph's edges into the hub, Graph.chart_ingress), which the
+      chart adds to its hub NetworkPolicy's own rules;
+    - with `annotate` (no Prometheus Operator), hub.annotations: the hub pod's scrape annotations (the chart already
+      annotates its hub Service the same way)."""
+    hub: dict[str, Any] = {
+        "services": {SCRAPER_SERVICE: {"apiToken": token}},
+        "loadRoles": {SCRAPER_SERVICE: {"description": "Prometheus reads the hub's metrics (slurm-cloud-integration)",
+                                        "scopes": [METRICS_SCOPE], "services": [SCRAPER_SERVICE]}},
+        "config": {"JupyterHub": {"authenticate_prometheus": True}},
+        "networkPolicy": {"ingress": list(ingress)},
+    }
+    if annotate:
+        hub["annotations"] = scrape_annotations(HUB_PORT, HUB_METRICS_PATH)
+    return {"hub": hub}
+
+
 def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[str],
                       config_files: Mapping[str, str], users: Sequence[directory.User], groups: Mapping[str, int],
                       home_claim: pulumi.Input[str], token_url: pulumi.Input[str],
                       slurm_env: Optional[Mapping[str, str]] = None,
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
-                      image_pull_secret: Optional[pulumi.Input[str]] = None) -> dict[str, Any]:
-    """The chart values: notebook image by digest, Slurm files and the user directory as extraFiles, each user
+                      image_pull_secret: Optional[pulumi.Input[str]] = None,
+                      metrics: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The chart values (with `metrics`, hub_metrics_values(), merged in): notebook image by digest, Slurm files and the user directory as extraFiles, each user
     as themselves with their home on the shared claim, no key of the cluster, tight defaults.
 
     How the chart and KubeSpawner use them (z2jh 4.3.3 files/hub/jupyterhub_config.py, kubespawner 7.0.0
@@ -141,19 +171,21 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     }
     if image_pull_secret is not None:  # the chart adds it to every pod it makes, the users' pods included
         values["imagePullSecrets"] = [image_pull_secret]
-    return values
+    return chart_values.helm_merge(values, metrics) if metrics else values
 
 
 def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any],
-                      users: Sequence[directory.User]) -> None:
+                      users: Sequence[directory.User], metrics: bool = False) -> None:
     """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns,
     fail the chart's schema (`chart`: load_chart()'s defaults and schema), or make admins of names outside the
     directory (`users`): JupyterHub 5.4.4 adds admin_users to the allowed users (app.py), so they could log in and
-    then never get a server. config.parse() calls it, so that `pulumi up` without a preview creates nothing either;
+    then never get a server; `metrics`: the program serves the hub's metrics (config metrics.enabled), so owns
+    their settings too. config.parse() calls it, so that `pulumi up` without a preview creates nothing either;
     the values here stand in for the program's Outputs, JupyterHub merges the real ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
                                 users=users, groups={g: 0 for u in users for g in u.groups}, home_claim="home",
-                                token_url="url", hub_password="", egress=[])
+                                token_url="url", hub_password="", egress=[],
+                                metrics=hub_metrics_values("token", [{}], annotate=True) if metrics else None)
     merged = chart_values.with_user_values(program, user_values, *chart)
     admins = ((merged["hub"].get("config") or {}).get("Authenticator") or {}).get("admin_users") or []
     outside = sorted(set(admins) - {u.name for u in users})
@@ -183,6 +215,7 @@ class JupyterHubArgs:
     user_values: Mapping[str, Any] = field(default_factory=dict)  # config jupyterhub.values(File)
     values_secret: bool = False  # the user's values came from a secret config key
     user_servers: Optional[pulumi.Resource] = None  # components/user_servers.UserServers: deleted after the Release
+    metrics: Optional[Mapping[str, Any]] = None  # hub_metrics_values(), with config metrics.enabled
 
 
 class JupyterHub(pulumi.ComponentResource):
@@ -199,7 +232,7 @@ class JupyterHub(pulumi.ComponentResource):
             image_name=image[0], image_tag=image[1], config_files=args.config_files, slurm_env=args.slurm_env,
             users=args.users, groups=args.groups, home_claim=args.home_claim, token_url=args.token_url,
             hub_password=self.password,
-            egress=args.egress, image_pull_secret=args.image_pull_secret)
+            egress=args.egress, image_pull_secret=args.image_pull_secret, metrics=args.metrics)
         values = chart_values.with_user_values(program, args.user_values, *args.chart)
         if args.values_secret:
             values = pulumi.Output.secret(values)

@@ -35,13 +35,14 @@ ROOT_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", 
 def pod_template(app: str, component: str, *, containers: Sequence[k8s.core.v1.ContainerArgs],
                  volumes: Sequence[k8s.core.v1.VolumeArgs], image_pull_secret: Optional[pulumi.Input[str]],
                  fs_group: Optional[int] = None, extra_labels: Optional[Mapping[str, str]] = None,
-                 **spec: Any) -> k8s.core.v1.PodTemplateSpecArgs:
+                 annotations: Optional[Mapping[str, str]] = None, **spec: Any) -> k8s.core.v1.PodTemplateSpecArgs:
     """A workload's pod: the app's labels (and `extra_labels`), no service account token, no Service environment
     variables, the registry pull Secret (components.registry.pull_secret(), if any), the pod security context
-    (`fs_group`: pod_security_context()); `spec`: the workload's own PodSpec fields (a restart policy, a grace
-    period), over these."""
+    (`fs_group`: pod_security_context()), the pod's `annotations` if any; `spec`: the workload's own PodSpec fields
+    (a restart policy, a grace period), over these."""
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels(app, component), **(extra_labels or {})}),
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels(app, component), **(extra_labels or {})},
+                                            annotations=dict(annotations) if annotations else None),
         spec=k8s.core.v1.PodSpecArgs(**{
             "automount_service_account_token": False,
             "enable_service_links": False,

@@ -16,9 +16,10 @@ from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import PORT as JUPYTER_PORT
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
-from components.jupyterhub import PROXY_SERVICE, JupyterHub, JupyterHubArgs
+from components.jupyterhub import PROXY_SERVICE, JupyterHub, JupyterHubArgs, hub_metrics_values
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
+from components.monitoring import TOKEN_KEY, Monitoring, MonitoringArgs
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
@@ -34,6 +35,10 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
     core = make_core(cfg)
     parts = cfg.components
     outputs = core.outputs()
+    monitoring = None
+    if cfg.metrics.enabled:
+        monitoring, metrics_outputs = deploy_monitoring(core)
+        outputs |= metrics_outputs
     if parts.single_node:
         outputs |= deploy_single_node(core)
     if parts.restd:
@@ -44,7 +49,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         outputs |= deploy_token_service(core)
     servers = user_servers(core) if parts.token_service and not cfg.kubernetes.render_dir else None
     if parts.jupyterhub:  # with the token service (a config rule): its users' servers get their Slurm tokens there
-        outputs |= deploy_jupyterhub(core, outputs["slurmTokenUrl"], servers)
+        outputs |= deploy_jupyterhub(core, outputs["slurmTokenUrl"], servers, monitoring)
     return outputs
 
 
@@ -114,7 +119,7 @@ def make_core(cfg: StackConfig) -> Core:
         munge_secret_name=keys.munge_secret_name, slurm_env=slurm.client_env, image_pull_secret=pull_secret,
     ), opts=opts).munge_secret_name if existing else keys.munge_secret_name
     graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
-                          site_ports=cfg.site.ports if existing else ())
+                          site_ports=cfg.site.ports if existing else (), metrics_scraper=network.scraper(cfg.metrics))
     return Core(cfg=cfg, opts=opts, namespace=namespace, images=images, keys=keys, slurm=slurm, users=users,
                 home_claim=home_claim, pull_secret=pull_secret, munge_secret=munge_secret, network=graph)
 
@@ -167,11 +172,27 @@ def deploy_jupyter(core: Core) -> dict[str, pulumi.Input]:
             "jupyterToken": jupyter.token, "jupyterTokenHint": token}
 
 
+def deploy_monitoring(core: Core) -> tuple[Monitoring, dict[str, pulumi.Input]]:
+    """The scraper's hub token, discovery objects and alert rules (config `metrics`, components/monitoring.py)."""
+    cfg = core.cfg
+    monitoring = Monitoring("metrics", MonitoringArgs(
+        namespace=core.namespace, name=cfg.cluster_name, parts=cfg.components,
+        operator=cfg.metrics.prometheus_operator, monitor_labels=cfg.metrics.monitor_labels,
+        pending_minutes=cfg.metrics.pending_alert_minutes, rotation=cfg.key_rotation), opts=core.opts)
+    return monitoring, {
+        "metricsTokenSecret": monitoring.token_secret, "metricsTokenKey": TOKEN_KEY,
+        "metricsTokenHint": core.kubectl(f"get secret {cfg.cluster_name}-metrics-scraper -o "
+                                         f"jsonpath='{{.data.{TOKEN_KEY}}}' | base64 -d"),
+        "metricsRules": monitoring.rules}
+
+
 def deploy_token_service(core: Core) -> dict[str, pulumi.Input]:
+    metrics = core.cfg.metrics
     tokens = TokenService("slurm-token", TokenServiceArgs(
         namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurm-token", image=core.images.refs[NOTEBOOK],
         jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users,
-        network_policy=core.network.ingress(network.TOKENS), image_pull_secret=core.pull_secret), opts=core.opts)
+        network_policy=core.network.ingress(network.TOKENS), image_pull_secret=core.pull_secret,
+        metrics=metrics.enabled, annotate=not metrics.prometheus_operator), opts=core.opts)
     return {"slurmTokenUrl": tokens.url}
 
 
@@ -184,16 +205,18 @@ def user_servers(core: Core) -> UserServers:
                        core.namespace, core.home_claim, cfg.kubernetes.kubeconfig, cfg.kubernetes.context)
 
 
-def deploy_jupyterhub(core: Core, token_url: pulumi.Input[str],
-                      servers: Optional[UserServers]) -> dict[str, pulumi.Input]:
+def deploy_jupyterhub(core: Core, token_url: pulumi.Input[str], servers: Optional[UserServers],
+                      monitoring: Optional[Monitoring]) -> dict[str, pulumi.Input]:
     cfg = core.cfg
+    metrics = hub_metrics_values(monitoring.token, core.network.chart_ingress(network.HUB),
+                                 annotate=not cfg.metrics.prometheus_operator) if monitoring else None
     hub = JupyterHub("jupyterhub", JupyterHubArgs(
         namespace=core.namespace, chart_repo=cfg.jupyterhub.chart_repo, chart_version=cfg.jupyterhub.chart_version,
         chart=cfg.jupyterhub.chart, notebook_image=core.images.refs[NOTEBOOK], image_tag=cfg.images.tag,
         config_files=core.slurm.files, slurm_env=core.slurm.client_env, users=cfg.directory, groups=cfg.groups,
         home_claim=core.home_claim, token_url=token_url, egress=core.network.egress(network.HUB_USERS),
         rotation=cfg.key_rotation, image_pull_secret=core.pull_secret, user_values=cfg.jupyterhub.values,
-        values_secret=cfg.jupyterhub.values_secret, user_servers=servers), opts=core.opts)
+        values_secret=cfg.jupyterhub.values_secret, user_servers=servers, metrics=metrics), opts=core.opts)
     return {"jupyterhubUrl": hub.url,
             "jupyterhubAccess": f"{hub_address(core)} and log in as a user of `users` with the password of "
                                 f"{SHOW_SECRET.format('jupyterhubPassword')}",

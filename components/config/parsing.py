@@ -55,6 +55,6 @@ def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozens
     check_rules(cfg)
     if cfg.components.jupyterhub:
         chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
-        check_user_values(chart, cfg.jupyterhub.values, cfg.directory)
+        check_user_values(chart, cfg.jupyterhub.values, cfg.directory, metrics=cfg.metrics.enabled)
         cfg = replace(cfg, jupyterhub=replace(cfg.jupyterhub, chart=chart))
     return cfg

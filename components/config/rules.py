@@ -57,6 +57,7 @@ def check_rules(cfg: StackConfig) -> None:
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
     _check_nodes_fit(cfg)
     _check_directory(cfg)
+    _check_metrics(cfg)
     if cfg.kubernetes.render_dir:
         ensure(not components.jupyterhub, "components.jupyterhub",
                "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
@@ -98,3 +99,13 @@ def _check_nodes_fit(cfg: StackConfig) -> None:
         raise ConfigError("singleNode.cpu", f"{pod.cpu}m cannot hold nodes x node.cpus = {cfg.nodes} x "
                           f"{cfg.node.cpus} CPUs plus the daemons' {DAEMONS_CPU_MILLI}m ({need_milli}m)",
                           f"raise singleNode.cpu to at least {need_milli}m, or lower node.cpus or nodes")
+
+
+def _check_metrics(cfg: StackConfig) -> None:
+    metrics = cfg.metrics
+    if not metrics.enabled:
+        ensure(not metrics.prometheus_operator, "metrics.prometheusOperator", "is true while metrics.enabled is "
+               "false", "set metrics.enabled to true, or remove metrics.prometheusOperator")
+    ensure(metrics.prometheus_operator or not metrics.monitor_labels, "metrics.monitorLabels",
+           "is set while metrics.prometheusOperator is false, but only the operator's objects carry them",
+           "set metrics.prometheusOperator to true, or remove metrics.monitorLabels")

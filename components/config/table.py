@@ -9,6 +9,7 @@ the README's configuration table (readme.py: `python -m components.config --read
 rules.py; a key's own check is written here, from schema's (matches, one_of, between, each, base64_key).
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -221,6 +222,52 @@ class Jupyter:
                               example="alice")
 
 
+def check_labels(labels: dict) -> None:
+    """Kubernetes label names and values (a label selector's matchLabels)."""
+    if not labels:
+        raise Invalid("is empty, which would select every pod", 'name the scraper\'s pods: {"app.kubernetes.io/name": '
+                      '"prometheus"}')
+    for name, value in labels.items():
+        if not (isinstance(value, str) and LABEL_NAME.match(name) and LABEL_VALUE.match(value)):
+            raise Invalid(f"{name}={value!r} is not a Kubernetes label", "give label names and string values, as "
+                          'a pod\'s metadata.labels: {"app.kubernetes.io/name": "prometheus"}')
+
+
+LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+CIDR = matches(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$|^[0-9a-fA-F:]+/[0-9]{1,3}$", "an address range",
+               "give a CIDR such as 10.0.0.5/32")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scraper:
+    namespace: str = key("monitoring", "namespace of the Prometheus pods (kube-prometheus-stack's usual one)",
+                         matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
+    pod_labels: dict = key({"app.kubernetes.io/name": "prometheus"},
+                           "labels of the Prometheus pods (the Prometheus Operator's and the prometheus chart's "
+                           "carry this one)", check_labels, example='{"app.kubernetes.io/name": "prometheus"}')
+    cidr: Optional[str] = key(None, "instead of pods, the addresses of a Prometheus outside the cluster (a "
+                                    "NetworkPolicy ipBlock)", CIDR, example="10.0.0.5/32")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics:
+    enabled: bool = key(True, "serve Prometheus metrics (slurm-exporter, the token service's, the hub's "
+                              "/hub/metrics) to the scraper only, with discovery and alert rules (README "
+                              "\"Metrics and alerts\")")
+    scraper: Scraper = key(Scraper, "who scrapes: the NetworkPolicies admit these pods (or addresses) to the "
+                                    "metrics ports, and no one else")
+    prometheus_operator: bool = key(False, "the cluster runs the Prometheus Operator: PodMonitors and a "
+                                           "PrometheusRule instead of scrape annotations and a rules ConfigMap "
+                                           "(its CRDs must exist)")
+    monitor_labels: dict = key({}, "labels of the PodMonitors and PrometheusRule, for the operator's selectors "
+                                   "(kube-prometheus-stack selects `release: <its release>`)",
+                               lambda labels: labels and check_labels(labels),
+                               example='{"release": "kube-prometheus-stack"}')
+    pending_alert_minutes: int = key(30, "minutes a job may wait pending on Resources before the alert "
+                                         "SlurmJobsPendingOnResources fires", between(1, 7 * 24 * 60))
+
+
 @dataclass(frozen=True, kw_only=True)
 class StackConfig:
     cluster_name: str = key(REQUIRED, "Slurm ClusterName and prefix of Kubernetes names",
@@ -261,6 +308,7 @@ class StackConfig:
                        example='{"physics": 3000}')
     home: Home = key(Home, "the shared home volume, mounted at /home in the Slurm nodes and the Jupyter pods")
     jupyter: Jupyter = key(Jupyter, "JupyterLab (`components.jupyter`)")
+    metrics: Metrics = key(Metrics, "Prometheus metrics and alerts")
 
     @property
     def directory(self) -> tuple[directory.User, ...]:

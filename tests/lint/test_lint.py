@@ -1,5 +1,6 @@
 """Linters over the repository: ruff (Python, rules in pyproject.toml), shellcheck (every bash script), actionlint
-(GitHub Actions workflows). scripts/bootstrap installs all three; a missing one fails, it is never skipped. And the
+(GitHub Actions workflows), promtool (the Prometheus alert rules, checked and unit-tested: tests/lint/prometheus/).
+scripts/bootstrap installs them all; a missing one fails, it is never skipped. And the
 program's modules import each other without a cycle; the test suites' helpers are in plain modules (no test module
 imports another), and the end-to-end teardown runs last whatever the order of the files."""
 
@@ -43,6 +44,40 @@ def run(tool: str, *args: str) -> subprocess.CompletedProcess:
 
 def assert_clean(result: subprocess.CompletedProcess, tool: str) -> None:
     assert result.returncode == 0, f"{tool} found problems:\n{result.stdout}{result.stderr}"
+
+
+def write_rules(directory: Path, pending_minutes: int, annotations: bool = True, **parts: bool) -> Path:
+    """The alert rules as the stack ships them (components/monitoring.render_rules) in `directory`/alerts.yaml."""
+    from components.config import Components
+    from components.monitoring import render_rules, rules_yaml
+
+    rules = render_rules(pending_minutes, Components(**parts) if parts else None)
+    if not annotations:
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                rule.pop("annotations", None)
+    path = directory / "alerts.yaml"
+    path.write_text(rules_yaml(rules))
+    return path
+
+
+@pytest.mark.parametrize("minutes, parts", [(30, {}), (1, {}), (7 * 24 * 60, {}),
+                                            (30, {"single_node": False, "jupyterhub": False})],
+                         ids=["default", "one minute", "a week", "an existing cluster without a hub"])
+def test_alert_rules_pass_promtool_check(tmp_path, minutes, parts):
+    assert_clean(run("promtool", "check", "rules", "configs/prometheus/alerts.yaml"), "promtool")
+    assert_clean(run("promtool", "check", "rules", str(write_rules(tmp_path, minutes, **parts))), "promtool")
+
+
+def test_alerts_fire_when_they_should_under_promtool_test_rules(tmp_path):
+    """tests/lint/prometheus/alerts_test.yaml: Prometheus evaluates the shipped rules over synthetic series."""
+    write_rules(tmp_path, 5, annotations=False)
+    shutil.copy(ROOT / "tests/lint/prometheus/alerts_test.yaml", tmp_path)
+    assert_clean(run("promtool", "test", "rules", str(tmp_path / "alerts_test.yaml")), "promtool test rules")
+    # Control: a threshold of 4 minutes fires the pending alert at 5 minutes, where the test expects none.
+    write_rules(tmp_path, 4, annotations=False)
+    failed = run("promtool", "test", "rules", str(tmp_path / "alerts_test.yaml"))
+    assert failed.returncode != 0 and "SlurmJobsPendingOnResources, time: 5m" in failed.stdout + failed.stderr
 
 
 def test_the_bash_scripts_found_include_the_projects_commands():
@@ -141,6 +176,9 @@ def test_linters_can_fail(tmp_path):
     py = tmp_path / "bad.py"
     py.write_text("import os\n")  # F401: unused import
     assert run("ruff", "check", "--no-cache", "--isolated", str(py)).returncode != 0
+    rules = tmp_path / "bad.rules.yaml"
+    rules.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n")
+    assert run("promtool", "check", "rules", str(rules)).returncode != 0
 
 
 def imported_test_modules(path: Path, package: str | None = None) -> list[str]:

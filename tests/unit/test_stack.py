@@ -101,8 +101,13 @@ HUB = TOKENS | {
 OWN_HUB = {(USER_SERVERS, "own-hub-servers", STACK)}
 # An existing cluster: its clients roll out once a Job has seen its slurmctld accept the munge key (prod).
 SITE_CHECK = {(T + "SiteCheck", "site-check", STACK), ("kubernetes:batch/v1:Job", "site-check-job", T + "SiteCheck")}
-EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB, "prod": COMMON | HUB | SITE_CHECK,
-            "local": COMMON | HOME | SINGLE_NODE | TOKENS, "cluster": COMMON | HOME | SINGLE_NODE | TOKENS | OWN_HUB}
+# Metrics (config metrics.enabled, on by default): the scraper's hub token, its Secret, the alert rules' ConfigMap
+# (without the Prometheus Operator; with it, PodMonitors and a PrometheusRule: tests/unit/test_metrics.py).
+METRICS = {(T + "Monitoring", "metrics", STACK), (PASSWORD, "metrics-token", T + "Monitoring"),
+           (SECRET, "metrics-token", T + "Monitoring"), (CONFIG_MAP, "metrics-rules", T + "Monitoring")}
+EXPECTED = {"dev": COMMON | HOME | SINGLE_NODE | HUB | METRICS, "prod": COMMON | HUB | SITE_CHECK | METRICS,
+            "local": COMMON | HOME | SINGLE_NODE | TOKENS | METRICS,
+            "cluster": COMMON | HOME | SINGLE_NODE | TOKENS | OWN_HUB | METRICS}
 STACKS = tuple(EXPECTED)
 # The stacks a test about the single node or the hub applies to; test_resources_and_their_parents holds the
 # others to having none.
@@ -479,6 +484,9 @@ def test_clusterip_services_skip_the_providers_service_await(stack):
 HUB_USER_PODS = {"podSelector": {"matchExpressions": [
     {"key": "app.kubernetes.io/name", "operator": "In", "values": ["jupyterhub"]},
     {"key": "app.kubernetes.io/component", "operator": "In", "values": ["singleuser-server"]}]}}
+# The metrics scraper as config metrics.scraper names it by default: Prometheus' pods in the namespace monitoring.
+SCRAPER_PODS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 
 
 def test_restd_admits_only_allowed_clients(stack):
@@ -515,7 +523,8 @@ def test_every_pod_is_behind_a_network_policy(stack):
 
 def test_single_node_admits_slurm_clients_to_the_controller_and_only_jupyterlab_to_the_nodes(single_node_stack):
     _, result = single_node_stack
-    (slurm, srun) = result.one(NETPOL, "single-node-clients").plain["spec"]["ingress"]
+    (slurm, srun, metrics) = result.one(NETPOL, "single-node-clients").plain["spec"]["ingress"]
+    assert metrics == {"from": [SCRAPER_PODS], "ports": [{"port": 9341, "protocol": "TCP"}]}, "slurm-exporter's"
     apps = lambda rule: rule["from"][0]["podSelector"]["matchExpressions"][0]["values"]  # noqa: E731
     assert apps(slurm) == ["slurmrestd", "slurm-jupyter"] and slurm["from"][1:] == [HUB_USER_PODS]
     assert sorted(p["port"] for p in slurm["ports"]) == [6817, 6819]
@@ -819,7 +828,8 @@ def test_token_service_admits_only_the_hub_user_pods(hub_stack):
     policy = result.one(NETPOL, "slurm-token-clients").plain["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels(result, "slurm-token-deployment").items()
     assert policy["policyTypes"] == ["Ingress"]
-    (rule,) = policy["ingress"]
+    (rule, metrics) = policy["ingress"]
+    assert metrics == {"from": [SCRAPER_PODS], "ports": [{"port": 8091, "protocol": "TCP"}]}, "its figures"
     assert rule["ports"] == [{"port": 8090, "protocol": "TCP"}]
     assert rule["from"] == [HUB_USER_PODS]
 
