@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.hub_deployment import build_hub_image
 from tests.images.jupyter_fixtures import add_cluster_user
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.containers
 USERS = {"alice": 2001, "bob": 2002}  # the user directory; carol is a hub user outside it
 SERVICE_UID = 65534  # the service's non-root uid
 SHORT_LIFETIME = 6  # seconds, the renewal test's service
+METRICS_PORT = 8091  # SLURM_TOKEN_METRICS_PORT, as components/token_service.py sets it (metrics.TOKEN_METRICS_PORT)
 AUTH_ERRORS = ("Protocol authentication error", "Zero Bytes were transmitted")  # Slurm 24.11+, 22.05
 
 HUB_CONFIG = r'''
@@ -120,10 +122,18 @@ class Service:
     name: str
     url: str  # from the test: http://127.0.0.1:PORT
     internal: str  # from the other containers: http://IP:8090
+    metrics: str  # its figures' listener, from the test: http://127.0.0.1:PORT
 
     def token(self, hub_token: str | None) -> requests.Response:
         headers = {"Authorization": f"token {hub_token}"} if hub_token is not None else {}
         return requests.get(f"{self.url}/token", headers=headers, timeout=30)
+
+    def figures(self) -> dict[tuple, float]:
+        """GET /metrics on the metrics port, parsed by prometheus_client: {(sample name, labels...): value}."""
+        r = requests.get(f"{self.metrics}/metrics", timeout=10)
+        assert r.status_code == 200, r.text
+        return {(s.name, *sorted(s.labels.items())): s.value
+                for family in text_string_to_metric_families(r.text) for s in family.samples}
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +214,7 @@ def start_service(jupyter_images, network, containers, work, hub, directory, slu
         name = f"sci-tok-svc-{uuid.uuid4().hex[:6]}"
         containers.append(name)
         podman("run", "-d", "--name", name, "--network", network, "-p", "127.0.0.1::8090",
+               "-p", f"127.0.0.1::{METRICS_PORT}", "-e", f"SLURM_TOKEN_METRICS_PORT={METRICS_PORT}",
                "--user", f"{SERVICE_UID}:{SERVICE_UID}", "--entrypoint", "/opt/jupyter/bin/python",
                "-v", f"{key_dir(work, key or slurm_cluster.files.jwt_key)}:/etc/slurm-token:ro",
                "-v", f"{directory}:/var/lib/extrausers:ro",
@@ -211,7 +222,9 @@ def start_service(jupyter_images, network, containers, work, hub, directory, slu
                *(["-e", f"SLURM_TOKEN_LIFETIME={lifetime}"] if lifetime else []),
                jupyter_images["slurm-jupyter-notebook"], "/usr/local/bin/slurm-token-service")
         port = podman("port", name, "8090/tcp").stdout.strip().rsplit(":", 1)[-1]
-        s = Service(name, f"http://127.0.0.1:{port}", f"http://{ip_of(name, network)}:8090")
+        metrics_port = podman("port", name, f"{METRICS_PORT}/tcp").stdout.strip().rsplit(":", 1)[-1]
+        s = Service(name, f"http://127.0.0.1:{port}", f"http://{ip_of(name, network)}:8090",
+                    f"http://127.0.0.1:{metrics_port}")
 
         def healthy():
             if podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip() != "running":
@@ -349,6 +362,47 @@ def test_health_answers_and_the_log_has_one_line_per_request_without_tokens(serv
     log = podman("logs", service.name).stdout
     assert "200 GET /token" in log and "user:alice" in log and "200 GET /health" in log, log
     assert hub_token not in log and jwt not in log and jwt.split(".")[2] not in log, log
+
+
+# --- its figures (issue 25) --------------------------------------------------------------------------------------
+REFUSED, ISSUED = "slurm_token_refused_total", "slurm_token_issued_total"
+ANSWERED = "slurm_token_request_duration_seconds_count"
+
+
+def refused(figures: dict, reason: str) -> float:
+    return figures[(REFUSED, ("reason", reason))]
+
+
+def test_a_refused_request_moves_its_reasons_counter_and_an_issued_token_the_issued_one(service, hub):
+    before = service.figures()
+    assert {k[1][1] for k in before if k[0] == REFUSED} == {
+        "no_token", "unknown_token", "not_a_user", "no_server_access", "not_in_directory", "directory_unreadable",
+        "hub_error", "hub_unreachable"}, "every reason from the start, at its count"
+    assert service.token(None).status_code == 401
+    assert service.token(hub.monitor_token).status_code == 403
+    after = service.figures()
+    assert refused(after, "no_token") == refused(before, "no_token") + 1
+    assert refused(after, "not_a_user") == refused(before, "not_a_user") + 1
+    assert after[(ISSUED,)] == before[(ISSUED,)], "control: nothing issued yet"
+    assert after[(ANSWERED,)] == before[(ANSWERED,)] + 2
+    assert service.token(hub.user_token("alice")["token"]).status_code == 200
+    issued = service.figures()
+    assert issued[(ISSUED,)] == before[(ISSUED,)] + 1
+    assert {k: v for k, v in issued.items() if k[0] == REFUSED} == {k: v for k, v in after.items() if k[0] == REFUSED}
+    assert issued[(ANSWERED,)] == before[(ANSWERED,)] + 3
+
+
+def test_the_figures_are_served_apart_from_the_token_port(service):
+    """Every hub user reaches /token's port; only the metrics scraper the metrics port (the NetworkPolicy)."""
+    assert requests.get(f"{service.url}/metrics", timeout=10).status_code == 404
+    assert requests.get(f"{service.metrics}/token", timeout=10).status_code == 404
+    assert requests.get(f"{service.metrics}/metrics", timeout=10).status_code == 200  # control
+
+
+def test_an_unreachable_hub_counts_as_hub_unreachable(start_service, hub):
+    s = start_service(hub_api="http://127.0.0.1:9/hub/api")  # nothing listens there
+    assert s.token(hub.user_token("alice")["token"]).status_code == 502
+    assert refused(s.figures(), "hub_unreachable") == 1 and s.figures()[(ISSUED,)] == 0
 
 
 # --- Slurm accepts what the service mints, in a pod without keys -------------------------------------------------
