@@ -50,7 +50,9 @@ class SlurmRestd(pulumi.ComponentResource):
             image=args.image, port=SLURMRESTD_PORT,
             readiness_probe=pods.exec_probe(READY, period=5, timeout=3),
             liveness_probe=pods.exec_probe(READY, period=20, timeout=3, initial_delay=30),
-            resources=pods.resources("100m", "128Mi", "1", "512Mi"),
+            # GET /jobs holds its whole answer: about 160 KB a job slurmctld knows (jobs end, then stay MinJobAge,
+            # 300 s), 558 MB with 3500 (lib.sh slurmrestd_command); 512Mi ended it at about 1500 jobs.
+            resources=pods.resources("100m", "128Mi", "1", "1Gi"),
             volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             network_policy=args.network_policy,

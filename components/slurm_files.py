@@ -66,6 +66,8 @@ class SlurmVersion:
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
     sackd: bool  # the suite has sackd (Slurm 23.11+), which slurmrestd needs on a configless site (slurm-client image)
+    # SchedulerParameters=defer_batch (Slurm 23.02+; 22.05 reads the word as `defer`, which also defers srun/salloc)
+    defer_batch: bool = True
 
 
 # What else was seen of each version, for whoever debugs one:
@@ -93,7 +95,7 @@ VERSIONS: dict[str, SlurmVersion] = {
     for v in (
         SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
                      restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
-                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False),
+                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False, defer_batch=False),
         SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
                      mariadb_socket="/run/mysqld/mysqld.sock", sackd=True),

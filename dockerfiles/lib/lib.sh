@@ -38,9 +38,13 @@ munge_key_install() { install -m 0400 -o munge -g munge "$1" /etc/munge/munge.ke
 # user slurmrestd. SLURMRESTD_SECURITY: its own unshare() of SysV IPC and file table is refused by container
 # runtimes' default seccomp profiles (containerd's allows unshare only with CAP_SYS_ADMIN); the pod is isolated
 # already. Without SLURMRESTD_LISTEN: slurmrestd reads that variable too, and 22.05's binds it beside its argument.
+# MALLOC_ARENA_MAX=1: glibc gives each of slurmrestd's threads an arena of its own, and an answer's data, built in
+# one and freed in another, stays mapped: GET /jobs with 3500 jobs known (27.6 MB of JSON) peaked at 1.56 GB, 2.08 GB
+# after the second such request (24.11.5); with one arena 558 MB, and 573 MB after three.
 slurmrestd_command() {
   # shellcheck disable=SC2034,SC2054  # for the scripts that source this; the commas are one argument
-  SLURMRESTD=(env -u SLURMRESTD_LISTEN SLURM_JWT=daemon SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files
+  SLURMRESTD=(env -u SLURMRESTD_LISTEN SLURM_JWT=daemon MALLOC_ARENA_MAX=1
+              SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files
               /usr/sbin/slurmrestd -a rest_auth/jwt -s "$SLURMRESTD_PLUGINS" -u slurmrestd -g slurmrestd)
 }
 
