@@ -8,6 +8,7 @@ from typing import Sequence
 
 from components import network
 from components.config import Components
+from components.config.table import Metrics
 from components.jupyterhub import APP as HUB_APP
 
 
@@ -21,3 +22,11 @@ def hub_users_graph(*, restd: bool, site_ports: Sequence[int] = ()) -> network.G
 def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = ()) -> list[dict]:
     """singleuser.networkPolicy.egress as the program computes it for that stack (hub_users_graph())."""
     return hub_users_graph(restd=restd, site_ports=site_ports).egress(network.HUB_USERS)
+
+
+def hub_scraper_ingress() -> list[dict]:
+    """hub.networkPolicy.ingress as the program computes it with config metrics' defaults (the scraper's pods in
+    `monitoring`), for that stack: the scraper to the hub's port."""
+    graph = network.graph(Components(single_node=True), nodes=1, restd_clients=(),
+                          metrics_scraper=network.scraper(Metrics()))
+    return graph.chart_ingress(network.HUB)

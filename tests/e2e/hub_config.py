@@ -22,10 +22,10 @@ The chart's semantics, kept here:
 - The proxy's auth token is not in the configuration: hub and proxy read CONFIGPROXY_AUTH_TOKEN from the `hub`
   Secret (the chart's hub/deployment.yaml and proxy/deployment.yaml); JupyterHub reads that variable by default.
 
-Not mapped, on purpose (`check_mapped()` refuses a value of the program's outside MAPPED, so none is dropped
-silently): NetworkPolicies (objects of the chart, not hub configuration; this cluster does not enforce them), the
-scheduling section (user scheduler, priorities, node-purpose affinity and tolerations: placement only, one node
-here; user pods use the default scheduler), the image pullers, the idle culler (a hub service the chart adds), the
+NetworkPolicies and the hub pod's annotations are objects of the chart, not hub configuration: tests/e2e/
+hub_deployment.py makes them. Not mapped, on purpose (`check_mapped()` refuses a value of the program's outside
+MAPPED, so none is dropped silently): the scheduling section (user scheduler, priorities, node-purpose affinity and
+tolerations: placement only, one node here; user pods use the default scheduler), the image pullers, the idle culler (a hub service the chart adds), the
 cookie secret and CryptKeeper keys the chart generates (the hub makes its own cookie secret on its volume; no auth
 state is kept), the curl HTTP client (performance only), cloudMetadata.blockWithIptables true (a privileged init
 container with the chart's network-tools image: refused).
@@ -82,7 +82,8 @@ MAPPED = (
     "singleuser.storage.static", "hub.extraConfig",
     "singleuser.cloudMetadata.blockWithIptables", "hub.config", "hub.db.type", "hub.consecutiveFailureLimit",
     "imagePullSecrets", "imagePullSecret", "proxy.service.type", "debug.enabled",
-    "singleuser.networkPolicy",  # not hub configuration (see above)
+    "hub.services", "hub.loadRoles",
+    "singleuser.networkPolicy", "hub.networkPolicy", "hub.annotations",  # objects, not hub configuration (see above)
 )
 
 
@@ -201,6 +202,16 @@ def settings(values: dict, release: str = RELEASE) -> list[tuple[str, Any]]:
     if_not_none("Spawner.default_url", "singleuser.defaultUrl")
     if get(values, "debug.enabled"):
         out += [("JupyterHub.log_level", "DEBUG"), ("Spawner.debug", True)]
+
+    # hub.services (a map, for merging) -> JupyterHub.services, each named by its key, apiToken as api_token; then
+    # hub.loadRoles -> JupyterHub.load_roles, the same way (the chart's config, "load hub.services").
+    services = [{"name": key, **{k: v for k, v in service.items() if k != "apiToken"},
+                 "api_token": service.get("apiToken")} for key, service in (get(values, "hub.services") or {}).items()]
+    if services:
+        out.append(("JupyterHub.services", services))
+    roles = [{"name": key, **role} for key, role in (get(values, "hub.loadRoles") or {}).items()]
+    if roles:
+        out.append(("JupyterHub.load_roles", roles))
 
     for section, cfg in (get(values, "hub.config") or {}).items():
         if not section[:1].isupper():

@@ -98,17 +98,18 @@ USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]
 
 
 def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e",
-                 egress: Sequence[dict] = (), user_values: dict = USER_VALUES) -> dict:
+                 egress: Sequence[dict] = (), user_values: dict = USER_VALUES,
+                 metrics: Optional[dict] = None) -> dict:
     """jupyterhub_values() for the stack's Slurm files and client environment, user directory, home claim, token
-    service and `egress` (hub_users_egress()), with `user_values` over them, as the program's Release gets
-    them (components.chart_values.with_user_values: owned keys refused, schema checked; no nulls), checked to be
-    all mapped by hub_config, Helm-merged over the chart's defaults."""
+    service, `egress` (hub_users_egress()) and `metrics` (hub_metrics_values()), with `user_values` over them, as
+    the program's Release gets them (components.chart_values.with_user_values: owned keys refused, schema checked;
+    no nulls), checked to be all mapped by hub_config, Helm-merged over the chart's defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
     users, groups = deployment.directory()
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
                                slurm_env=deployment.slurm_env(), users=users, groups=groups,
                                home_claim=deployment.home_claim(), token_url=token_url,
-                               hub_password=secrets.token_hex(16), egress=egress)
+                               hub_password=secrets.token_hex(16), egress=egress, metrics=metrics)
     defaults, schema = chart()
     values = with_user_values(values, user_values, defaults, schema)
     values = json.loads(json.dumps(values))
@@ -301,10 +302,12 @@ def hub_objects(values: dict, namespace: str, hub_image: str, proxy_image: str, 
     # The pods' labels: templates/hub/deployment.yaml and templates/proxy/deployment.yaml.
     template_labels = {"hub": pod_labels("hub", "proxy-api", "proxy-http", "singleuser", extra=hub.get("labels")),
                        "proxy": pod_labels("proxy", "hub", "singleuser", extra=values["proxy"].get("labels"))}
+    annotations = {"hub": {"annotations": hub["annotations"]} if hub.get("annotations") else {}, "proxy": {}}
     for name, spec in (("hub", hub_pod), ("proxy", proxy_pod)):
         objects.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(name),
                         "spec": {"replicas": 1, "selector": {"matchLabels": labels(name)},
-                                 "template": {"metadata": {"labels": template_labels[name]}, "spec": spec}}})
+                                 "template": {"metadata": {"labels": template_labels[name], **annotations[name]},
+                                              "spec": spec}}})
     return objects
 
 
