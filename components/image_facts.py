@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from components import directory, keys, pods, restd, slurm_files
+from components import directory, keys, pods, restd, single_node, slurm_files
 
 FACTS_FILE = Path(__file__).resolve().parents[1] / "dockerfiles" / "lib" / "facts.sh"
 
@@ -50,6 +50,7 @@ FACTS: tuple[Fact, ...] = (
     *(constant(directory, a) for a in ("EXTRAUSERS_DIR", "HOME_ROOT")),
     Fact("ACCOUNTING_UID_MIN", ACCOUNTING_UIDS[0], "components.image_facts.ACCOUNTING_UIDS"),
     Fact("ACCOUNTING_UID_END", ACCOUNTING_UIDS[1], "components.image_facts.ACCOUNTING_UIDS (directory.MAX_ID)"),
+    constant(single_node, "EXPORTER_UID"),
 )
 
 HEADER = """\

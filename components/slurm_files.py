@@ -68,6 +68,9 @@ class SlurmVersion:
     sackd: bool  # the suite has sackd (Slurm 23.11+), which slurmrestd needs on a configless site (slurm-client image)
     # SchedulerParameters=defer_batch (Slurm 23.02+; 22.05 reads the word as `defer`, which also defers srun/salloc)
     defer_batch: bool = True
+    # slurmctld serves its own figures (Slurm 25.11+, slurm.conf MetricsType=metrics/openmetrics: GET /metrics/* on
+    # its port), which the single node's slurm-exporter serves through; older versions: the exporter computes them.
+    openmetrics: bool = False
 
 
 # What else was seen of each version, for whoever debugs one:
@@ -101,7 +104,7 @@ VERSIONS: dict[str, SlurmVersion] = {
                      mariadb_socket="/run/mysqld/mysqld.sock", sackd=True),
         SlurmVersion(version="26.05", debian_suite="sid", rest_api_version="v0.0.44",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
-                     mariadb_socket="/run/mariadbd/mysqld.sock", sackd=True),
+                     mariadb_socket="/run/mariadbd/mysqld.sock", sackd=True, openmetrics=True),
     )
 }
 

@@ -19,3 +19,4 @@ FACT_EXTRAUSERS_DIR=/var/lib/extrausers              # components.directory.EXTR
 FACT_HOME_ROOT=/home                                 # components.directory.HOME_ROOT
 FACT_ACCOUNTING_UID_MIN=1000                         # components.image_facts.ACCOUNTING_UIDS
 FACT_ACCOUNTING_UID_END=60000                        # components.image_facts.ACCOUNTING_UIDS (directory.MAX_ID)
+FACT_EXPORTER_UID=341                                # components.single_node.EXPORTER_UID
