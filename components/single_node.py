@@ -4,6 +4,11 @@ A StatefulSet of one, so the pod's hostname is stable (`<name>-0`, slurm.conf's 
 volume (/var/lib/slurm-state) survives restarts; a headless Service `<name>` whose DNS name
 (`controller_addr()`, slurm.conf's SlurmctldHost address, NodeAddr and AccountingStorageHost) resolves to the
 pod itself, also while it is not ready yet (slurmctld must reach its own slurmd through it to become ready).
+
+With `metrics`, a second container of the same image runs slurm-exporter (dockerfiles/slurm-single-node/
+slurm-exporter: Slurm's figures on metrics.EXPORTER_PORT, GET /metrics) as its own unprivileged user, with no
+capability, no key and no slurmdbd.conf: only slurm.conf and munged's socket directory, an emptyDir both
+containers mount (the single node's entrypoint makes it munge's, 0755, as munged requires).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pods
+from components import metrics, pods
 from components.labels import labels, selector
 from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, STATE_DIR, slurmd_ports
 
@@ -26,6 +31,16 @@ HEALTHCHECK = "/usr/local/bin/slurm-healthcheck"
 # sacct/sstat show no MaxRSS and OverMemoryKill never fires. Jobs get none of it (their capability sets are empty).
 # It puts the pod outside Pod Security Standards "baseline" (README "Node resources").
 CAPABILITIES = (*pods.ROOT_START_CAPABILITIES, "SYS_PTRACE")
+
+# slurm-exporter: its command in the image, and the uid the image gives its user `slurm-exporter` (Dockerfile, from
+# dockerfiles/lib/facts.sh). A user of its own rather than root, munge or SlurmUser: it only needs to be some user
+# for munge (any uid may get a credential), and Slurm shows an unprivileged user everything it reports while
+# PrivateData is unset. Below 1000, so the single node's accounting sync never makes it a Slurm user
+# (image_facts.ACCOUNTING_UIDS), and not one Debian allocates to its packages' system users (from 999 down).
+EXPORTER = "/usr/local/bin/slurm-exporter"
+EXPORTER_UID = 341
+EXPORTER_PORT_NAME = "metrics"
+MUNGE_SOCKET_DIR = "/run/munge"  # munged's socket directory, shared by the two containers
 
 
 def controller_host(name: str) -> str:
@@ -65,6 +80,46 @@ class SlurmSingleNodeArgs:
     memory_mib: int  # its memory request and limit, MiB: StackConfig.single_node_memory_mib
     network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach it: components/network.py
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+    metrics: bool = False  # run slurm-exporter beside the daemons (config metrics.enabled)
+    annotate: bool = False  # with the scrape annotations (no Prometheus Operator)
+
+
+def exporter_container(image: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
+    """slurm-exporter: same image, its own uid from the start (no capability, read-only root), slurm.conf alone
+    (exporter_volumes()) and munged's socket directory; TCP probes (a scrape runs Slurm commands, too costly to
+    probe with)."""
+    return pods.container(
+        "slurm-exporter", image, run_as=EXPORTER_UID, command=[EXPORTER],
+        env=pods.env({"SLURM_EXPORTER_PORT": str(metrics.EXPORTER_PORT), "SLURM_CONF": f"{pods.CONFIG_MOUNT}/slurm.conf",
+                      "SLURM_EXPORTER_METRICS_URL": f"http://127.0.0.1:{SLURMCTLD_PORT}"}),
+        ports=[k8s.core.v1.ContainerPortArgs(name=EXPORTER_PORT_NAME, container_port=metrics.EXPORTER_PORT,
+                                             protocol="TCP")],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="exporter-config", mount_path=pods.CONFIG_MOUNT,
+                                                   read_only=True),
+                       k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR, read_only=True)],
+        readiness_probe=pods.tcp_probe(metrics.EXPORTER_PORT, period=10),
+        liveness_probe=pods.tcp_probe(metrics.EXPORTER_PORT, period=20, failures=3),
+        # Python with prometheus_client (about 30 MiB) and up to four Slurm commands at once during a scrape.
+        resources=pods.resources("10m", "64Mi", "250m", "128Mi"),
+    )
+
+
+def pod_annotations(with_exporter: bool, annotate: bool) -> Optional[dict[str, str]]:
+    """With the exporter: `kubectl exec`/`logs` go to the daemons' container unless told otherwise (kubectl's
+    default-container annotation), and with `annotate` the scrape annotations of its port."""
+    if not with_exporter:
+        return None
+    return {"kubectl.kubernetes.io/default-container": "slurm",
+            **(metrics.scrape_annotations(metrics.EXPORTER_PORT) if annotate else {})}
+
+
+def exporter_volumes(config_map_name: pulumi.Input[str]) -> list[k8s.core.v1.VolumeArgs]:
+    """The exporter's slurm.conf (the ConfigMap's one file: never slurmdbd.conf, which is in the Secret) and munged's
+    socket directory (an emptyDir)."""
+    return [k8s.core.v1.VolumeArgs(name="exporter-config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                name=config_map_name, items=[k8s.core.v1.KeyToPathArgs(key="slurm.conf", path="slurm.conf")],
+                default_mode=pods.CONFIG_MODE)),
+            k8s.core.v1.VolumeArgs(name="munge-socket", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -94,7 +149,9 @@ class SlurmSingleNode(pulumi.ComponentResource):
             ports=[k8s.core.v1.ContainerPortArgs(name=n[:15], container_port=p, protocol="TCP")
                    for n, p in all_ports.items()],
             volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=True),
-                           k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
+                           k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR),
+                           *([k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR)]
+                             if args.metrics else [])],
             # The healthcheck each second until it first passes, so the pod is Ready within a second of Slurm (a
             # readiness probe alone would first pass up to its period later); up to 300 failures, as the first
             # start makes the database and slurmdbd its tables; liveness counts only after it. Then readiness each
@@ -120,12 +177,14 @@ class SlurmSingleNode(pulumi.ComponentResource):
                 template=pods.pod_template(
                     APP, "controller", image_pull_secret=args.image_pull_secret,
                     termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
-                    containers=[container],
+                    annotations=pod_annotations(args.metrics, args.annotate),
+                    containers=[container, *([exporter_container(args.image)] if args.metrics else [])],
                     volumes=[
                         pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                         pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
                         pods.directory_volume(args.directory_config_map),
                         pods.home_volume(args.home_claim),
+                        *(exporter_volumes(args.config_map_name) if args.metrics else []),
                     ],
                 ),
                 volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(

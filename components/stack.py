@@ -138,7 +138,8 @@ def deploy_single_node(core: Core) -> dict[str, pulumi.Input]:
         jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users, home_claim=core.home_claim,
         storage_size=cfg.storage.size, storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
         memory_mib=cfg.single_node_memory_mib, network_policy=core.network.ingress(network.SINGLE_NODE),
-        image_pull_secret=core.pull_secret), opts=core.opts)
+        image_pull_secret=core.pull_secret, metrics=cfg.metrics.enabled,
+        annotate=not cfg.metrics.prometheus_operator), opts=core.opts)
     warn_if_nodes_change(cfg.nodes)
     user = cfg.users[0].name if cfg.users else "USER"
     return {"slurmController": node.controller_addr, "slurmNodes": cfg.nodes,

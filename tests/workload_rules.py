@@ -37,5 +37,7 @@ def check_workload(workload: dict) -> None:
         assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, f"{name}/{c['name']}: privilege"
         assert sc["capabilities"]["drop"] == ["ALL"], f"{name}/{c['name']}: capabilities"
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, f"{name}/{c['name']}: seccomp"
-        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-        assert mounts["/etc/slurm-keys"].get("readOnly") is True, f"{name}: keys must be mounted read-only"
+    # Each workload's keys are mounted, read-only, wherever a container mounts them (the single node's slurm-exporter
+    # holds none).
+    key_mounts = [m for c in spec["containers"] for m in c["volumeMounts"] if m["mountPath"] == "/etc/slurm-keys"]
+    assert key_mounts and all(m.get("readOnly") is True for m in key_mounts), f"{name}: keys must be mounted read-only"

@@ -340,8 +340,7 @@ def test_pods_mount_the_munge_key_read_only_0400(stack):
         assert (jwt in secrets) == single_node, f"{w.name}: only the single node gets the JWT key"
         for items in secrets.values():
             assert all(i["mode"] == KEY_MODE for i in items)
-        (container,) = spec["containers"]
-        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        mounts = {m["name"]: m for m in container_of(w)["volumeMounts"]}
         assert mounts["slurm-keys"] == {"name": "slurm-keys", "mountPath": "/etc/slurm-keys", "readOnly": True}
         assert "fsGroup" not in spec.get("securityContext", {}), f"{w.name}: fsGroup would make keys group-readable"
         checked += 1
@@ -363,8 +362,8 @@ def test_every_consumer_mounts_the_same_slurm_files(stack):
                               "items": [{"key": "slurmdbd.conf", "path": "slurmdbd.conf", "mode": KEY_MODE}]}]
         else:
             assert extra == [], f"{w.name} must not get slurmdbd.conf"
-        (container,) = spec["containers"]
-        assert {"name": "slurm-config", "mountPath": "/etc/slurm-config", "readOnly": True} in container["volumeMounts"]
+        assert {"name": "slurm-config", "mountPath": "/etc/slurm-config", "readOnly": True} in \
+            container_of(w)["volumeMounts"]
     if has_hub(result):
         files = hub_values(result)["singleuser"]["extraFiles"]
         given = {f["mountPath"]: f["stringData"] for f in files.values() if f["mountPath"].startswith("/etc/slurm-config/")}
@@ -394,7 +393,7 @@ def test_single_node_state_volume_and_probes(single_node_stack):
     spec = result.one(STATEFULSET).plain["spec"]
     (claim,) = spec["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
-    (container,) = spec["template"]["spec"]["containers"]
+    container = next(c for c in spec["template"]["spec"]["containers"] if c["name"] == "slurm")
     assert {"name": claim["metadata"]["name"], "mountPath": "/var/lib/slurm-state"} in container["volumeMounts"]
     assert container["readinessProbe"]["exec"]["command"] == ["/usr/local/bin/slurm-healthcheck"]
     assert container["livenessProbe"]["tcpSocket"]["port"] == 6817
@@ -421,7 +420,8 @@ def test_storage_size_and_class_come_from_config():
 
 def test_single_node_resources_follow_the_nodes():
     def resources(**changes):
-        (container,) = run("dev", **changes).one(STATEFULSET).plain["spec"]["template"]["spec"]["containers"]
+        containers = run("dev", **changes).one(STATEFULSET).plain["spec"]["template"]["spec"]["containers"]
+        container = next(c for c in containers if c["name"] == "slurm")
         return container["resources"]
     assert resources() == {"requests": {"cpu": "500m", "memory": "6144Mi"},
                            "limits": {"cpu": "4500m", "memory": "6144Mi"}}
@@ -681,8 +681,9 @@ def workload(result, name: str):
 
 
 def container_of(w) -> dict:
-    (container,) = pod_spec(w)["containers"]
-    return container
+    """The workload's own container: the first (the single node's slurm-exporter comes after its daemons'; its own
+    tests are tests/unit/test_single_node_exporter.py)."""
+    return pod_spec(w)["containers"][0]
 
 
 @pytest.mark.parametrize("previous, warned", [({"slurmNodes": 3}, True), ({"slurmNodes": 2}, False), ({}, False)],
