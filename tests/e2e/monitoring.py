@@ -1,8 +1,14 @@
 """A real Prometheus for the end-to-end tests, deployed as a cluster's would be: Debian's `prometheus` (tests/e2e/
-prometheus/Dockerfile) in the namespace `monitoring` with the labels of config metrics.scraper's defaults, finding
-the stack's pods by their `prometheus.io/*` annotations (the README's plain-Prometheus scrape job, verbatim), with
-the hub's scraper token the stack keeps (output metricsTokenSecret) and the stack's alert rules (output
-metricsRules) copied into its namespace, as the README tells an operator to. `Prometheus` queries its HTTP API.
+prometheus/Dockerfile) in the namespace `monitoring` with the labels of config metrics.scraper's defaults, scraping
+with the README's plain-Prometheus scrape job, the hub's scraper token the stack keeps (output metricsTokenSecret)
+and the stack's alert rules (output metricsRules) copied into its namespace, as the README tells an operator to.
+`Prometheus` queries its HTTP API.
+
+Debian builds Prometheus without Kubernetes service discovery (2.42: "field kubernetes_sd_configs not found"), so
+the job's `kubernetes_sd_configs` is replaced by `static_configs` holding what that discovery would give (role
+pod): each pod of the stack's namespace at its address, with the `__meta_kubernetes_*` labels the README's
+relabeling reads (its annotations, namespace and name), taken from the API when Prometheus starts. The relabeling,
+the token and everything after it are the README's, unchanged.
 """
 
 from __future__ import annotations
@@ -31,26 +37,36 @@ API_PORT = 9090
 INTERVAL_S = 2  # scrape and rule evaluation: short, so the tests wait little
 
 
-def scrape_job(namespace: str) -> dict:
-    """The README's scrape job for a plain Prometheus (its yaml block under "Discovery"), for the stack's
-    `namespace`: the tests use exactly what the README gives operators."""
+def scrape_job(pods: list[dict]) -> dict:
+    """The README's scrape job for a plain Prometheus (its yaml block under "Discovery"), its Kubernetes discovery
+    replaced by the targets it would find among `pods` (the stack namespace's pod objects)."""
     block = re.search(r"```yaml\n(scrape_configs:\n.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert block, "README: the plain Prometheus scrape job is gone"
     (job,) = yaml.safe_load(block.group(1))["scrape_configs"]
-    job["kubernetes_sd_configs"][0]["namespaces"]["names"] = [namespace]
+    assert job.pop("kubernetes_sd_configs") == [{"role": "pod", "namespaces": {"names": ["slurm"]}}], job
+    job["static_configs"] = [{"targets": [pod["status"]["podIP"]], "labels": discovered_labels(pod)}
+                             for pod in pods if pod["status"].get("podIP")]
     return job
 
 
-def prometheus_config(namespace: str) -> dict:
+def discovered_labels(pod: dict) -> dict[str, str]:
+    """The meta labels of Prometheus' Kubernetes discovery (role pod) that the README's relabeling reads."""
+    meta = pod["metadata"]
+    return {"__meta_kubernetes_namespace": meta["namespace"], "__meta_kubernetes_pod_name": meta["name"],
+            **{"__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", key): value
+               for key, value in (meta.get("annotations") or {}).items()}}
+
+
+def prometheus_config(pods: list[dict]) -> dict:
     return {"global": {"scrape_interval": f"{INTERVAL_S}s", "evaluation_interval": f"{INTERVAL_S}s"},
-            "rule_files": [f"/etc/prometheus/rules/{RULES_KEY}"], "scrape_configs": [scrape_job(namespace)]}
+            "rule_files": [f"/etc/prometheus/rules/{RULES_KEY}"], "scrape_configs": [scrape_job(pods)]}
 
 
 def objects(d: Deployment, image: str, token: str, rules: str) -> list[dict]:
-    """Namespace, RBAC (list and watch the stack's pods), the configuration, token and rules, the Prometheus
-    Deployment, and a stranger: a pod of the same image in the same namespace without the scraper's labels."""
-    def meta(name: str, namespace: str = NAMESPACE, **extra) -> dict:
-        return {"name": name, "namespace": namespace, **extra}
+    """Namespace, the configuration (the stack's pods now), token and rules, the Prometheus Deployment, and a
+    stranger: a pod of the same image in the same namespace without the scraper's labels."""
+    def meta(name: str, **extra) -> dict:
+        return {"name": name, "namespace": NAMESPACE, **extra}
     labels = {**POD_LABELS, "app.kubernetes.io/instance": "e2e"}
     mounts = [{"name": "config", "mountPath": "/etc/prometheus/config"},
               {"name": "rules", "mountPath": "/etc/prometheus/rules"},
@@ -64,21 +80,14 @@ def objects(d: Deployment, image: str, token: str, rules: str) -> list[dict]:
                 "capabilities": {"drop": ["ALL"]}}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("prometheus")},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("prometheus", d.namespace),
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": meta("prometheus", d.namespace),
-         "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}],
-         "roleRef": {"kind": "Role", "name": "prometheus", "apiGroup": "rbac.authorization.k8s.io"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("prometheus"),
-         "data": {"prometheus.yml": yaml.safe_dump(prometheus_config(d.namespace), sort_keys=False)}},
+         "data": {"prometheus.yml": yaml.safe_dump(prometheus_config(d.kube.of_kind("pod")), sort_keys=False)}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("slurm-rules"), "data": {RULES_KEY: rules}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": meta("slurm-token"), "stringData": {TOKEN_KEY: token}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("prometheus"),
          "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels}, "spec": {
-                      "serviceAccountName": "prometheus",
+                      "automountServiceAccountToken": False,
                       "containers": [{
                           "name": "prometheus", "image": image, "securityContext": security,
                           "args": ["--config.file=/etc/prometheus/config/prometheus.yml",
@@ -142,12 +151,9 @@ def running_prometheus(d: Deployment) -> Iterator[Prometheus]:
     objs = objects(d, image, token, rules)
     try:
         for obj in objs:
-            (kube if obj["metadata"].get("namespace", NAMESPACE) == NAMESPACE else d.kube).create(obj)
+            kube.create(obj)
         kube.kubectl("rollout", "status", "deployment/prometheus", "--timeout=180s", timeout=200)
         (pod,) = [p for p in kube.pods if p.labels.get("app.kubernetes.io/instance") == "e2e"]
         yield Prometheus(f"http://{pod.ip}:{API_PORT}", kube)
     finally:
         kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s", check=False, timeout=150)
-        for obj in objs:
-            if obj["metadata"].get("namespace") == d.namespace:
-                d.kube.delete(obj["kind"], obj["metadata"]["name"])

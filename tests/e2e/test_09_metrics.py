@@ -1,8 +1,8 @@
 """Scenario 9: an operator's Prometheus scrapes the stack (issue 25).
 
 A real Prometheus (Debian's, tests/e2e/monitoring.py) in the namespace `monitoring` with the scraper's default
-labels, configured with the README's scrape job, the hub's scraper token and the stack's alert rules, as an operator
-would. The hub is the tests' chart hub (as test_03's) with the program's metrics values (hub_metrics_values()).
+labels, configured with the README's scrape job (its targets given as Kubernetes discovery would find them: Debian's
+build has none), the hub's scraper token and the stack's alert rules, as an operator would. The hub is the tests' chart hub (as test_03's) with the program's metrics values (hub_metrics_values()).
 - every target is up: slurm-exporter, the token service's metrics port, the hub's /hub/metrics;
 - only the scraper reaches them: a pod without its labels in its namespace, and JupyterLab, are refused by the
   NetworkPolicies (probes as test_03b's), the scraper itself admitted (the control);
@@ -45,7 +45,8 @@ PROBE_S = 3
 
 
 @pytest.fixture(scope="module")
-def prometheus(deployment):
+def prometheus(deployment, hub):
+    """Prometheus, started once the hub runs (it scrapes the pods there are: tests/e2e/monitoring.py)."""
     t0 = time.monotonic()
     with running_prometheus(deployment) as prom:
         TIMINGS["Prometheus built, deployed and ready"] = time.monotonic() - t0
@@ -53,7 +54,7 @@ def prometheus(deployment):
 
 
 @pytest.fixture(scope="module")
-def hub(deployment, prometheus):
+def hub(deployment):
     """The tests' chart hub with the program's metrics values: the stack's scraper token as the hub service's."""
     d = deployment
     images = hub_images(d)
