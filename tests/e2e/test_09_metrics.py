@@ -8,8 +8,8 @@ build has none), the hub's scraper token and the stack's alert rules, as an oper
   NetworkPolicies (probes as test_03b's), the scraper itself admitted (the control);
 - a job moves Slurm's completed count by one; a hub user's first Slurm command the tokens issued by one; a request
   with a token the hub does not know the refusals for `unknown_token` by one, and not the issued count;
-- a slurmd that stops answering (SIGSTOP) fires SlurmNodesDown within SlurmdTimeout plus the alert's `for:`; resumed,
-  the node returns.
+- a slurmd that stops answering (SIGSTOP) fires SlurmNodesDown within SlurmdTimeout plus the alert's `for:`; resumed
+  (SIGCONT, then `scontrol update state=resume`, as the alert says), the node returns.
 """
 
 from __future__ import annotations
@@ -169,6 +169,9 @@ def test_a_slurmd_that_stops_answering_fires_the_node_down_alert(deployment, pro
         TIMINGS["a stopped slurmd to SlurmNodesDown firing"] = time.monotonic() - t0
     finally:
         d.kube.exec(d.slurm, "pkill", "-CONT", "-f", pattern)
+    # What the alert tells the operator to do once the node is back: slurmctld pings no DOWN node and asks it to
+    # register only every 20th ping cycle (ping_nodes.c MAX_REG_FREQUENCY), 400 s with SlurmdTimeout 60.
+    d.kube.exec(d.slurm, "scontrol", "update", f"nodename={node}", "state=resume")
     wait_until(lambda: d.kube.exec(d.slurm, "sinfo", "-h", "-n", node, "-o", "%t").stdout.strip() == "idle", 90,
                f"{node} back to idle")
     wait_until(lambda: prometheus.value("slurm_nodes_down") == 0, 30, "slurm_nodes_down back to 0")
