@@ -1,0 +1,224 @@
+"""The site's LDAP directory (issue 23) for the tests: a real OpenLDAP server (Debian's slapd) in a podman container,
+filled with posixAccount users and posixGroup groups, optionally with TLS from a test CA made at start.
+
+For tests/images and tests/e2e alike: the image (tests/ldap/: Dockerfile and its entrypoint ldap-host) is built for
+the Slurm version under test's Debian suite, and the container runs on a podman network the caller names, at a
+fixed address of it (so clients keep reaching it at the same `uri` when slapd is stopped and started again).
+
+    with LdapDirectory(network) as ldap:         # or ldap.start() ... ldap.remove()
+        ldap.uri, ldap.base, ldap.bind_dn, ldap.bind_password, ldap.ca_cert (with tls=True)
+        ldap.add_user("dave", 10004); ldap.remove_user("dave")
+        ldap.stop_slapd(); ldap.start_slapd()    # the directory down (connections refused) and back
+
+USERS and GROUPS are what it holds at start: names longer than 8 characters, a uid nothing in the images has.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+from components.slurm_files import version_facts
+from tests.images.slurm_containers import CommandFailed, podman, podman_build, run, slurm_version, wait_until
+from tests.project_env import ROOT
+
+LDAP_FILES = os.path.join(ROOT, "tests", "ldap")
+BASE = "dc=sci,dc=test"
+PEOPLE = f"ou=people,{BASE}"
+GROUPS_OU = f"ou=groups,{BASE}"
+BIND_DN = f"cn=nslcd,ou=services,{BASE}"
+HOSTNAME = "ldap.sci.test"  # the server certificate's name; clients map it to the address (--add-host)
+
+
+@dataclass(frozen=True)
+class DirUser:
+    name: str
+    uid: int
+    password: str = ""  # default: the name reversed (a test's login)
+    groups: tuple[str, ...] = ()  # further groups, by name
+
+    @property
+    def login_password(self) -> str:
+        return self.password or self.name[::-1] + "-pw"
+
+
+# Private group per user (gid = uid), as the static directory does. `christopher` is longer than 8 characters
+# (ls, ps and sacct truncate or widen such names); 54321 is a uid and gid no image has (they use 0-999, 1000).
+USERS = (DirUser("alice", 10001, groups=("physics", "hpcusers")),
+         DirUser("bob", 10002, groups=("hpcusers",)),
+         DirUser("christopher", 54321, groups=("physics", "hpcusers")),
+         DirUser("eve", 10005))  # in no further group: outside the login group
+GROUPS = {"physics": 13000, "hpcusers": 13001}
+LOGIN_GROUP = "hpcusers"
+
+
+def user_ldif(user: DirUser) -> str:
+    """The entries of one user: the posixAccount and its private posixGroup."""
+    return (f"dn: uid={user.name},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+            f"uid: {user.name}\ncn: {user.name}\nsn: {user.name}\nuidNumber: {user.uid}\ngidNumber: {user.uid}\n"
+            f"homeDirectory: /home/{user.name}\nloginShell: /bin/bash\nuserPassword: {user.login_password}\n\n"
+            f"dn: cn={user.name},{GROUPS_OU}\nobjectClass: posixGroup\ncn: {user.name}\ngidNumber: {user.uid}\n\n")
+
+
+def directory_ldif(bind_password: str, users=USERS, groups=GROUPS) -> str:
+    """The whole directory: base, organisational units, the service account nslcd binds as, users, groups."""
+    out = (f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: sci\no: sci test site\n\n"
+           + "".join(f"dn: ou={ou},{BASE}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
+                     for ou in ("people", "groups", "services"))
+           + f"dn: {BIND_DN}\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\ncn: nslcd\n"
+             f"userPassword: {bind_password}\n\n")
+    out += "".join(user_ldif(u) for u in users)
+    for name, gid in groups.items():
+        members = "".join(f"memberUid: {u.name}\n" for u in users if name in u.groups)
+        out += f"dn: cn={name},{GROUPS_OU}\nobjectClass: posixGroup\ncn: {name}\ngidNumber: {gid}\n{members}\n"
+    return out
+
+
+def make_test_ca(directory: str, hostname: str = HOSTNAME) -> None:
+    """ca.crt, server.crt and server.key (for `hostname`) in `directory`, made now with openssl; never kept."""
+    def ssl(*args: str) -> None:
+        run("openssl", *args, timeout=60)
+    d = directory
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sci test CA",
+        "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}", "-keyout", f"{d}/server.key",
+        "-out", f"{d}/server.csr")
+    with open(f"{d}/ext.cnf", "w") as f:
+        f.write(f"subjectAltName=DNS:{hostname}\nextendedKeyUsage=serverAuth\n")
+    ssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.crt")
+    os.remove(f"{d}/ca.key")
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+
+
+def build_ldap_image(version: Optional[str] = None) -> str:
+    """localhost/sci-ldap:<suite>[$SCI_IMAGE_TAG_SUFFIX], built from tests/ldap (cached layers reused)."""
+    suite = version_facts(version or slurm_version()).debian_suite
+    tag = f"localhost/sci-ldap:{suite}{os.environ.get('SCI_IMAGE_TAG_SUFFIX', '')}"
+    podman_build(LDAP_FILES, tag, "--build-arg", f"DEBIAN_SUITE={suite}", ca_certs=False)
+    return tag
+
+
+def free_address(network: str, taken_from: int = 200) -> str:
+    """An address of the podman network `network` from .`taken_from` up that no container there has."""
+    subnet = podman("network", "inspect", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}", network).stdout.split()[0]
+    used = set(podman("network", "inspect", "--format",
+                      "{{range .Containers}}{{range .Interfaces}}{{range .Subnets}}{{.IPNet.IP}} "
+                      "{{end}}{{end}}{{end}}", network, check=False).stdout.split())
+    net = ipaddress.ip_network(subnet)
+    for i in range(taken_from + secrets.randbelow(40), net.num_addresses - 2):
+        if str(net[i]) not in used:
+            return str(net[i])
+    raise CommandFailed(f"no free address in {subnet} of {network}")
+
+
+class LdapDirectory:
+    """The directory's server on `network`. `tls`: also ldaps:// with a test CA (`ca_cert`: its file)."""
+
+    def __init__(self, network: str, tls: bool = False, version: Optional[str] = None, users=USERS, groups=GROUPS):
+        self.network, self.tls, self.version = network, tls, version
+        self.users, self.groups = tuple(users), dict(groups)
+        self.name = f"sci-ldap-{secrets.token_hex(3)}"
+        self.bind_password = secrets.token_urlsafe(12)
+        self.admin_password = secrets.token_urlsafe(12)
+        self.base, self.bind_dn, self.hostname = BASE, BIND_DN, HOSTNAME
+        self.dir = ""
+        self.ip = ""
+
+    @property
+    def uri(self) -> str:
+        return f"ldap://{self.hostname}"
+
+    @property
+    def ldaps_uri(self) -> str:
+        return f"ldaps://{self.hostname}"
+
+    @property
+    def ca_cert(self) -> str:
+        return os.path.join(self.dir, "tls", "ca.crt")
+
+    @property
+    def add_host(self) -> tuple[str, str]:
+        """The podman run arguments that let a container reach the server by its name."""
+        return ("--add-host", f"{self.hostname}:{self.ip}")
+
+    def __enter__(self) -> "LdapDirectory":
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def start(self) -> "LdapDirectory":
+        image = build_ldap_image(self.version)
+        self.dir = tempfile.mkdtemp(prefix="sci-ldap-")
+        os.chmod(self.dir, 0o755)
+        with open(os.path.join(self.dir, "directory.ldif"), "w") as f:
+            f.write(directory_ldif(self.bind_password, self.users, self.groups))
+        os.chmod(os.path.join(self.dir, "directory.ldif"), 0o644)
+        if self.tls:
+            os.makedirs(os.path.join(self.dir, "tls"))
+            make_test_ca(os.path.join(self.dir, "tls"))
+        self.ip = free_address(self.network)
+        podman("run", "-d", "--name", self.name, "--hostname", self.hostname, "--network", self.network,
+               "--ip", self.ip, "-v", f"{self.dir}:/ldap:ro", "-e", f"LDAP_BASE={self.base}",
+               "-e", f"LDAP_ADMIN_PW={self.admin_password}", "-e", f"LDAP_BIND_DN={self.bind_dn}", image)
+        try:
+            wait_until(self.answers, 30, f"slapd in {self.name} to answer", self.logs)
+        except Exception:
+            self.remove()
+            raise
+        return self
+
+    def answers(self) -> bool:
+        return self.search(f"(uid={self.users[0].name})", check=False).returncode == 0
+
+    def logs(self) -> str:
+        p = podman("exec", self.name, "tail", "-n", "30", "/var/log/slapd.log", check=False)
+        q = podman("logs", "--tail", "30", self.name, check=False)
+        return f"--- {self.name}: slapd.log\n{p.stdout}{p.stderr}\n--- podman logs\n{q.stdout}{q.stderr}"
+
+    def search(self, filter: str, *attrs: str, check: bool = True) -> subprocess.CompletedProcess:
+        """ldapsearch as the service account, over the network address (what a client does)."""
+        return podman("exec", self.name, "ldapsearch", "-x", "-LLL", "-H", "ldap://127.0.0.1", "-D", self.bind_dn,
+                      "-w", self.bind_password, "-b", self.base, filter, *attrs, check=check, timeout=20)
+
+    def modify(self, tool: str, ldif: str) -> None:
+        """ldapadd/ldapmodify/ldapdelete (`tool`) as the admin, `ldif` on standard input."""
+        podman("exec", "-i", self.name, tool, "-x", "-H", "ldap://127.0.0.1", "-D", f"cn=admin,{self.base}",
+               "-w", self.admin_password, input=ldif, timeout=20)
+
+    def add_user(self, name: str, uid: int, groups: tuple[str, ...] = ()) -> DirUser:
+        user = DirUser(name, uid, groups=groups)
+        self.modify("ldapadd", user_ldif(user))
+        for g in groups:
+            self.modify("ldapmodify", f"dn: cn={g},{GROUPS_OU}\nchangetype: modify\nadd: memberUid\n"
+                                      f"memberUid: {name}\n")
+        self.users += (user,)
+        return user
+
+    def remove_user(self, name: str) -> None:
+        user = next(u for u in self.users if u.name == name)
+        for g in user.groups:
+            self.modify("ldapmodify", f"dn: cn={g},{GROUPS_OU}\nchangetype: modify\ndelete: memberUid\n"
+                                      f"memberUid: {name}\n")
+        self.modify("ldapdelete", f"uid={name},{PEOPLE}\ncn={name},{GROUPS_OU}\n")
+        self.users = tuple(u for u in self.users if u.name != name)
+
+    def stop_slapd(self) -> None:
+        """slapd killed; the container (and its address) stays: connections to it are refused."""
+        podman("exec", self.name, "ldap-host", "stop")
+
+    def start_slapd(self) -> None:
+        podman("exec", self.name, "ldap-host", "start", timeout=30)
+
+    def remove(self) -> None:
+        podman("rm", "-f", "-t", "2", self.name, check=False)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
