@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import ldap
 from components.directory import EXTRAUSERS_DIR, HOME_ROOT
 from components.keys import JWT_KEY_FILE, MUNGE_KEY_FILE
 from components.labels import labels
@@ -98,10 +99,21 @@ def _key_source(secret_name: pulumi.Input[str], file: str) -> k8s.core.v1.Volume
         name=secret_name, items=[k8s.core.v1.KeyToPathArgs(key=file, path=file, mode=KEY_MODE)]))
 
 
-def directory_volume(config_map_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
-    """The user directory's passwd and group (components/directory.py), read by the images' libnss-extrausers."""
-    return k8s.core.v1.VolumeArgs(name="users", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-        name=config_map_name, default_mode=CONFIG_MODE))
+def directory_volume(config_map_name: pulumi.Input[str],
+                     ldap_secret_name: Optional[pulumi.Input[str]] = None) -> k8s.core.v1.VolumeArgs:
+    """The user directory's passwd and group (components/directory.py), read by the images' libnss-extrausers; with
+    `ldap_secret_name` (config `ldap`) also that Secret's nslcd.conf (root's alone: it holds the bind password) and
+    the site's CA, with which the image entrypoints that start as root run nslcd (components/ldap.py)."""
+    if ldap_secret_name is None:
+        return k8s.core.v1.VolumeArgs(name="users", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+            name=config_map_name, default_mode=CONFIG_MODE))
+    return k8s.core.v1.VolumeArgs(name="users", projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+        default_mode=CONFIG_MODE,
+        sources=[k8s.core.v1.VolumeProjectionArgs(config_map=k8s.core.v1.ConfigMapProjectionArgs(name=config_map_name)),
+                 k8s.core.v1.VolumeProjectionArgs(secret=k8s.core.v1.SecretProjectionArgs(
+                     name=ldap_secret_name,
+                     items=[k8s.core.v1.KeyToPathArgs(key=ldap.NSLCD_CONF_FILE, path=ldap.NSLCD_CONF_FILE, mode=KEY_MODE),
+                            k8s.core.v1.KeyToPathArgs(key=ldap.CA_FILE, path=ldap.CA_FILE, mode=CONFIG_MODE)]))]))
 
 
 def home_volume(claim_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:

@@ -36,6 +36,7 @@ class SlurmRestdArgs:
     network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach port 6820: components/network.py
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     replicas: int = 1
+    directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
 
 
@@ -53,7 +54,7 @@ class SlurmRestd(pulumi.ComponentResource):
             # GET /jobs holds its whole answer: about 160 KB a job slurmctld knows (jobs end, then stay MinJobAge,
             # 300 s), 558 MB with 3500 (lib.sh slurmrestd_command); 512Mi ended it at about 1500 jobs.
             resources=pods.resources("100m", "128Mi", "1", "1Gi"),
-            volumes=[*volumes, pods.directory_volume(args.directory_config_map)],
+            volumes=[*volumes, pods.directory_volume(args.directory_config_map, args.directory_secret)],
             volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
             network_policy=args.network_policy,
             env=pods.env({**args.slurm_env, "SLURMRESTD_BACKEND": BACKEND}),

@@ -81,6 +81,7 @@ class SlurmSingleNodeArgs:
     network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach it: components/network.py
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     metrics: bool = False  # run slurm-exporter beside the daemons (config metrics.enabled)
+    directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
     annotate: bool = False  # with the scrape annotations (no Prometheus Operator)
 
 
@@ -182,7 +183,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
                     volumes=[
                         pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                         pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
-                        pods.directory_volume(args.directory_config_map),
+                        pods.directory_volume(args.directory_config_map, args.directory_secret),
                         pods.home_volume(args.home_claim),
                         *(exporter_volumes(args.config_map_name) if args.metrics else []),
                     ],

@@ -11,7 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import directory, network, registry, single_node, site
+from components import directory, ldap, network, registry, single_node, site
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import PORT as JUPYTER_PORT
@@ -63,6 +63,9 @@ class Core:
     keys: SlurmKeys
     slurm: SlurmConfig  # the Slurm files (ConfigMap, Secret) and the clients' environment
     users: pulumi.Output[str]  # the user directory's ConfigMap
+    # Config `ldap`: the Secret of nslcd.conf (with the bind password) and the site's CA, which the pods whose
+    # entrypoint runs nslcd (the single node, slurmrestd) get in their directory volume beside the ConfigMap's files.
+    directory_secret: Optional[pulumi.Output[str]]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
     pull_secret: Optional[pulumi.Output[str]]  # the registry's, if the stack has its credentials
     munge_secret: pulumi.Input[str]  # the clients' munge key Secret; an existing cluster's once its slurmctld took it
@@ -111,6 +114,7 @@ def make_core(cfg: StackConfig) -> Core:
         data=directory.render_files(cfg.directory, cfg.groups),
         opts=opts,
     ).metadata.name
+    directory_secret = ldap_secret(cfg, namespace, opts) if cfg.ldap else None
     home_claim = cfg.home.claim or home_volume_claim(cfg, namespace, opts)
     if existing and (warning := site.unbounded_tokens(cfg.site)):
         pulumi.log.warn(f"existingCluster.slurmConf: {warning}")
@@ -121,7 +125,19 @@ def make_core(cfg: StackConfig) -> Core:
     graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
                           site_ports=cfg.site.ports if existing else (), metrics_scraper=network.scraper(cfg.metrics))
     return Core(cfg=cfg, opts=opts, namespace=namespace, images=images, keys=keys, slurm=slurm, users=users,
-                home_claim=home_claim, pull_secret=pull_secret, munge_secret=munge_secret, network=graph)
+                directory_secret=directory_secret, home_claim=home_claim, pull_secret=pull_secret, munge_secret=munge_secret, network=graph)
+
+
+def ldap_secret(cfg: StackConfig, namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The site directory's Secret (components/ldap.py directory_files): auto-named, so a change rolls its pods."""
+    settings = cfg.ldap.settings
+    return k8s.core.v1.Secret(
+        "directory-ldap",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("users", "directory")),
+        string_data=pulumi.Output.secret(cfg.ldap.bind_password).apply(
+            lambda password: ldap.directory_files(settings, password)),
+        opts=opts,
+    ).metadata.name
 
 
 def single_node_name(cfg: StackConfig) -> str:
@@ -136,7 +152,7 @@ def deploy_single_node(core: Core) -> dict[str, pulumi.Input]:
         config_map_name=core.slurm.config_map_name, config_secret_name=core.slurm.secret_name,
         config_secret_files=core.slurm.secret_files, munge_secret_name=core.keys.munge_secret_name,
         jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users, home_claim=core.home_claim,
-        storage_size=cfg.storage.size, storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
+        directory_secret=core.directory_secret, storage_size=cfg.storage.size, storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
         memory_mib=cfg.single_node_memory_mib, network_policy=core.network.ingress(network.SINGLE_NODE),
         image_pull_secret=core.pull_secret, metrics=cfg.metrics.enabled,
         annotate=not cfg.metrics.prometheus_operator), opts=core.opts)
@@ -151,8 +167,9 @@ def deploy_restd(core: Core) -> dict[str, pulumi.Input]:
     restd = SlurmRestd("slurmrestd", SlurmRestdArgs(
         namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurmrestd", image=core.images.refs[CLIENT],
         config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret,
-        directory_config_map=core.users, network_policy=core.network.ingress(network.RESTD),
-        slurm_env=core.slurm.client_env, image_pull_secret=core.pull_secret), opts=core.opts)
+        directory_config_map=core.users, directory_secret=core.directory_secret,
+        network_policy=core.network.ingress(network.RESTD), slurm_env=core.slurm.client_env,
+        image_pull_secret=core.pull_secret), opts=core.opts)
     # The newest API version its slurmrestd serves (the images' Slurm): URLs are {url}/slurm/{version}/...
     return {"slurmrestdUrl": restd.url,
             "slurmrestdApiVersion": version_facts(core.cfg.slurm_version).rest_api_version}

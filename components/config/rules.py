@@ -64,15 +64,43 @@ def check_rules(cfg: StackConfig) -> None:
                "set components.jupyterhub to false for a render-only stack")
 
 
+def _check_ldap(cfg: StackConfig) -> None:
+    """`ldap` replaces `users` and `groups`: one source of names and ids, so that no uid is given by two sources that
+    preview cannot compare (the directory is read only by the pods). TLS needs the CA, and only TLS uses it."""
+    ldap = cfg.ldap
+    ensure(not cfg.users, "users", "is set together with ldap, but the directory is then the one source of users",
+           "remove users and groups (add them to the directory), or remove ldap")
+    ensure(not cfg.groups, "groups", "is set together with ldap, but the directory is then the one source of groups",
+           "remove users and groups (add them to the directory), or remove ldap")
+    ldaps = ldap.uri.split()[0].startswith("ldaps://")
+    ensure(not (ldaps and ldap.start_tls), "ldap.startTls", "is true but ldap.uri is ldaps://, which is TLS already",
+           "remove ldap.startTls, or use ldap:// with it")
+    if ldap.settings.tls:
+        ensure(ldap.ca_file, "ldap.caFile", "is missing but the directory is reached over TLS, whose server "
+               "certificate is checked against the site's CA", how_to_set("ldap.caFile"))
+    else:
+        ensure(not ldap.ca_file, "ldap.caFile", "is set but ldap.uri is ldap:// without ldap.startTls, so no TLS "
+               "would use it", "use ldaps://, or set ldap.startTls to true, or remove ldap.caFile")
+    ensure(not (ldap.bind_dn and ldap.bind_password is None), "ldap.bindPassword", "is missing while ldap.bindDn "
+           "is set", how_to_set("ldap.bindPassword"))
+    ensure(not (ldap.bind_password is not None and not ldap.bind_dn), "ldap.bindDn", "is missing while "
+           "ldap.bindPassword is set", how_to_set("ldap.bindDn"))
+    if cfg.components.jupyter:
+        ensure(cfg.jupyter.user, "jupyter.user", "is missing, but with ldap there is no first user of `users` to run "
+               "JupyterLab as", how_to_set("jupyter.user"))
+
+
 def _check_directory(cfg: StackConfig) -> None:
     components = cfg.components
-    if (components.jupyter or components.jupyterhub or components.token_service) and not cfg.users:
+    if cfg.ldap:
+        _check_ldap(cfg)
+    elif (components.jupyter or components.jupyterhub or components.token_service) and not cfg.users:
         raise ConfigError("users", "is empty, but JupyterLab and JupyterHub run only as users of the directory",
                           "pulumi config set --path 'users[0].name' alice && "
                           "pulumi config set --path 'users[0].uid' 2001")
     problems = directory.problems(cfg.directory, cfg.groups)
     ensure(not problems, "users", "; ".join(problems), "give each user and group its own name and id")
-    if components.jupyter:
+    if components.jupyter and not cfg.ldap:
         ensure(cfg.jupyter_user in {u.name for u in cfg.users}, "jupyter.user",
                f"'{cfg.jupyter_user}' is not in `users`", "name a user of the directory")
     home = cfg.home

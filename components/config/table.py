@@ -15,7 +15,7 @@ from typing import Optional
 
 import pulumi
 
-from components import directory, site
+from components import directory, ldap, site
 from components.config.schema import (
     REQUIRED,
     CpuMilli,
@@ -199,6 +199,61 @@ class User:
     groups: tuple[str, ...] = key((), "further groups, by name (see `groups`)", each(check_user_name))
 
 
+def check_ldap_uri(text: str) -> None:
+    problem = ldap.uri_problem(text)
+    if problem:
+        raise Invalid(problem, "give ldaps://HOST[:PORT] (or ldap://), several separated by spaces")
+
+
+CHECK_DN = matches(ldap.DN.pattern, "a distinguished name", "write it as the directory does, e.g. "
+                   "dc=example,dc=org (escape ',' '+' '\\' '\"' '<' '>' ';' in a value with '\\')")
+
+
+def check_ldap_filter(text: str) -> None:
+    problem = ldap.filter_problem(text)
+    if problem:
+        raise Invalid(f"'{text}' {problem}", "give one LDAP filter, e.g. (!(loginShell=/usr/sbin/nologin))")
+
+
+def check_one_line(text: str) -> None:
+    if "\n" in text or "\r" in text:
+        raise Invalid("spans lines", "give it on one line")
+
+
+def check_pem_certificate(text: str) -> None:
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise Invalid("holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                      "give the CA's certificate in PEM, e.g. from openssl x509 -in ca.der -inform der")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ldap:
+    uri: str = key(REQUIRED, "its server: `ldaps://HOST[:PORT]` or `ldap://HOST[:PORT]`; several, separated by "
+                             "spaces, are tried in order", check_ldap_uri, example="ldaps://ldap.example.org")
+    base_dn: str = key(REQUIRED, "where its users and groups are searched", CHECK_DN, example="dc=example,dc=org")
+    bind_dn: Optional[str] = key(None, "the read-only account the images' nslcd binds as (default: anonymous)",
+                                 CHECK_DN, example="cn=nslcd,ou=services,dc=example,dc=org")
+    bind_password: Optional[pulumi.Output[str]] = key(None, "that account's password (with `ldap.bindDn`)",
+                                                      check_one_line, example="PASSWORD")
+    start_tls: bool = key(False, "StartTLS on an `ldap://` URI (`ldaps://` is TLS already)")
+    ca_file: Optional[FileText] = key(None, "the site CA's certificate (PEM) that the server's is checked against; "
+                                            "required with TLS (`ldaps://` or `ldap.startTls`)", check_pem_certificate,
+                                      example="site-ldap-ca.pem")
+    user_filter: Optional[str] = key(None, "an LDAP filter users must also match, besides "
+                                           "`(objectClass=posixAccount)`", check_ldap_filter,
+                                     example="'(!(loginShell=/usr/sbin/nologin))'")
+    group_filter: Optional[str] = key(None, "an LDAP filter groups must also match, besides "
+                                            "`(objectClass=posixGroup)`", check_ldap_filter,
+                                      example="'(cn=hpc*)'")
+    login_group: Optional[str] = key(None, "only members of this directory group may log in to JupyterHub (default: "
+                                           "every user the directory resolves)", check_user_name, example="hpcusers")
+
+    @property
+    def settings(self) -> ldap.Settings:
+        return ldap.Settings(uri=self.uri, base_dn=self.base_dn, bind_dn=self.bind_dn, start_tls=self.start_tls,
+                             ca=self.ca_file, user_filter=self.user_filter, group_filter=self.group_filter)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Home:
     size: str = key("10Gi", "size of the claim the stack makes", SIZE)
@@ -302,10 +357,14 @@ class StackConfig:
     storage: Storage = key(Storage, "the single node's state volume")
     single_node: SingleNodePod = key(SingleNodePod, "the slurm-single-node pod's resources")
     users: tuple[User, ...] = key(
-        (), "the user directory: who may use Slurm through Jupyter (required with JupyterLab or JupyterHub); "
-            "every pod resolves exactly these names and ids", example='[{"name": "alice", "uid": 2001}]')
+        (), "the user directory: who may use Slurm through Jupyter (required with JupyterLab or JupyterHub, "
+            "unless `ldap`); every pod resolves exactly these names and ids", example='[{"name": "alice", "uid": 2001}]')
     groups: dict = key({}, "further groups of the directory: name to gid", check_groups,
                        example='{"physics": 3000}')
+    ldap: Optional[Ldap] = key(
+        None, "the site's LDAP directory as the source of users and groups, instead of `users` and `groups`: every "
+              "pod that runs as root at its start resolves it (nslcd), and the single node follows it (README \"Users, "
+              "homes and identity\")")
     home: Home = key(Home, "the shared home volume, mounted at /home in the Slurm nodes and the Jupyter pods")
     jupyter: Jupyter = key(Jupyter, "JupyterLab (`components.jupyter`)")
     metrics: Metrics = key(Metrics, "Prometheus metrics and alerts")
