@@ -170,8 +170,9 @@ def test_a_slurmd_that_stops_answering_fires_the_node_down_alert(deployment, pro
     finally:
         d.kube.exec(d.slurm, "pkill", "-CONT", "-f", pattern)
     # What the alert tells the operator to do once the node is back: slurmctld pings no DOWN node and asks it to
-    # register only every 20th ping cycle (ping_nodes.c MAX_REG_FREQUENCY), 400 s with SlurmdTimeout 60.
-    d.kube.exec(d.slurm, "scontrol", "update", f"nodename={node}", "state=resume")
+    # register only every 20th ping cycle (ping_nodes.c MAX_REG_FREQUENCY), up to 400 s with SlurmdTimeout 60. (If
+    # it registered already, Slurm refuses to resume a node that is not down: "Invalid node state specified".)
+    d.kube.exec(d.slurm, "scontrol", "update", f"nodename={node}", "state=resume", check=False)
     wait_until(lambda: d.kube.exec(d.slurm, "sinfo", "-h", "-n", node, "-o", "%t").stdout.strip() == "idle", 90,
                f"{node} back to idle")
     wait_until(lambda: prometheus.value("slurm_nodes_down") == 0, 30, "slurm_nodes_down back to 0")
