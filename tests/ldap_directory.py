@@ -10,7 +10,8 @@ fixed address of it (so clients keep reaching it at the same `uri` when slapd is
         ldap.add_user("dave", 10004); ldap.remove_user("dave")
         ldap.stop_slapd(); ldap.start_slapd()    # the directory down (connections refused) and back
 
-USERS and GROUPS are what it holds at start: names longer than 8 characters, a uid nothing in the images has.
+USERS and GROUPS are what it holds at start: names longer than 8 characters, a uid nothing in the images has, and
+two hostile entries (an image user's name, uid 0).
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class DirUser:
 USERS = (DirUser("alice", 10001, groups=("physics", "hpcusers")),
          DirUser("bob", 10002, groups=("hpcusers",)),
          DirUser("christopher", 54321, groups=("physics", "hpcusers")),
-         DirUser("eve", 10005))  # in no further group: outside the login group
+         DirUser("eve", 10005),  # in no further group: outside the login group
+         # Hostile entries: an image user's name (NSS answers the image's munge first) and uid 0 (nslcd resolves no
+         # directory uid below 1001: components/ldap.py nss_min_uid).
+         DirUser("munge", 10666), DirUser("toor", 0))
 GROUPS = {"physics": 13000, "hpcusers": 13001}
 LOGIN_GROUP = "hpcusers"
 

@@ -48,6 +48,24 @@ slurmrestd_command() {
               /usr/sbin/slurmrestd -a rest_auth/jwt -s "$SLURMRESTD_PLUGINS" -u slurmrestd -g slurmrestd)
 }
 
+# --- the site's directory (LDAP, config `ldap`) ------------------------------------------------------------
+# With the stack's nslcd.conf in the mounted directory (components/ldap.py renders it into the directory volume
+# beside passwd and group), nslcd (libnss-ldapd) answers NSS's `ldap` source, which the images' nsswitch.conf
+# names after `files extrausers`: the image's own users first, then the static directory, then the site's. Without
+# it the `ldap` source answers "unavailable" at once (no socket), so nothing waits on a directory that is not there.
+# ldap_configured: is there an nslcd.conf to run with? nslcd_install: it becomes /etc/nslcd.conf (root's, 0600: it
+# holds the bind password) with nslcd's run directory; then run NSLCD (in the foreground: supervised) and wait for
+# nslcd_ok.
+NSLCD_CONF="$FACT_EXTRAUSERS_DIR/nslcd.conf"
+# shellcheck disable=SC2034  # for the scripts that source this
+NSLCD=(/usr/sbin/nslcd --nofork)
+ldap_configured() { [[ -f "$NSLCD_CONF" ]]; }
+nslcd_install() {
+  install -m 0600 -o root -g root "$NSLCD_CONF" /etc/nslcd.conf
+  install -d -m 0755 -o nslcd -g nslcd /run/nslcd
+}
+nslcd_ok() { [[ -S /run/nslcd/socket ]]; }  # does it listen yet?
+
 # --- waiting -------------------------------------------------------------------------------------------------
 # retry_until SECONDS CMD...: runs CMD (output discarded) every 0.05 s until it succeeds (0) or SECONDS pass (1).
 # While daemons are supervised, one that dies ends the script (sup_check).

@@ -2,9 +2,10 @@
 # Part of slurm-single-node's entrypoint: what slurmdbd's accounting must hold before slurmctld starts.
 # slurmdbd_clusters: CLUSTERS, the clusters slurmdbd knows (fails while slurmdbd does not answer: a wait's probe).
 # register_cluster NAME: adds the cluster unless slurmdbd knows it.
-# sync_users CLUSTER: accounting then holds exactly the users this container resolves with a uid from 1000 up to the
-#   directory's limit (the directory's and the image's jovyan), each in the account 'users'; others are removed (root
-#   never; a user with jobs still queued stays until a later start). slurm.conf's AccountingStorageEnforce=
+# sync_users CLUSTER [PASSWD [keep]]: accounting then holds exactly the users this container resolves (getent passwd;
+#   or those of the passwd(5) file PASSWD) with a uid from 1000 up to the directory's limit (the directory's and the
+#   image's jovyan), each in the account 'users'; others are removed (root never; with `keep` none; a user with jobs
+#   still queued stays until a later sync). slurm.conf's AccountingStorageEnforce=
 #   associations then refuses any other user's job at submit, by every path.
 
 slurmdbd_clusters() { CLUSTERS="$(timeout 5 sacctmgr -n -P show cluster format=cluster)"; }
@@ -17,14 +18,15 @@ register_cluster() {
 }
 
 sync_users() {
-  local cluster="$1" assocs want have add del
-  mapfile -t want < <(getent passwd | awk -F: -v min="$FACT_ACCOUNTING_UID_MIN" -v end="$FACT_ACCOUNTING_UID_END" \
-    '$3 >= min && $3 < end {print $1}' | sort -u)
+  local cluster="$1" passwd="${2:-}" keep="${3:-}" assocs want have add del
+  mapfile -t want < <(if [[ -n "$passwd" ]]; then cat "$passwd"; else getent passwd; fi \
+    | awk -F: -v min="$FACT_ACCOUNTING_UID_MIN" -v end="$FACT_ACCOUNTING_UID_END" '$3 >= min && $3 < end {print $1}' \
+    | sort -u)
   assocs="$(timeout 10 sacctmgr -n -P show assoc cluster="$cluster" format=account,user)" \
     || die "sacctmgr show assoc failed"
   mapfile -t have < <(cut -d'|' -f2 <<<"$assocs" | grep -vx -e '' -e root | sort -u)
   mapfile -t add < <(comm -23 <(printf '%s\n' "${want[@]}") <(grep '^users|.' <<<"$assocs" | cut -d'|' -f2 | sort -u) | grep .)
-  mapfile -t del < <(comm -13 <(printf '%s\n' "${want[@]}") <(printf '%s\n' "${have[@]}") | grep .)
+  mapfile -t del < <([[ -n "$keep" ]] || comm -13 <(printf '%s\n' "${want[@]}") <(printf '%s\n' "${have[@]}") | grep .)
   if ((${#add[@]})); then
     grep -qx 'users|' <<<"$assocs" || timeout 10 sacctmgr -i add account users cluster="$cluster" \
       description="users of the directory" organization=none >/dev/null || die "sacctmgr add account users failed"
