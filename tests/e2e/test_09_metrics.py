@@ -176,3 +176,19 @@ def test_a_slurmd_that_stops_answering_fires_the_node_down_alert(deployment, pro
     wait_until(lambda: d.kube.exec(d.slurm, "sinfo", "-h", "-n", node, "-o", "%t").stdout.strip() == "idle", 90,
                f"{node} back to idle")
     wait_until(lambda: prometheus.value("slurm_nodes_down") == 0, 30, "slurm_nodes_down back to 0")
+    print_costs(prometheus)
+
+
+def print_costs(prometheus: Prometheus) -> None:
+    """Each target's scrape (duration, samples) and its process' CPU (over the last 2 minutes) and memory, as the
+    processes' own prometheus_client figures give them (the hub's and the exporters')."""
+    def by_pod(query: str) -> dict[str, float]:
+        return {r["metric"].get("pod", "?"): float(r["value"][1])
+                for r in prometheus.get("/api/v1/query", query=query)["result"]}
+    columns = {"scrape s": "scrape_duration_seconds", "samples": "scrape_samples_scraped",
+               "CPU %": "100 * rate(process_cpu_seconds_total[2m])",
+               "RSS MiB": "process_resident_memory_bytes / 2^20"}
+    values = {name: by_pod(query) for name, query in columns.items()}
+    print(f"\n{'pod':45}" + "".join(f"{name:>10}" for name in columns))
+    for pod in sorted(values["samples"]):
+        print(f"{pod:45}" + "".join(f"{values[name].get(pod, float('nan')):10.3g}" for name in columns))
