@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
+from components import ldap as ldap_files
 from components.slurm_files import version_facts
 from tests.images.slurm_containers import CommandFailed, podman, podman_build, run, slurm_version, wait_until
 from tests.project_env import ROOT
@@ -226,3 +227,14 @@ class LdapDirectory:
         podman("rm", "-f", "-t", "2", self.name, check=False)
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_ldap_directory(path: str, ldap: LdapDirectory) -> None:
+    """The directory volume as the stack fills it with config `ldap`: no static users, nslcd.conf and the CA."""
+    settings = ldap_files.Settings(uri=ldap.ldaps_uri, base_dn=ldap.base, bind_dn=ldap.bind_dn,
+                                   ca=open(ldap.ca_cert).read())
+    files = {"passwd": "", "group": "", **ldap_files.directory_files(settings, ldap.bind_password)}
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(path, name), 0o400 if name == ldap_files.NSLCD_CONF_FILE else 0o644)

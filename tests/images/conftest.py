@@ -127,3 +127,6 @@ def as_user(images, cluster):
 # The Jupyter images' fixtures (tests/images/test_jupyter*.py), defined once here so that the session-scoped
 # ones (image builds, the private Slurm cluster) are shared by every module instead of made once per module.
 from tests.images.jupyter_fixtures import jupyter_images, slurm_cluster, start_jupyter  # noqa: E402,F401
+
+# The token service's (tests/images/test_slurm_token*.py): module-scoped, a hub and containers for each module.
+from tests.images.token_service_fixtures import containers, hub, work  # noqa: E402,F401

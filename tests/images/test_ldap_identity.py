@@ -18,11 +18,10 @@ from typing import Iterator
 
 import pytest
 
-from components import ldap as ldap_files
 from components.slurm_files import SLURMRESTD_PORT, version_facts
 from tests.images.directory_cluster import Cluster
 from tests.images.slurm_containers import SingleNode, podman, wait_until
-from tests.ldap_directory import GROUPS, LdapDirectory
+from tests.ldap_directory import GROUPS, LdapDirectory, write_ldap_directory
 from tests.slurm_rest import SlurmRest
 
 pytestmark = pytest.mark.containers
@@ -32,17 +31,6 @@ LONG_UID = 54321
 LOOKUP_UP_S = 1.0  # a lookup with the directory up
 LOOKUP_DOWN_S = 5.0  # with slapd down: bounded by nslcd's timeouts (components/ldap.py), not minutes
 SYNC_S = 60  # a user added to (removed from) the directory has a home and association (loses it) within a minute
-
-
-def write_ldap_directory(path: str, ldap: LdapDirectory) -> None:
-    """The directory volume as the stack fills it with config `ldap`: no static users, nslcd.conf and the CA."""
-    settings = ldap_files.Settings(uri=ldap.ldaps_uri, base_dn=ldap.base, bind_dn=ldap.bind_dn,
-                                   ca=open(ldap.ca_cert).read())
-    files = {"passwd": "", "group": "", **ldap_files.directory_files(settings, ldap.bind_password)}
-    for name, text in files.items():
-        with open(os.path.join(path, name), "w") as f:
-            f.write(text)
-        os.chmod(os.path.join(path, name), 0o400 if name == ldap_files.NSLCD_CONF_FILE else 0o644)
 
 
 @pytest.fixture(scope="module")

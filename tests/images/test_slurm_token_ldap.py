@@ -17,9 +17,8 @@ import pytest
 import requests
 
 from tests.images.slurm_containers import podman, wait_until
-from tests.images.test_ldap_identity import write_ldap_directory
-from tests.images.test_slurm_token import SERVICE_UID, containers, hub, ip_of, key_dir, logs, work  # noqa: F401
-from tests.ldap_directory import LdapDirectory
+from tests.images.token_service_fixtures import SERVICE_UID, key_dir, logs
+from tests.ldap_directory import LdapDirectory, write_ldap_directory
 
 pytestmark = pytest.mark.containers
 
@@ -33,7 +32,7 @@ def ldap(network):
 
 
 @pytest.fixture(scope="module")
-def service(images, jupyter_images, network, containers, work, hub, ldap):  # noqa: F811
+def service(images, jupyter_images, network, containers, work, hub, ldap):
     """(URL of the service, its nslcd container's name) once /health answers."""
     directory = os.path.join(work, "ldap-extrausers")
     os.makedirs(directory, mode=0o755)
@@ -63,12 +62,12 @@ def service(images, jupyter_images, network, containers, work, hub, ldap):  # no
         podman("volume", "rm", "-f", volume, check=False)
 
 
-def token(url: str, hub, user: str) -> requests.Response:  # noqa: F811
+def token(url: str, hub, user: str) -> requests.Response:
     return requests.get(f"{url}/token", headers={"Authorization": f"token {hub.user_token(user)['token']}"},
                         timeout=30)
 
 
-def test_directory_users_get_tokens_and_no_one_else_does(service, hub):  # noqa: F811
+def test_directory_users_get_tokens_and_no_one_else_does(service, hub):
     url, name = service
     r = token(url, hub, "christopher")
     assert r.status_code == 200, r.text + logs(name)
@@ -79,7 +78,7 @@ def test_directory_users_get_tokens_and_no_one_else_does(service, hub):  # noqa:
         assert r.status_code == 403 and "is not in the cluster's user directory" in r.json()["error"], (user, r.text)
 
 
-def test_a_user_removed_from_the_directory_gets_403_at_the_next_request(service, hub, ldap):  # noqa: F811
+def test_a_user_removed_from_the_directory_gets_403_at_the_next_request(service, hub, ldap):
     url, _ = service
     ldap.add_user("frank", 10006)
     try:
@@ -93,7 +92,7 @@ def test_a_user_removed_from_the_directory_gets_403_at_the_next_request(service,
     assert token(url, hub, "alice").status_code == 200  # control: the others still get theirs
 
 
-def test_with_the_directory_down_the_service_refuses_within_seconds_and_serves_again_after(service, hub, ldap):  # noqa: F811
+def test_with_the_directory_down_the_service_refuses_within_seconds_and_serves_again_after(service, hub, ldap):
     url, name = service
     hub_token = hub.user_token("alice")["token"]
     ldap.stop_slapd()
