@@ -48,6 +48,7 @@ class ClientApp:
     strategy: Optional[str] = None  # the Deployment's strategy type (None: Kubernetes' RollingUpdate)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     startup_probe: Optional[k8s.core.v1.ProbeArgs] = None  # e.g. the readiness check at a short period
+    sidecars: Sequence[k8s.core.v1.ContainerArgs] = ()  # after the app's container, e.g. pods.nslcd_sidecar()
 
 
 def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str]
@@ -82,7 +83,7 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
                     readiness_probe=spec.readiness_probe,
                     liveness_probe=spec.liveness_probe,
                     resources=spec.resources,
-                )],
+                ), *spec.sidecars],
                 volumes=spec.volumes,
             ),
         ),

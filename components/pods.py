@@ -116,6 +116,22 @@ def directory_volume(config_map_name: pulumi.Input[str],
                             k8s.core.v1.KeyToPathArgs(key=ldap.CA_FILE, path=ldap.CA_FILE, mode=CONFIG_MODE)]))]))
 
 
+NSLCD_SOCKET_DIR = "/run/nslcd"  # libnss-ldapd's socket directory (compiled in)
+
+
+def nslcd_sidecar(image: pulumi.Input[str], volume: str, socket_volume: str) -> k8s.core.v1.ContainerArgs:
+    """nslcd for a pod whose own containers run as users (config `ldap`): slurm-client's `nslcd` command, started as
+    root (it drops to its user), with the directory volume `volume` (directory_volume() with the site's Secret) and
+    the emptyDir `socket_volume` at NSLCD_SOCKET_DIR, which the other containers mount to resolve the directory."""
+    socket = f"{NSLCD_SOCKET_DIR}/socket"
+    return container(
+        "nslcd", image, args=["nslcd"],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=volume, mount_path=EXTRAUSERS_DIR, read_only=True),
+                       k8s.core.v1.VolumeMountArgs(name=socket_volume, mount_path=NSLCD_SOCKET_DIR)],
+        readiness_probe=exec_probe(["test", "-S", socket], period=10, timeout=2),
+        resources=resources("10m", "16Mi", "100m", "64Mi"))
+
+
 def home_volume(claim_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:
     """The shared home claim (ReadWriteMany): /home/<user> of every directory user."""
     return k8s.core.v1.VolumeArgs(

@@ -209,6 +209,7 @@ def deploy_token_service(core: Core) -> dict[str, pulumi.Input]:
     tokens = TokenService("slurm-token", TokenServiceArgs(
         namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurm-token", image=core.images.refs[NOTEBOOK],
         jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users,
+        directory_secret=core.directory_secret, nslcd_image=core.images.refs[CLIENT],
         network_policy=core.network.ingress(network.TOKENS), image_pull_secret=core.pull_secret,
         metrics=metrics.enabled, annotate=not metrics.prometheus_operator), opts=core.opts)
     return {"slurmTokenUrl": tokens.url}

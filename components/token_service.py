@@ -9,6 +9,10 @@ hub NetworkPolicy, which admits pods labelled `hub.jupyter.org/network-access-hu
 With `metrics` it also serves its Prometheus figures (tokens issued, refused by reason, answer time) on
 TOKEN_METRICS_PORT, a container port of its own named `metrics` that only the metrics scraper may reach (the
 network graph), announced by scrape annotations with `annotate` (no Prometheus Operator: components/monitoring.py).
+
+With the site's LDAP directory (config `ldap`) it checks each request's user through NSS (SLURM_TOKEN_DIRECTORY=nss),
+which an nslcd beside it answers (pods.nslcd_sidecar(): the only container that gets the directory's Secret, with
+the bind password), so a user removed from the directory gets no new token.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class TokenServiceArgs:
     image_pull_secret: Optional[pulumi.Input[str]] = None
     metrics: bool = False  # serve its figures on TOKEN_METRICS_PORT (config metrics.enabled)
     annotate: bool = False  # with the scrape annotations (no Prometheus Operator)
+    directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: Core.directory_secret, for its nslcd
+    nslcd_image: Optional[pulumi.Input[str]] = None  # with it: slurm-client by digest, the nslcd sidecar's
 
 
 class TokenService(pulumi.ComponentResource):
@@ -57,6 +63,17 @@ class TokenService(pulumi.ComponentResource):
                "SLURM_TOKEN_LIFETIME": str(TOKEN_LIFETIME_S)}
         if args.metrics:
             env["SLURM_TOKEN_METRICS_PORT"] = str(TOKEN_METRICS_PORT)
+        volumes = [pods.keys_volume(None, args.jwt_secret_name), pods.directory_volume(args.directory_config_map)]
+        mounts = [k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
+                  *pods.directory_mounts(home=False)]
+        sidecars = []
+        if args.directory_secret is not None:
+            env["SLURM_TOKEN_DIRECTORY"] = "nss"
+            ldap_volume = pods.directory_volume(args.directory_config_map, args.directory_secret)
+            volumes += [k8s.core.v1.VolumeArgs(name="users-ldap", projected=ldap_volume.projected),
+                        k8s.core.v1.VolumeArgs(name="nslcd", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="nslcd", mount_path=pods.NSLCD_SOCKET_DIR))
+            sidecars.append(pods.nslcd_sidecar(args.nslcd_image, "users-ldap", "nslcd"))
         service = client_app(name, ClientApp(
             app=APP, component="tokens", name=args.name, namespace=args.namespace, container="slurm-token",
             image=args.image, port=PORT, command=COMMAND, run_as=RUN_AS,
@@ -66,9 +83,7 @@ class TokenService(pulumi.ComponentResource):
             readiness_probe=pods.http_probe("/health", PORT, period=5),
             liveness_probe=pods.http_probe("/health", PORT, period=20, initial_delay=10),
             resources=pods.resources("50m", "96Mi", "500m", "256Mi"),
-            volumes=[pods.keys_volume(None, args.jwt_secret_name), pods.directory_volume(args.directory_config_map)],
-            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
-                           *pods.directory_mounts(home=False)],
+            volumes=volumes, volume_mounts=mounts, sidecars=sidecars,
             env=pods.env(env),
             network_policy=args.network_policy, policy="clients",
             image_pull_secret=args.image_pull_secret,

@@ -157,3 +157,27 @@ def test_the_stack_puts_nslcd_conf_in_a_secret_and_in_the_directory_volume_of_th
     plain = run_stack(stack_values("cluster"), set(), str(ROOT))
     assert not [r for r in plain.of_type(SECRET) if r.name == "directory-ldap"]
     assert "configMap" in users_volume(plain.one(STATEFUL_SET))
+
+
+def test_the_token_service_checks_the_directory_through_an_nslcd_beside_it_that_alone_gets_the_secret():
+    values = stack_values("cluster", users=None, groups=None, jupyter={"user": "alice"},
+                          ldap={"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org",
+                                "bindDn": "cn=nslcd,dc=example,dc=org", "bindPassword": "s3cret-pw"})
+    result = run_stack(values, {"ldap"}, str(ROOT))
+    secret = result.one(SECRET, "directory-ldap").plain["metadata"]["name"]
+    spec = result.one(DEPLOYMENT, "slurm-token-deployment").plain["spec"]["template"]["spec"]
+    service, nslcd = spec["containers"]
+    assert {"name": "SLURM_TOKEN_DIRECTORY", "value": "nss"} in service["env"]
+    assert nslcd["name"] == "nslcd" and nslcd["args"] == ["nslcd"] and nslcd["image"].split("@")[0].endswith("slurm-client")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    holds_secret = {name for name, v in volumes.items()
+                    if any(s.get("secret", {}).get("name") == secret for s in v.get("projected", {}).get("sources", []))}
+    assert holds_secret == {"users-ldap"}
+    assert {m["name"] for m in nslcd["volumeMounts"]} == {"users-ldap", "nslcd"}
+    assert "users-ldap" not in {m["name"] for m in service["volumeMounts"]}  # the bind password stays in nslcd's
+    assert {"name": "nslcd", "mountPath": "/run/nslcd"} in service["volumeMounts"]
+    # Control: without `ldap`, one container reading the directory's file.
+    plain = run_stack(stack_values("cluster"), set(), str(ROOT))
+    spec = plain.one(DEPLOYMENT, "slurm-token-deployment").plain["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["slurm-token"]
+    assert {"name": "SLURM_TOKEN_DIRECTORY", "value": "/var/lib/extrausers/passwd"} in spec["containers"][0]["env"]
