@@ -17,7 +17,7 @@ import pulumi_random as random
 
 from components import site
 from components.labels import labels
-from components.slurm_files import CONFIG_FILES, SECRET_FILES, parse_slurm_conf, render_slurm_files
+from components.slurm_files import CONFIG_FILES, SECRET_FILES, Distributed, parse_slurm_conf, render_slurm_files
 
 DB_PASSWORD_LENGTH = 32
 # The non-secret files do not depend on the database password, so they are rendered with this stand-in
@@ -38,6 +38,7 @@ class SlurmConfigArgs:
     controller_addr: Optional[str] = None  # its Service DNS name (clients and the node itself use it)
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
     configless: bool = False  # with existing_slurm_conf: the clients fetch slurm.conf from its controller
+    distributed: Optional[Distributed] = None  # the distributed deployment's (components/distributed.py)
 
 
 class SlurmConfig(pulumi.ComponentResource):
@@ -67,7 +68,8 @@ class SlurmConfig(pulumi.ComponentResource):
                 return render_slurm_files(args.cluster_name, args.slurm_version, args.nodes,
                                           args.controller_host, args.controller_addr, db_password=db_password,
                                           cpus_per_node=args.cpus_per_node,
-                                          memory_mb_per_node=args.memory_mb_per_node)
+                                          memory_mb_per_node=args.memory_mb_per_node,
+                                          distributed=args.distributed)
 
             plain = render(_NO_PASSWORD)
             self.files = {f: plain[f] for f in CONFIG_FILES}

@@ -68,6 +68,11 @@ class SlurmVersion:
     sackd: bool  # the suite has sackd (Slurm 23.11+), which slurmrestd needs on a configless site (slurm-client image)
     # SchedulerParameters=defer_batch (Slurm 23.02+; 22.05 reads the word as `defer`, which also defers srun/salloc)
     defer_batch: bool = True
+    # Dynamic nodes as the distributed deployment runs them (`slurmd -Z` registering into a NodeSet by Feature, the
+    # nodes kept in slurmctld's state across its restarts): 23.02+. 22.05's dynamic nodes reach each other only through
+    # the alias list (TreeWidth=65533, no NodeSet assignment at registration), which the deployment neither does nor
+    # tests.
+    dynamic_nodes: bool = True
     # slurmctld serves its own figures (Slurm 25.11+, slurm.conf MetricsType=metrics/openmetrics: GET /metrics/* on
     # its port), which the single node's slurm-exporter serves through; older versions: the exporter computes them.
     openmetrics: bool = False
@@ -98,7 +103,7 @@ VERSIONS: dict[str, SlurmVersion] = {
     for v in (
         SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
                      restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
-                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False, defer_batch=False),
+                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False, defer_batch=False, dynamic_nodes=False),
         SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
                      mariadb_socket="/run/mysqld/mysqld.sock", sackd=True),
@@ -114,6 +119,19 @@ DEFAULT_NODES = 2
 DEFAULT_CPUS_PER_NODE = 2
 DEFAULT_MEMORY_MB_PER_NODE = 2560
 MIN_MEMORY_MB_PER_NODE = 256  # a node must hold a job's shell, srun and slurmstepd with some room
+MAX_NODES = 64  # config `nodes`' upper bound; the distributed deployment's MaxNodeCount (dynamic nodes)
+# What Slurm keeps of a distributed node pod's memory for its own daemons (munged, slurmd, each step's slurmstepd:
+# 5-20 MB each), slurm.conf MemSpecLimit: the pod's whole memory is RealMemory, jobs get RealMemory minus this.
+DISTRIBUTED_MEM_SPEC_MB = 128
+DYNAMIC_NODES_MISSING = ("its dynamic nodes (slurmd -Z) join a partition only through the alias list and "
+                         "TreeWidth=65533, which this deployment does not do; use 24.11 or 26.05")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """What slurm.conf needs of the distributed deployment (components/distributed.py)."""
+    accounting_addr: str  # slurmdbd's Service DNS name (AccountingStorageHost)
+    nodeset: str = "nodes"  # the NodeSet and Feature its node pods register with (`slurmd -Z --conf Feature=`)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # ClusterName; also a MariaDB table-name prefix
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -183,6 +201,7 @@ def render_slurm_files(
     partition: str = "debug",
     node_prefix: str = "c",
     throughput: bool = True,
+    distributed: Optional[Distributed] = None,
 ) -> dict[str, str]:
     """Render the Slurm files of one cluster; returns {file name: contents}.
 
@@ -199,6 +218,9 @@ def render_slurm_files(
       i.e. MiB; >= MIN_MEMORY_MB_PER_NODE); jobs without --mem get memory_mb_per_node // cpus_per_node per CPU.
     - `db_password`: the MariaDB password of slurmdbd (8-128 of `A-Za-z0-9_.,:+=@%^~/-`). It appears only
       in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
+    - `distributed`: the distributed deployment's facts (Distributed): no NodeName lines (its node pods register
+      themselves, `slurmd -Z`: dynamic nodes, each named by its pod's hostname), configless (node pods fetch the files
+      from slurmctld), and slurmdbd at its own address. `nodes` is then only MaxNodeCount's floor.
     - `throughput`: slurm.conf's settings for many short jobs (THROUGHPUT_KEYS: a no-op Epilog and
       SchedulerParameters, README "Job throughput"); False leaves them at Slurm's defaults, for comparisons
       (scripts/bench).
@@ -230,6 +252,14 @@ def render_slurm_files(
     if not isinstance(node_prefix, str) or not _NODE_PREFIX.match(node_prefix):
         raise ValueError(f"bad node_prefix {node_prefix!r}: use a lowercase letter, then letters, digits, '-'")
 
+    if distributed is not None:
+        if not facts.dynamic_nodes:
+            raise ValueError(f"Slurm {facts.version} cannot run the distributed deployment: {DYNAMIC_NODES_MISSING}")
+        if not isinstance(distributed.accounting_addr, str) or not _HOST.match(distributed.accounting_addr):
+            raise ValueError(f"bad accounting_addr {distributed.accounting_addr!r}: give a DNS name or IPv4 address")
+        if not isinstance(distributed.nodeset, str) or not _NAME.match(distributed.nodeset):
+            raise ValueError(f"bad nodeset {distributed.nodeset!r}: use lowercase letters, digits, '_' or '-'")
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(CONFIG_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     context = dict(
@@ -240,7 +270,10 @@ def render_slurm_files(
         slurm_conf_dir=SLURM_CONF_DIR, jwt_key=JWT_KEY_PATH, state_dir=STATE_DIR, log_dir=LOG_DIR,
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
         slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT, token_lifetime=TOKEN_LIFETIME_S,
-        throughput=bool(throughput),
+        throughput=bool(throughput), distributed=distributed, slurmd_port=SLURMD_FIRST_PORT,
+        max_node_count=MAX_NODES,
+        mem_spec_mb=DISTRIBUTED_MEM_SPEC_MB,
+        def_mem_per_cpu_distributed=max(1, (memory_mb_per_node - DISTRIBUTED_MEM_SPEC_MB) // cpus_per_node),
     )
     return {name: env.get_template(name + ".j2").render(context)
             for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env")}

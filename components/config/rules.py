@@ -9,7 +9,7 @@ from components.config import schema
 from components.config.schema import ensure
 from components.config.table import DAEMONS_CPU_MILLI, DAEMONS_MEMORY_MIB, StackConfig
 from components.errors import ConfigError
-from components.slurm_files import VERSIONS
+from components.slurm_files import DISTRIBUTED_MEM_SPEC_MB, DYNAMIC_NODES_MISSING, MIN_MEMORY_MB_PER_NODE, VERSIONS
 
 
 def how_to_set(dotted: str) -> str:
@@ -52,9 +52,11 @@ def check_rules(cfg: StackConfig) -> None:
     else:
         ensure(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
                "remove it (the stack makes its own Slurm's key)")
-        if not components.single_node and (components.restd or components.jupyter or components.jupyterhub):
+        if not (components.single_node or components.distributed) and (components.restd or components.jupyter or components.jupyterhub):
             raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
+    if components.distributed:
+        _check_distributed(cfg)
     _check_nodes_fit(cfg)
     _check_directory(cfg)
     _check_metrics(cfg)
@@ -112,6 +114,29 @@ def _check_directory(cfg: StackConfig) -> None:
         ensure(home.claim or home.volume, "home.claim", "is missing but existingCluster needs the site's shared home "
                "(the Slurm nodes must see the files Jupyter users write)",
                f"{how_to_set('home.claim')}, or name the site's PersistentVolume: {how_to_set('home.volume')}")
+
+
+def _check_distributed(cfg: StackConfig) -> None:
+    """The distributed deployment is the stack's one Slurm, on a version whose dynamic nodes it uses, with room in each
+    node pod for Slurm's own daemons."""
+    ensure(not cfg.components.single_node, "components.singleNode", "is true while components.distributed is true: "
+           "the stack would deploy two Slurm clusters", "set components.singleNode to false")
+    ensure(not cfg.existing_cluster, "components.distributed", "is true but existingCluster is set: the stack would "
+           "deploy a second Slurm", "set components.distributed to false, or remove existingCluster")
+    facts = VERSIONS[cfg.slurm_version]
+    ensure(facts.dynamic_nodes, "slurmVersion", f"is {cfg.slurm_version} while components.distributed is true, but "
+           f"Slurm {cfg.slurm_version} cannot run it: {DYNAMIC_NODES_MISSING}", "set slurmVersion to 24.11 or 26.05")
+    ensure(not cfg.ldap, "ldap", "is set while components.distributed is true, but only the single node follows a "
+           "directory yet (users' homes and associations)", "use `users` with the distributed deployment, or the "
+           "single node with ldap")
+    need = MIN_MEMORY_MB_PER_NODE + DISTRIBUTED_MEM_SPEC_MB
+    ensure(cfg.node.memory_mb >= need, "node.memoryMb", f"is {cfg.node.memory_mb} but a distributed node pod needs "
+           f"at least {need} ({MIN_MEMORY_MB_PER_NODE} for jobs and the {DISTRIBUTED_MEM_SPEC_MB} Slurm keeps for its "
+           "daemons)", f"raise node.memoryMb to {need} or more")
+    request = cfg.distributed.node_cpu_request
+    ensure(request is None or request <= cfg.node.cpus * 1000, "distributed.nodeCpuRequest",
+           f"is {request}m, more than the node pod's limit, node.cpus = {cfg.node.cpus}",
+           f"lower it to at most {cfg.node.cpus * 1000}m, or raise node.cpus")
 
 
 def _check_nodes_fit(cfg: StackConfig) -> None:

@@ -36,6 +36,8 @@ from components.slurm_files import (
     DEFAULT_MEMORY_MB_PER_NODE,
     DEFAULT_NODES,
     DEFAULT_SLURM_VERSION,
+    DISTRIBUTED_MEM_SPEC_MB,
+    MAX_NODES,
     MIN_MEMORY_MB_PER_NODE,
     VERSIONS,
 )
@@ -113,6 +115,14 @@ class Images:
 @dataclass(frozen=True, kw_only=True)
 class Components:
     single_node: bool = key(True, "deploy slurm-single-node (slurmctld, slurmdbd, slurmd nodes, slurmrestd)")
+    distributed: bool = key(False, "deploy Slurm distributed instead: slurmctld, accounting (slurmdbd with MariaDB) and "
+                                   "`nodes` node pods, each its own workload (README \"Distributed deployment\"; "
+                                   "needs `components.singleNode` false)")
+
+    @property
+    def slurm(self) -> bool:
+        """The stack deploys a Slurm of its own (and so its slurm-exporter)."""
+        return self.single_node or self.distributed
     restd: bool = key(True, "deploy slurmrestd, the Slurm REST API")
     jupyter: bool = key(True, "deploy JupyterLab with the Slurm extension")
     jupyterhub: bool = key(True, "deploy JupyterHub (the official chart) with the notebook image")
@@ -172,10 +182,13 @@ class Storage:
 
 @dataclass(frozen=True, kw_only=True)
 class Node:
-    cpus: int = key(DEFAULT_CPUS_PER_NODE, "CPUs of each slurmd node (slurm.conf `CPUs=`)", between(1, 256))
+    cpus: int = key(DEFAULT_CPUS_PER_NODE, "CPUs of each slurmd node (slurm.conf `CPUs=`); distributed: also its "
+                                           "pod's CPU limit", between(1, 256))
     memory_mb: int = key(DEFAULT_MEMORY_MB_PER_NODE,
                          "memory of each slurmd node in MB as Slurm counts them (MiB; `RealMemory=`); a job "
-                         "without `--mem` gets memoryMb / cpus per CPU (`DefMemPerCPU=`)",
+                         "without `--mem` gets memoryMb / cpus per CPU (`DefMemPerCPU=`). Distributed: also its pod's "
+                         f"memory request and limit, of which Slurm keeps {DISTRIBUTED_MEM_SPEC_MB} for its daemons "
+                         "(`MemSpecLimit=`)",
                          between(MIN_MEMORY_MB_PER_NODE, 4 * 1024 * 1024))
 
 
@@ -188,6 +201,13 @@ class SingleNodePod:
         None, f"its memory request and limit (default: nodes x node.memoryMb MiB + {DAEMONS_MEMORY_MIB}Mi for the "
               "daemons)", example="8Gi")
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distributed:
+    node_cpu_request: Optional[CpuMilli] = key(
+        None, "each node pod's CPU request (default: node.cpus, its whole limit, so that Kubernetes reserves what "
+              "Slurm hands out); lower only where node pods may share CPUs, e.g. a trial on one machine", example="250m")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -336,8 +356,9 @@ class StackConfig:
         one_of(VERSIONS, "a supported Slurm version"))
     namespace: str = key("slurm", "Kubernetes namespace to deploy into",
                          matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
-    nodes: int = key(DEFAULT_NODES, "slurmd nodes in slurm-single-node", between(1, 64))
-    node: Node = key(Node, "each slurmd node of slurm-single-node")
+    nodes: int = key(DEFAULT_NODES, "slurmd nodes: in slurm-single-node, or node pods of `components.distributed`",
+                     between(1, MAX_NODES))
+    node: Node = key(Node, "each slurmd node")
     images: Images = key(REQUIRED, "where the images are pushed and pulled from")
     components: Components = key(Components, "which parts to deploy")
     existing_cluster: Optional[ExistingCluster] = key(
@@ -354,8 +375,10 @@ class StackConfig:
     kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
     jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")
     restd: Restd = key(Restd, "slurmrestd")
-    storage: Storage = key(Storage, "the single node's state volume")
+    storage: Storage = key(Storage, "the state volumes: the single node's, or (distributed) slurmctld's and the "
+                                    "accounting database's, each of this size and class")
     single_node: SingleNodePod = key(SingleNodePod, "the slurm-single-node pod's resources")
+    distributed: Distributed = key(Distributed, "the distributed deployment (`components.distributed`)")
     users: tuple[User, ...] = key(
         (), "the user directory: who may use Slurm through Jupyter (required with JupyterLab or JupyterHub, "
             "unless `ldap`); every pod resolves exactly these names and ids", example='[{"name": "alice", "uid": 2001}]')
@@ -397,6 +420,12 @@ class StackConfig:
         what the daemons need: the pod schedules where the nodes' CPUs are shared, and jobs are throttled, never
         killed, when they are."""
         return DAEMONS_CPU_MILLI, self.single_node.cpu or self.nodes * self.node.cpus * 1000 + DAEMONS_CPU_MILLI
+
+    @property
+    def node_pod_cpu_milli(self) -> tuple[int, int]:
+        """A distributed node pod's CPU (request, limit), millicores: the limit is its Slurm CPUs."""
+        limit = self.node.cpus * 1000
+        return self.distributed.node_cpu_request or limit, limit
 
 
 # Every top-level key with its meaning.
