@@ -57,7 +57,8 @@ class SlurmImagesArgs:
 
     @staticmethod
     def from_config(cfg: StackConfig) -> "SlurmImagesArgs":
-        wanted = {SINGLE_NODE: cfg.components.single_node, JUPYTER: cfg.components.jupyter,
+        wanted = {SINGLE_NODE: cfg.components.slurm,  # the single node's, or the distributed roles' (one image)
+                  JUPYTER: cfg.components.jupyter,
                   NOTEBOOK: cfg.components.jupyterhub or cfg.components.token_service}  # the token service's too
         return SlurmImagesArgs(images=cfg.images, debian_suite=cfg.debian_suite,
                                names=(CLIENT, *[n for n, on in wanted.items() if on]))

@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components import jupyterhub, single_node, token_service
+from components import distributed, jupyterhub, single_node, token_service
 from components.config import Components
 from components.labels import labels
 
@@ -36,7 +36,7 @@ PENDING_ALERT = "SlurmJobsPendingOnResources"  # its threshold, `> MINUTES * 60`
 _MINUTES = re.compile(r">\s*[0-9]+ \* 60$")
 # Which group of the rules file needs which part: a stack without it gets none of that group's alerts (an
 # existing cluster has no slurm-exporter of the stack's, so its Slurm alerts would only say the figures are absent).
-GROUP_PARTS = {"slurm-cloud-integration.slurm": "single_node", "slurm-cloud-integration.tokens": "token_service",
+GROUP_PARTS = {"slurm-cloud-integration.slurm": "slurm", "slurm-cloud-integration.tokens": "token_service",
                "slurm-cloud-integration.jupyterhub": "jupyterhub"}
 TOKEN_KEY = "token"  # the key of the scraper token's Secret
 EXPORTER_PORT_NAME = "metrics"  # slurm-exporter's container port (EXPORTER_PORT) in the slurm-single-node pod
@@ -72,6 +72,8 @@ def pod_monitors(parts: Components, token_secret: pulumi.Input[str]) -> dict[str
     monitors = {}
     if parts.single_node:
         monitors["slurm"] = monitor(single_node.APP, EXPORTER_PORT_NAME)
+    if parts.distributed:  # slurm-exporter beside slurmctld
+        monitors["slurm"] = monitor(distributed.CONTROLLER_APP, EXPORTER_PORT_NAME)
     if parts.token_service:
         monitors["slurm-token"] = monitor(token_service.APP, token_service.METRICS_PORT_NAME)
     if parts.jupyterhub:

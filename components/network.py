@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import pulumi_kubernetes as k8s
 
-from components import jupyter, jupyterhub, restd, single_node, token_service
+from components import distributed, jupyter, jupyterhub, restd, single_node, token_service
 from components.config import Components
 from components.config.table import Metrics
 from components.labels import selector
@@ -46,6 +46,10 @@ class Peer:
 ANYONE = Peer()
 SINGLE_NODE = Peer(single_node.APP, stack_only=True)
 RESTD = Peer(restd.APP)
+# The distributed deployment's roles (components/distributed.py).
+CONTROLLER = Peer(distributed.CONTROLLER_APP, stack_only=True)
+ACCOUNTING = Peer(distributed.ACCOUNTING_APP, stack_only=True)
+NODES = Peer(distributed.NODE_APP, stack_only=True)
 LAB = Peer(jupyter.APP)
 TOKENS = Peer(token_service.APP)
 # The chart's hub, proxy and image pullers carry its user pods' app.kubernetes.io/name: of its pods, only the user
@@ -91,16 +95,36 @@ def graph(parts: Components, *, nodes: int, restd_clients: Sequence[str],
         Edge(HUB_USERS,   SINGLE_NODE, slurm,                 "the hub users' Slurm commands (a JWT: no srun)"),
         Edge(LAB,         SINGLE_NODE, every_node_port,       "srun from JupyterLab: tasks start on the slurmds"),
         Edge(HUB_USERS,   SITE,        tuple(site_ports),     "the hub users' Slurm commands to the existing cluster"),
+        # The distributed deployment: each role its own pods.
+        Edge(CONTROLLER,  ACCOUNTING,  (SLURMDBD_PORT,),      "slurmctld's accounting (and slurm-exporter's sdiag)"),
+        Edge(NODES,       CONTROLLER,  (SLURMCTLD_PORT,),     "slurmd registers and fetches its files (configless); "
+                                                              "users' Slurm commands in jobs"),
+        Edge(NODES,       ACCOUNTING,  (SLURMDBD_PORT,),      "sacct and sacctmgr in users' jobs"),
+        Edge(CONTROLLER,  NODES,       (),                    "slurmctld's pings and launches (slurmd), its answers to "
+                                                              "srun run in a node pod (any port)"),
+        Edge(NODES,       NODES,       (),                    "srun's step launch fan-out and its tasks' I/O and "
+                                                              "connections back to srun (any port)"),
+        *(Edge(client, CONTROLLER, (SLURMCTLD_PORT,), why) for client, why in (
+            (RESTD, "slurmrestd's requests"), (LAB, "JupyterLab's Slurm commands (munge)"),
+            (HUB_USERS, "the hub users' Slurm commands (a JWT: no srun)"))),
+        *(Edge(client, ACCOUNTING, (SLURMDBD_PORT,), why) for client, why in (
+            (RESTD, "slurmrestd's accounting requests"), (LAB, "JupyterLab's sacct"),
+            (HUB_USERS, "the hub users' sacct (a JWT)"))),
+        Edge(LAB,         NODES,       (distributed.SLURMD_PORT,), "srun from JupyterLab: tasks start on the slurmds"),
+        Edge(CONTROLLER,  LAB,         (),                    "slurmctld's answers to srun in JupyterLab"),
+        Edge(NODES,       LAB,         (),                    "srun's step connections back to JupyterLab"),
         *(Edge(client(app), RESTD,     (SLURMRESTD_PORT,),    "config restd.allowedClients") for app in restd_clients),
         Edge(ANYONE,      LAB,         (jupyter.PORT,),       "JupyterLab (its token protects it)"),
         Edge(SINGLE_NODE, LAB,         (),                    "srun's step connections back to JupyterLab"),
         Edge(HUB_USERS,   TOKENS,      (token_service.PORT,), "each user's server asks for its Slurm token"),
         *((Edge(metrics_scraper, SINGLE_NODE, (EXPORTER_PORT,),      "Slurm's figures (slurm-exporter)"),
+           Edge(metrics_scraper, CONTROLLER,  (EXPORTER_PORT,),      "Slurm's figures (slurm-exporter beside slurmctld)"),
            Edge(metrics_scraper, TOKENS,      (TOKEN_METRICS_PORT,), "the token service's figures"),
            Edge(metrics_scraper, HUB,         (jupyterhub.HUB_PORT,), "the hub's /hub/metrics (a read:metrics token)"))
           if metrics_scraper else ()),
     )
-    runs = {SINGLE_NODE: parts.single_node, RESTD: parts.restd, LAB: parts.jupyter, TOKENS: parts.token_service,
+    runs = {SINGLE_NODE: parts.single_node, CONTROLLER: parts.distributed, ACCOUNTING: parts.distributed,
+            NODES: parts.distributed, RESTD: parts.restd, LAB: parts.jupyter, TOKENS: parts.token_service,
             HUB_USERS: parts.jupyterhub, HUB: parts.jupyterhub, SITE: bool(site_ports)}
     return Graph(tuple(dict.fromkeys(
         e for e in table if runs.get(e.target, False) and (runs.get(e.source, False) or not e.source.stack_only))))

@@ -11,7 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import directory, ldap, network, registry, single_node, site
+from components import directory, distributed, ldap, network, registry, single_node, site
 from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import PORT as JUPYTER_PORT
@@ -23,7 +23,7 @@ from components.monitoring import TOKEN_KEY, Monitoring, MonitoringArgs
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
-from components.slurm_files import TOKEN_LIFETIME_S, version_facts
+from components.slurm_files import TOKEN_LIFETIME_S, Distributed, version_facts
 from components.token_service import TokenService, TokenServiceArgs
 from components.user_servers import UserServers
 
@@ -41,6 +41,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input]:
         outputs |= metrics_outputs
     if parts.single_node:
         outputs |= deploy_single_node(core)
+    if parts.distributed:
+        outputs |= deploy_distributed(core)
     if parts.restd:
         outputs |= deploy_restd(core)
     if parts.jupyter:
@@ -100,12 +102,20 @@ def make_core(cfg: StackConfig) -> Core:
     pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
         opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=images)])))
     node = single_node_name(cfg)
+    # Plain text, as slurm.conf is: the namespace's name as configured, not the Output.
+    if cfg.components.distributed:
+        controller_host = distributed.controller_host(cfg.cluster_name)
+        controller_addr = distributed.controller_addr(cfg.cluster_name, cfg.namespace)
+        spread = Distributed(accounting_addr=distributed.accounting_addr(cfg.cluster_name, cfg.namespace),
+                             nodeset=distributed.NODESET)
+    else:
+        controller_host = None if existing else single_node.controller_host(node)
+        controller_addr = None if existing else single_node.controller_addr(node, cfg.namespace)
+        spread = None
     slurm = SlurmConfig("slurm-config", SlurmConfigArgs(
         namespace=namespace, cluster_name=cfg.cluster_name, slurm_version=cfg.slurm_version, nodes=cfg.nodes,
         cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
-        # Plain text, as slurm.conf is: the namespace's name as configured, not the Output.
-        controller_host=None if existing else single_node.controller_host(node),
-        controller_addr=None if existing else single_node.controller_addr(node, cfg.namespace),
+        controller_host=controller_host, controller_addr=controller_addr, distributed=spread,
         existing_slurm_conf=existing.slurm_conf if existing else None,
         configless=bool(existing and existing.configless)), opts=opts)
     users = k8s.core.v1.ConfigMap(  # auto-named: a changed directory is a new ConfigMap, so its pods roll
@@ -160,6 +170,30 @@ def deploy_single_node(core: Core) -> dict[str, pulumi.Input]:
     user = cfg.users[0].name if cfg.users else "USER"
     return {"slurmController": node.controller_addr, "slurmNodes": cfg.nodes,
             "slurmTokenHint": core.kubectl(f"exec statefulset/{name} -- scontrol token username={user} "
+                                           f"lifespan={TOKEN_LIFETIME_S}")}
+
+
+def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
+    """slurmctld, accounting and the node pods, each its own StatefulSet (components/distributed.py)."""
+    cfg = core.cfg
+    metrics = cfg.metrics
+    request, _ = cfg.node_pod_cpu_milli
+    slurm = distributed.SlurmDistributed("distributed", distributed.SlurmDistributedArgs(
+        namespace=core.namespace, cluster_name=cfg.cluster_name, image=core.images.refs[SINGLE_NODE],
+        nodes=cfg.nodes, node_cpus=cfg.node.cpus, node_cpu_request_milli=request, node_memory_mb=cfg.node.memory_mb,
+        config_map_name=core.slurm.config_map_name, config_secret_name=core.slurm.secret_name,
+        config_secret_files=core.slurm.secret_files, munge_secret_name=core.keys.munge_secret_name,
+        jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users, home_claim=core.home_claim,
+        storage_size=cfg.storage.size, storage_class=cfg.storage.class_name,
+        controller_policy=core.network.ingress(network.CONTROLLER),
+        accounting_policy=core.network.ingress(network.ACCOUNTING), node_policy=core.network.ingress(network.NODES),
+        image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator),
+        opts=core.opts)
+    user = cfg.users[0].name if cfg.users else "USER"
+    ctld = distributed.names(cfg.cluster_name)["slurmctld"]
+    return {"slurmController": slurm.controller_addr, "slurmNodes": cfg.nodes,
+            "slurmNodeStatefulSet": slurm.node_statefulset,
+            "slurmTokenHint": core.kubectl(f"exec statefulset/{ctld} -- scontrol token username={user} "
                                            f"lifespan={TOKEN_LIFETIME_S}")}
 
 

@@ -1,0 +1,253 @@
+"""SlurmDistributed: Slurm with each daemon its own workload (config `components.distributed`, issue 21).
+
+- **slurmctld**: a StatefulSet of one (`<name>-slurmctld-0`: slurm.conf's SlurmctldHost), its StateSaveLocation on a
+  claim of its own, `SlurmctldParameters=enable_configless`; with `metrics`, slurm-exporter beside it (as in the
+  single node: its own uid, no key, slurm.conf alone and munged's socket directory).
+- **accounting**: a StatefulSet of one running MariaDB and slurmdbd, the database on a claim of its own; it registers
+  the cluster and the directory's users (associations) before slurmctld starts.
+- **nodes**: a StatefulSet of `nodes` pods, one slurmd each, configless (`slurmd --conf-server`), a dynamic node
+  (`slurmd -Z`) named by its pod's hostname, so a replaced pod registers again as the same Slurm node; its CPUs and
+  memory are the pod's limits (`--conf "CPUs= RealMemory= MemSpecLimit= Feature="`, node_conf()). The shared home is
+  mounted: users' jobs run from their homes. Spread over Kubernetes nodes (topology spread constraints).
+
+Every pod runs the slurm-single-node image with the entrypoint mode of its role (dockerfiles/slurm-single-node/
+distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
+deployment" says why). Each gets only the keys it needs: the node pods the munge key alone; slurmdbd.conf (the
+database password) only the accounting pod. Headless Services give each StatefulSet its stable DNS names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import pods
+from components.labels import labels, selector
+from components.single_node import CAPABILITIES as NODE_CAPABILITIES
+from components.single_node import MUNGE_SOCKET_DIR, exporter_container, exporter_volumes, pod_annotations
+from components.slurm_files import (
+    DISTRIBUTED_MEM_SPEC_MB,
+    RUN_DIR,
+    SLURMCTLD_PORT,
+    SLURMD_FIRST_PORT,
+    SLURMDBD_PORT,
+    STATE_DIR,
+)
+
+CONTROLLER_APP = "slurmctld"
+ACCOUNTING_APP = "slurmdbd"
+NODE_APP = "slurmd"
+SLURMD_PORT = SLURMD_FIRST_PORT  # slurm.conf SlurmdPort: one slurmd per pod
+NODESET = "nodes"  # the NodeSet and Feature of the node pods (slurm.conf, node_conf())
+ENTRYPOINT = "/usr/local/lib/slurm-single-node/distributed.sh"
+READY_FILE = f"{RUN_DIR}/ready"  # each mode touches it once its daemons answer
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
+
+
+def names(cluster_name: str) -> dict[str, str]:
+    """Each role's StatefulSet and Service name."""
+    return {role: f"{cluster_name}-{role}" for role in ("slurmctld", "accounting", "node")}
+
+
+def controller_host(cluster_name: str) -> str:
+    """slurmctld's pod hostname (SlurmctldHost): a StatefulSet names its pods `<name>-<ordinal>`."""
+    return f"{names(cluster_name)['slurmctld']}-0"
+
+
+def controller_addr(cluster_name: str, namespace: str) -> str:
+    return pods.service_host(names(cluster_name)["slurmctld"], namespace)
+
+
+def accounting_addr(cluster_name: str, namespace: str) -> str:
+    return pods.service_host(names(cluster_name)["accounting"], namespace)
+
+
+def node_conf(cpus: int, memory_mb: int) -> str:
+    """What each node pod registers with (`slurmd -Z --conf`): its pod's CPU and memory limits as Slurm's CPUs and
+    RealMemory, MemSpecLimit what Slurm keeps for its own daemons, and the NodeSet's Feature (slurm.conf puts the
+    NodeSet in the partition)."""
+    return f"CPUs={cpus} RealMemory={memory_mb} MemSpecLimit={DISTRIBUTED_MEM_SPEC_MB} Feature={NODESET}"
+
+
+@dataclass
+class SlurmDistributedArgs:
+    namespace: pulumi.Input[str]
+    cluster_name: str  # names every object (names())
+    image: pulumi.Input[str]  # slurm-single-node by digest
+    nodes: int
+    node_cpus: int  # each node pod's CPU limit and Slurm CPUs
+    node_cpu_request_milli: int  # its CPU request (StackConfig.node_pod_cpu_milli)
+    node_memory_mb: int  # its memory request and limit, MiB, and Slurm RealMemory
+    config_map_name: pulumi.Input[str]
+    config_secret_name: pulumi.Input[str]  # slurmdbd.conf: the accounting pod's alone
+    config_secret_files: tuple[str, ...]
+    munge_secret_name: pulumi.Input[str]
+    jwt_secret_name: pulumi.Input[str]  # slurmctld and slurmdbd check users' tokens with it
+    directory_config_map: pulumi.Input[str]
+    home_claim: pulumi.Input[str]
+    storage_size: str
+    storage_class: Optional[str]
+    controller_policy: k8s.networking.v1.NetworkPolicySpecArgs  # components/network.py Graph.ingress()
+    accounting_policy: k8s.networking.v1.NetworkPolicySpecArgs
+    node_policy: k8s.networking.v1.NetworkPolicySpecArgs
+    image_pull_secret: Optional[pulumi.Input[str]] = None
+    metrics: bool = False  # slurm-exporter beside slurmctld
+    annotate: bool = False  # its scrape annotations (no Prometheus Operator)
+
+
+def state_claim(app: str, size: str, storage_class: Optional[str]) -> k8s.core.v1.PersistentVolumeClaimArgs:
+    return k8s.core.v1.PersistentVolumeClaimArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(name="state", labels=labels(app, "state")),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"], storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size})))
+
+
+def ready_probe(period: int, failures: int = 3) -> k8s.core.v1.ProbeArgs:
+    """Passes once the mode's daemons answered (READY_FILE) and still run (the mode's own check)."""
+    return pods.exec_probe([ENTRYPOINT, "ready"], period=period, timeout=10, failures=failures)
+
+
+def controller_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArgs:
+    return pods.container(
+        "slurm", args.image, command=[ENTRYPOINT, "controller"],
+        ports=[k8s.core.v1.ContainerPortArgs(name="slurmctld", container_port=SLURMCTLD_PORT, protocol="TCP")],
+        volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=False),
+                       k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR),
+                       *([k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR)]
+                         if args.metrics else [])],
+        # Each 2 s until it first passes (the first start waits for the accounting pod's new database), then 15 s.
+        startup_probe=ready_probe(period=2, failures=300),
+        readiness_probe=ready_probe(period=15),
+        liveness_probe=pods.tcp_probe(SLURMCTLD_PORT, period=20, failures=3),
+        resources=pods.resources("100m", "256Mi", "1", "512Mi"),
+    )
+
+
+def accounting_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArgs:
+    return pods.container(
+        "slurm", args.image, command=[ENTRYPOINT, "accounting"],
+        ports=[k8s.core.v1.ContainerPortArgs(name="slurmdbd", container_port=SLURMDBD_PORT, protocol="TCP")],
+        volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=False),
+                       k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR)],
+        startup_probe=ready_probe(period=2, failures=300),
+        readiness_probe=ready_probe(period=15),
+        liveness_probe=pods.tcp_probe(SLURMDBD_PORT, period=20, failures=3),
+        # MariaDB's 128 MB buffer pool and about 130 MB of its own, slurmdbd, munged.
+        resources=pods.resources("100m", "512Mi", "1", "768Mi"),
+    )
+
+
+def node_container(args: SlurmDistributedArgs, conf_server: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
+    memory = f"{args.node_memory_mb}Mi"
+    return pods.container(
+        "slurmd", args.image, command=[ENTRYPOINT, "node"], capabilities=NODE_CAPABILITIES,
+        env=pods.env({"SLURM_CONF_SERVER": conf_server, "SLURMD_NODE_CONF": node_conf(args.node_cpus,
+                                                                                      args.node_memory_mb)}),
+        ports=[k8s.core.v1.ContainerPortArgs(name="slurmd", container_port=SLURMD_PORT, protocol="TCP")],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
+                       *pods.directory_mounts(home=True)],
+        startup_probe=ready_probe(period=1, failures=600),
+        readiness_probe=ready_probe(period=15),
+        liveness_probe=pods.tcp_probe(SLURMD_PORT, period=20, failures=3),
+        # Memory request = limit = RealMemory: what Slurm hands out is reserved by the scheduler and is all the pod
+        # may use. The CPU limit is its Slurm CPUs; the request that too unless distributed.nodeCpuRequest lowers it.
+        resources=pods.resources(f"{args.node_cpu_request_milli}m", memory, str(args.node_cpus), memory),
+    )
+
+
+class SlurmDistributed(pulumi.ComponentResource):
+    """Outputs: `controller_addr` (slurmctld's DNS name), `node_statefulset` (the node pods' StatefulSet name)."""
+
+    def __init__(self, name: str, args: SlurmDistributedArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("slurm-cloud-integration:index:SlurmDistributed", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Replaced, not updated, when the pod changes, as the single node (components/single_node.py says why); their
+        # claims stay. The node pods roll instead: replacing their StatefulSet would end every job at once.
+        replaced = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+            replace_on_changes=["spec.template"], delete_before_replace=True))
+        n = names(args.cluster_name)
+        ctld_addr = pods.service_host(n["slurmctld"], args.namespace)
+
+        def service(role: str, app: str, port_name: str, port: int) -> k8s.core.v1.Service:
+            # Headless, names published before the pods are ready: slurmctld and the accounting pod reach their own
+            # daemons by these names while they start.
+            return k8s.core.v1.Service(
+                f"{name}-{role}-service",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=n[role], namespace=args.namespace, labels=labels(app, role)),
+                spec=k8s.core.v1.ServiceSpecArgs(
+                    cluster_ip="None", publish_not_ready_addresses=True, selector=selector(app),
+                    ports=[k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=port, protocol="TCP")]),
+                opts=child)
+
+        def policy(role: str, app: str, spec: k8s.networking.v1.NetworkPolicySpecArgs) -> None:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{role}-clients",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=n[role], namespace=args.namespace, labels=labels(app, role)),
+                spec=spec, opts=child)
+
+        def statefulset(role: str, app: str, svc: k8s.core.v1.Service, replicas: int,
+                        template: k8s.core.v1.PodTemplateSpecArgs, claim: bool,
+                        opts: pulumi.ResourceOptions) -> k8s.apps.v1.StatefulSet:
+            return k8s.apps.v1.StatefulSet(
+                f"{name}-{role}-statefulset",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=n[role], namespace=args.namespace, labels=labels(app, role)),
+                spec=k8s.apps.v1.StatefulSetSpecArgs(
+                    replicas=replicas,
+                    pod_management_policy="Parallel",  # as the single node: a broken pod never blocks a fixed one
+                    service_name=svc.metadata.name,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(app)),
+                    template=template,
+                    volume_claim_templates=[state_claim(app, args.storage_size, args.storage_class)] if claim else None),
+                opts=opts)
+
+        # --- accounting: MariaDB + slurmdbd, the database on its claim ---------------------------------------------
+        accounting_svc = service("accounting", ACCOUNTING_APP, "slurmdbd", SLURMDBD_PORT)
+        accounting = statefulset("accounting", ACCOUNTING_APP, accounting_svc, 1, pods.pod_template(
+            ACCOUNTING_APP, "accounting", image_pull_secret=args.image_pull_secret,
+            termination_grace_period_seconds=30,
+            containers=[accounting_container(args)],
+            volumes=[pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
+                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                     pods.directory_volume(args.directory_config_map)]), claim=True, opts=replaced)
+        policy("accounting", ACCOUNTING_APP, args.accounting_policy)
+
+        # --- slurmctld, its state on its claim ----------------------------------------------------------------------
+        ctld_svc = service("slurmctld", CONTROLLER_APP, "slurmctld", SLURMCTLD_PORT)
+        controller = statefulset("slurmctld", CONTROLLER_APP, ctld_svc, 1, pods.pod_template(
+            CONTROLLER_APP, "controller", image_pull_secret=args.image_pull_secret,
+            termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
+            annotations=pod_annotations(args.metrics, args.annotate),
+            containers=[controller_container(args), *([exporter_container(args.image)] if args.metrics else [])],
+            volumes=[pods.config_volume(args.config_map_name),  # no slurmdbd.conf: the accounting pod's alone
+                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                     pods.directory_volume(args.directory_config_map),
+                     *(exporter_volumes(args.config_map_name) if args.metrics else [])]),
+            claim=True, opts=replaced)
+        policy("slurmctld", CONTROLLER_APP, args.controller_policy)
+
+        # --- the node pods --------------------------------------------------------------------------------------
+        node_svc = service("node", NODE_APP, "slurmd", SLURMD_PORT)
+        nodes = statefulset("node", NODE_APP, node_svc, args.nodes, pods.pod_template(
+            NODE_APP, "node", image_pull_secret=args.image_pull_secret,
+            termination_grace_period_seconds=30,
+            containers=[node_container(args, pulumi.Output.concat(ctld_addr, f":{SLURMCTLD_PORT}"))],
+            volumes=[pods.keys_volume(args.munge_secret_name),  # the munge key alone
+                     pods.directory_volume(args.directory_config_map),
+                     pods.home_volume(args.home_claim)],
+            # Spread over Kubernetes nodes as evenly as they allow; ScheduleAnyway: a replacement pod still starts
+            # while its own Kubernetes node is gone (DoNotSchedule would leave it pending, its Slurm node DOWN).
+            topology_spread_constraints=[k8s.core.v1.TopologySpreadConstraintArgs(
+                max_skew=1, topology_key=HOSTNAME_TOPOLOGY, when_unsatisfiable="ScheduleAnyway",
+                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(NODE_APP)))]),
+            claim=False, opts=child)
+        policy("node", NODE_APP, args.node_policy)
+
+        self.controller_addr = pods.service_host(ctld_svc.metadata.name, args.namespace)
+        self.node_statefulset = nodes.metadata.name
+        self.controller_statefulset = controller.metadata.name
+        self.accounting_statefulset = accounting.metadata.name
+        self.register_outputs({"controller_addr": self.controller_addr, "node_statefulset": self.node_statefulset})

@@ -1,0 +1,146 @@
+#!/bin/bash
+# The distributed deployment's entrypoint (components/distributed.py): one role of Slurm per pod, from this image.
+#   distributed.sh accounting   munged, MariaDB (data on the state claim), slurmdbd; registers the cluster and the
+#                               directory's users (associations), as the single node does
+#   distributed.sh controller   munged, then slurmctld (StateSaveLocation on the state claim, configless) once the
+#                               accounting pod knows the cluster (slurmctld dies without slurmdbd's TRES)
+#   distributed.sh node         munged, the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
+#                               hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER), registering with
+#                               $SLURMD_NODE_CONF (the pod's CPUs and memory)
+#   distributed.sh ready        the probes: the mode's daemons answered once and still answer
+# Each daemon is supervised as in the single node (lib.sh): one that dies ends the container, and Kubernetes starts it
+# again. The single node's parts (database.sh, accounting.sh, homes.sh) do the shared steps.
+# shellcheck disable=SC2119  # sup_watch without names: no daemon here is restarted in place
+set -euo pipefail
+PROG="slurm-${1:-distributed}"
+LIB=/usr/local/lib/slurm-single-node
+# shellcheck source-path=SCRIPTDIR/../lib source=lib.sh
+source "${SLURM_IMAGE_LIB:-/usr/local/lib/slurm-image}/lib.sh"
+CONFIG="${SLURM_CONFIG_DIR:-$FACT_CONFIG_MOUNT}"
+READY="$FACT_RUN_DIR/ready"
+MODE_FILE="$FACT_RUN_DIR/mode"
+LOGS="$FACT_LOG_DIR"
+DB_WAIT_S="${SLURM_ACCOUNTING_WAIT_S:-600}"  # the controller's wait for a first start's new database
+
+install_files() {  # install_files FILE...: the mounted Slurm files into /etc/slurm; slurm-image.env's variables
+  local f
+  [[ -f "$CONFIG/slurm-image.env" ]] || die "missing $CONFIG/slurm-image.env: mount the files rendered by components/slurm_files.py"
+  load_env "$CONFIG/slurm-image.env"
+  SLURM_INSTALLED="$(dpkg-query -W -f='${Version}' slurmctld)"
+  [[ "$SLURM_INSTALLED" == "$SLURM_VERSION".* ]] || \
+    die "the configuration is rendered for Slurm $SLURM_VERSION but this image has Slurm $SLURM_INSTALLED"
+  install -d -m 0755 /etc/slurm
+  for f in "$@"; do
+    [[ -f "$CONFIG/$f" ]] || die "missing $CONFIG/$f"
+    if [[ "$f" == slurmdbd.conf ]]; then install -m 0600 -o slurm -g slurm "$CONFIG/$f" /etc/slurm/
+    else install -m 0644 -o root -g root "$CONFIG/$f" /etc/slurm/; fi
+  done
+}
+
+start_munged() {
+  munge_dirs
+  munge_key_install "$FACT_KEYS_MOUNT/$FACT_MUNGE_KEY_FILE"
+  sup_start munged "$LOGS/munged.out" /var/log/munge/munged.log "${MUNGED[@]}" --foreground
+  sup_wait "munged to answer (munge -n | unmunge)" munge_ok
+}
+
+run_dirs() {
+  install -d -m 0755 "$FACT_RUN_DIR"
+  install -d -m 0755 -o slurm -g slurm "$LOGS"
+  rm -f "$READY"
+  echo "$1" > "$MODE_FILE"
+}
+
+accounting() {
+  # shellcheck source-path=SCRIPTDIR source=database.sh
+  source "$LIB/database.sh"
+  # shellcheck source-path=SCRIPTDIR source=accounting.sh
+  source "$LIB/accounting.sh"
+  run_dirs accounting
+  install_files slurm.conf slurmdbd.conf
+  install -m 0600 -o slurm -g slurm "$FACT_KEYS_MOUNT/$FACT_JWT_KEY_FILE" "$FACT_JWT_KEY_PATH"
+  install -d -m 0755 "$FACT_STATE_DIR"
+  sup_stop_on_signals
+  start_munged
+  seed_database
+  mariadb_command
+  sup_start mariadb "$LOGS/mariadb.out" "$LOGS/mariadb.out" "${MARIADB[@]}"
+  sup_wait "MariaDB to answer on $MARIADB_SOCKET" sql -e 'SELECT 1'
+  local user pass db
+  user="$(dbd_setting StorageUser)"; pass="$(dbd_setting StoragePass)"; db="$(dbd_setting StorageLoc)"
+  grant_database "$db" "$user" "$pass" || die "could not create database $db and user $user"
+  log "MariaDB ready"
+  sup_start slurmdbd "$LOGS/slurmdbd.out" "$LOGS/slurmdbd.log" /usr/sbin/slurmdbd -D
+  # sacctmgr reaches slurmdbd through its Service name (slurm.conf AccountingStorageHost), published before Ready.
+  sup_wait "slurmdbd to answer (sacctmgr show cluster)" slurmdbd_clusters
+  register_cluster "$SLURM_CLUSTER_NAME"
+  sync_users "$SLURM_CLUSTER_NAME"
+  touch "$READY"
+  log "ready: slurmdbd of cluster $SLURM_CLUSTER_NAME (Slurm $SLURM_INSTALLED)"
+  sup_watch
+}
+
+dbd_setting() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" /etc/slurm/slurmdbd.conf | tail -n1; }
+
+cluster_known() { timeout 5 sacctmgr -n -P show cluster format=cluster 2>/dev/null | grep -qx "$SLURM_CLUSTER_NAME"; }
+ctld_up() { timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; }
+
+controller() {
+  run_dirs controller
+  install_files slurm.conf cgroup.conf
+  [[ "$(hostname)" == "$SLURM_CONTROLLER_HOST" ]] || \
+    die "this pod's hostname is '$(hostname)' but slurm.conf names the controller '$SLURM_CONTROLLER_HOST'"
+  install -m 0600 -o slurm -g slurm "$FACT_KEYS_MOUNT/$FACT_JWT_KEY_FILE" "$FACT_JWT_KEY_PATH"
+  install -d -m 0755 "$FACT_STATE_DIR"
+  install -d -m 0700 -o slurm -g slurm "$FACT_STATE_DIR/slurmctld"
+  sup_stop_on_signals
+  start_munged
+  log "munged ready; waiting for the accounting pod to know cluster $SLURM_CLUSTER_NAME"
+  START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmdbd to know cluster $SLURM_CLUSTER_NAME (sacctmgr show cluster)" cluster_known
+  sup_start slurmctld "$LOGS/slurmctld.out" "$LOGS/slurmctld.log" /usr/sbin/slurmctld -D
+  sup_wait "slurmctld to answer (scontrol ping)" ctld_up
+  touch "$READY"
+  log "ready: slurmctld of cluster $SLURM_CLUSTER_NAME (Slurm $SLURM_INSTALLED, configless)"
+  sup_watch
+}
+
+ctld_listens() { timeout 2 bash -c "exec 3<>/dev/tcp/${SLURM_CONF_SERVER%:*}/${SLURM_CONF_SERVER##*:}"; }
+node_known() {  # this pod's node, registered and not DOWN (scontrol reads slurmd's fetched files, /run/slurm/conf)
+  local state
+  state="$(timeout 5 scontrol show node "$(hostname)" 2>/dev/null | sed -n 's/^ *State=\([^ ]*\).*/\1/p')"
+  [[ -n "$state" && "$state" != DOWN* ]]
+}
+
+node() {
+  # shellcheck source-path=SCRIPTDIR source=homes.sh
+  source "$LIB/homes.sh"
+  [[ -n "${SLURM_CONF_SERVER:-}" && -n "${SLURMD_NODE_CONF:-}" ]] || die "SLURM_CONF_SERVER and SLURMD_NODE_CONF are required"
+  run_dirs node
+  install -d -m 0755 "$FACT_STATE_DIR" "$FACT_STATE_DIR/slurmd"
+  make_homes
+  sup_stop_on_signals
+  start_munged
+  log "munged ready; waiting for slurmctld at $SLURM_CONF_SERVER"
+  START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmctld to listen at $SLURM_CONF_SERVER" ctld_listens
+  sup_start slurmd "$LOGS/slurmd.out" "$LOGS/slurmd-$(hostname).log" \
+    /usr/sbin/slurmd -D -Z --conf-server "$SLURM_CONF_SERVER" --conf "$SLURMD_NODE_CONF"
+  sup_wait "node $(hostname) to register with slurmctld" node_known
+  touch "$READY"
+  log "ready: node $(hostname) ($SLURMD_NODE_CONF)"
+  sup_watch
+}
+
+ready() {  # the probe: the mode's start finished, and its main daemon still answers
+  [[ -f "$READY" ]] || { echo "not ready: starting"; exit 1; }
+  case "$(cat "$MODE_FILE")" in
+    accounting) load_env "$CONFIG/slurm-image.env"; cluster_known || { echo "not ready: slurmdbd does not answer"; exit 1; } ;;
+    controller) ctld_up || { echo "not ready: slurmctld does not answer scontrol ping"; exit 1; } ;;
+    node) kill -0 "$(cat "$FACT_RUN_DIR/slurmd-$(hostname).pid" 2>/dev/null)" 2>/dev/null \
+            || { echo "not ready: slurmd is not running"; exit 1; } ;;
+  esac
+}
+
+case "${1:-}" in
+  accounting|controller|node|ready) "$1" ;;
+  *) die "usage: distributed.sh accounting|controller|node|ready" ;;
+esac
