@@ -1,0 +1,155 @@
+"""The distributed deployment (components.distributed, issue 21), for real: the `dist` stack (Pulumi.dist.yaml,
+namespace slurm-dist) deployed with `pulumi up` onto this machine's Kubernetes beside the `cluster` stack, which it
+never touches, then destroyed at the end of the module.
+
+- `pulumi up` from scratch (a leftover `dist` stack is destroyed first) to the first job COMPLETED, timed;
+- the node pods are idle Slurm nodes named by their pods, with their pods' CPUs and memory;
+- a job submitted from alice's home runs there as alice, and `srun -N2 hostname` runs on both node pods;
+- slurmctld's pod deleted with jobs running and queued: every job is still known when its replacement answers, every
+  one completes, and accounting lost no record (sacct's count before and after);
+- a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again.
+
+Run alone: `.venv/bin/python -m pytest tests/e2e/test_10_distributed.py` (needs `toolchain/kube up`; the `cluster`
+fixture runs it).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from components import distributed
+from tests.e2e.deployment import TIMINGS
+from tests.e2e.kube import Kube, Pod
+from tests.images.slurm_containers import wait_until
+from tests.project_env import pulumi
+
+STACK = "dist"
+NAMESPACE = "slurm-dist"  # Pulumi.dist.yaml
+CLUSTER = "dist"
+NODES = [f"{CLUSTER}-node-0", f"{CLUSTER}-node-1"]
+CPUS, MEMORY_MB = 1, 768  # Pulumi.dist.yaml node.cpus, node.memoryMb
+USER = "alice"
+
+
+def deployed() -> bool:
+    return pulumi("stack", "output", "namespace", stack=STACK, check=False).returncode == 0
+
+
+class Dist:
+    def __init__(self, kube: Kube):
+        self.kube = kube
+
+    def pod(self, name: str) -> Pod:
+        return self.kube.pod(name)
+
+    @property
+    def node_pod(self) -> Pod:
+        return self.pod(NODES[0])
+
+    def slurm(self, *cmd: str, user: str | None = None, timeout: float = 60) -> str:
+        """A Slurm command in the first node pod (its configless files), as `user` from their home."""
+        if user:
+            line = " ".join(cmd)
+            return self.kube.exec(self.node_pod, "runuser", "-u", user, "--", "bash", "-c", f"cd ~ && {line}",
+                                  timeout=timeout).stdout
+        return self.kube.exec(self.node_pod, *cmd, timeout=timeout).stdout
+
+    def nodes(self) -> dict[str, tuple[str, str, str]]:
+        """sinfo per node: name -> (state, CPUs, memory)."""
+        out = self.slurm("timeout", "10", "sinfo", "-h", "-N", "-o", "%N %t %c %m")
+        return {n: (s, c, m) for n, s, c, m in (line.split() for line in out.splitlines())}
+
+    def idle(self) -> bool:
+        nodes = self.nodes()
+        return sorted(nodes) == NODES and all(v[0] == "idle" for v in nodes.values())
+
+    def records(self) -> dict[str, str]:
+        """Every job accounting holds (sacct, from slurmdbd): id -> state."""
+        out = self.slurm("timeout", "20", "sacct", "-a", "-X", "-n", "-P", "-S", "2000-01-01", "-o", "jobid,state")
+        return dict(line.split("|", 1) for line in out.splitlines() if line)
+
+    def queue(self) -> dict[str, str]:
+        out = self.slurm("timeout", "10", "squeue", "-h", "-o", "%i %T")
+        return dict(line.split() for line in out.splitlines())
+
+
+@pytest.fixture(scope="module")
+def dist(cluster):
+    kube = Kube(NAMESPACE)
+    if deployed():  # a leftover of an interrupted run: start from scratch
+        pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
+    t0 = time.monotonic()
+    pulumi("up", "--yes", "--skip-preview", stack=STACK, timeout=1800)
+    TIMINGS["pulumi up --stack dist (from scratch)"] = time.monotonic() - t0
+    d = Dist(kube)
+    try:
+        wait_until(d.idle, 120, "both node pods idle in sinfo", lambda: str(d.nodes()))
+        out = d.slurm("sbatch", "--wait", "-o", "first.%j", "--wrap", "hostname", user=USER, timeout=120)
+        assert "Submitted batch job" in out, out
+        TIMINGS["dist: pulumi up to first job COMPLETED"] = time.monotonic() - t0
+        yield d
+    finally:
+        t1 = time.monotonic()
+        pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
+        TIMINGS["pulumi destroy --stack dist"] = time.monotonic() - t1
+
+
+def test_the_node_pods_are_idle_slurm_nodes_with_their_pods_cpus_and_memory(dist):
+    nodes = dist.nodes()
+    assert nodes == {n: ("idle", str(CPUS), str(MEMORY_MB)) for n in NODES}, nodes
+    conf = dist.slurm("scontrol", "show", "node", NODES[0])
+    assert f"MemSpecLimit={distributed.DISTRIBUTED_MEM_SPEC_MB}" in conf and "ActiveFeatures=nodes" in conf, conf
+    assert not dist.kube.exec(dist.node_pod, "test", "-e", "/etc/slurm/slurm.conf", check=False).returncode == 0, \
+        "a node pod has no slurm.conf of its own: slurmd fetched it from slurmctld (configless)"
+
+
+def test_a_job_from_a_users_home_completes_as_that_user(dist):
+    out = dist.slurm("sbatch", "--parsable", "--wait", "-o", "whoami.%j", "--wrap",
+                     "'id -un; pwd; hostname'", user=USER, timeout=120)
+    job = out.strip().splitlines()[-1]
+    text = dist.slurm("cat", f"whoami.{job}", user=USER).split()
+    assert text[:2] == [USER, f"/home/{USER}"] and text[2] in NODES, text
+    sacct = dist.slurm("sacct", "-X", "-n", "-P", "-j", job, "-o", "user,state")
+    assert sacct.strip() == f"{USER}|COMPLETED", sacct
+
+
+def test_srun_runs_one_step_across_both_node_pods(dist):
+    out = dist.slurm("srun", "-N2", "hostname", user=USER, timeout=120)
+    assert sorted(out.split()) == NODES, out
+
+
+def test_slurmctlds_pod_deleted_with_jobs_running_and_queued_loses_nothing(dist):
+    jobs = [dist.slurm("sbatch", "--parsable", "-o", "/dev/null", "--wrap", "'sleep 25'", user=USER).strip()
+            for _ in range(4)]  # 2 nodes x 1 CPU: two run, two wait
+    wait_until(lambda: list(dist.queue().values()).count("RUNNING") == 2, 60, "two jobs running",
+               lambda: str(dist.queue()))
+    before_queue = dist.queue()
+    assert set(jobs) <= set(before_queue) and sorted(before_queue[j] for j in jobs) == ["PENDING"] * 2 + ["RUNNING"] * 2
+    before = dist.records()
+    t0 = time.monotonic()
+    dist.kube.restart(dist.pod(f"{CLUSTER}-slurmctld-0"), timeout=300)
+    TIMINGS["dist: slurmctld pod deleted to Ready"] = time.monotonic() - t0
+    after_queue = wait_until(dist.queue, 60, "squeue to answer again")
+    assert all(j in after_queue or dist.records().get(j) == "COMPLETED" for j in jobs), (before_queue, after_queue)
+    wait_until(lambda: all(dist.records().get(j) == "COMPLETED" for j in jobs), 180,
+               "every job COMPLETED after slurmctld's restart", lambda: str({j: dist.records().get(j) for j in jobs}))
+    after = dist.records()
+    assert set(before) <= set(after), f"records lost: {set(before) - set(after)}"
+    assert len(after) == len(before), (len(before), len(after))  # the same jobs, finished: nothing added or lost
+    assert all(after[j] == "COMPLETED" for j in jobs), {j: after[j] for j in jobs}
+
+
+def test_a_deleted_node_pod_rejoins_as_the_same_slurm_node(dist):
+    node = NODES[1]
+    t0 = time.monotonic()
+    dist.kube.restart(dist.pod(node), timeout=300)
+    wait_until(dist.idle, 120, f"{node} idle again", lambda: str(dist.nodes()))
+    TIMINGS["dist: node pod deleted to idle again"] = time.monotonic() - t0
+    assert sorted(dist.nodes()) == NODES, "the replacement registered as the same node, not a second one"
+    addr = re.search(r"NodeAddr=(\S+)", dist.slurm("scontrol", "show", "node", node)).group(1)
+    assert addr == dist.pod(node).ip, f"slurmctld knows {node} at {addr}, its new pod is at {dist.pod(node).ip}"
+    out = dist.slurm("srun", "-w", node, "hostname", user=USER, timeout=120)
+    assert out.split() == [node], out
