@@ -29,8 +29,13 @@ def run(stack: str, **changes) -> Result:
         changes.setdefault("mungeKey", MUNGE)
         changes.setdefault("jwtKey", JWT)
         secret |= {"mungeKey", "jwtKey"}
+    return run_values(stack_values(stack, **changes), secret)
+
+
+def run_values(values: dict, secret: set) -> Result:
+    """run_stack() of a committed stack's `values` (stack_values()), `secret` the keys given as secrets."""
     # local's renderDir and cluster's kubeconfig name scripts/env.sh's variables; under mocks nothing is read there.
     cache = os.environ.get("SCI_CACHE", "/nonexistent/sci-cache")
     with mock.patch.dict(os.environ, {"SCI_CACHE": cache,
                                       "SCI_KUBECONFIG": os.environ.get("SCI_KUBECONFIG", f"{cache}/kube/admin.kubeconfig")}):
-        return run_stack(stack_values(stack, **changes), secret, str(ROOT))
+        return run_stack(values, secret, str(ROOT))

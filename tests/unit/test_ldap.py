@@ -5,10 +5,9 @@ import pytest
 
 from components import ldap
 from components.config import ConfigError, parse
-from tests.project_env import ROOT
 from tests.unit.config_values import with_
-from tests.unit.harness import is_secret, run_stack
-from tests.unit.stacks import stack_values
+from tests.unit.harness import is_secret
+from tests.unit.stacks import run_values, stack_values
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 LDAP = {"uri": "ldaps://ldap.example.org", "baseDn": "dc=example,dc=org",
@@ -143,7 +142,7 @@ def test_the_stack_puts_nslcd_conf_in_a_secret_and_in_the_directory_volume_of_th
     values = stack_values("cluster", users=None, groups=None, jupyter={"user": "alice"},
                           ldap={"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org",
                                 "bindDn": "cn=nslcd,dc=example,dc=org", "bindPassword": "s3cret-pw"})
-    result = run_stack(values, {"ldap"}, str(ROOT))
+    result = run_values(values, {"ldap"})
     secret = result.one(SECRET, "directory-ldap")
     assert is_secret(secret.inputs["stringData"])
     assert "bindpw s3cret-pw" in secret.plain["stringData"][ldap.NSLCD_CONF_FILE].splitlines()
@@ -154,7 +153,7 @@ def test_the_stack_puts_nslcd_conf_in_a_secret_and_in_the_directory_volume_of_th
         assert [(s["name"], [(i["key"], i["mode"]) for i in s["items"]]) for s in projected] == [
             (name, [(ldap.NSLCD_CONF_FILE, 0o400), (ldap.CA_FILE, 0o644)])], workload.name
     # Control: without `ldap` no such Secret, and the directory volume is the ConfigMap alone.
-    plain = run_stack(stack_values("cluster"), set(), str(ROOT))
+    plain = run_values(stack_values("cluster"), set())
     assert not [r for r in plain.of_type(SECRET) if r.name == "directory-ldap"]
     assert "configMap" in users_volume(plain.one(STATEFUL_SET))
 
@@ -163,7 +162,7 @@ def test_the_token_service_checks_the_directory_through_an_nslcd_beside_it_that_
     values = stack_values("cluster", users=None, groups=None, jupyter={"user": "alice"},
                           ldap={"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org",
                                 "bindDn": "cn=nslcd,dc=example,dc=org", "bindPassword": "s3cret-pw"})
-    result = run_stack(values, {"ldap"}, str(ROOT))
+    result = run_values(values, {"ldap"})
     secret = result.one(SECRET, "directory-ldap").plain["metadata"]["name"]
     spec = result.one(DEPLOYMENT, "slurm-token-deployment").plain["spec"]["template"]["spec"]
     service, nslcd = spec["containers"]
@@ -177,7 +176,7 @@ def test_the_token_service_checks_the_directory_through_an_nslcd_beside_it_that_
     assert "users-ldap" not in {m["name"] for m in service["volumeMounts"]}  # the bind password stays in nslcd's
     assert {"name": "nslcd", "mountPath": "/run/nslcd"} in service["volumeMounts"]
     # Control: without `ldap`, one container reading the directory's file.
-    plain = run_stack(stack_values("cluster"), set(), str(ROOT))
+    plain = run_values(stack_values("cluster"), set())
     spec = plain.one(DEPLOYMENT, "slurm-token-deployment").plain["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["slurm-token"]
     assert {"name": "SLURM_TOKEN_DIRECTORY", "value": "/var/lib/extrausers/passwd"} in spec["containers"][0]["env"]
