@@ -215,10 +215,12 @@ def test_an_existing_cluster_gets_no_slurm_podmonitor_nor_slurm_alerts():
 # --- the rules ---------------------------------------------------------------------------------------------------
 def test_the_rules_hold_every_alert_of_the_issue_and_the_pending_threshold_is_the_configs():
     alerts = {r["alert"]: r for g in render_rules(45)["groups"] for r in g["rules"]}
-    assert set(alerts) == {"SlurmctldUnreachable", "SlurmdbdUnreachable", "SlurmNodesDown", "SlurmNodesDrained",
-                           PENDING_ALERT, "SlurmTokenRefusalsSpiking", "SlurmTokenServiceFailing",
+    assert set(alerts) == {"SlurmctldUnreachable", "SlurmMetricsAbsent", "SlurmdbdUnreachable", "SlurmNodesDown",
+                           "SlurmNodesDrained", PENDING_ALERT, "SlurmTokenRefusalsSpiking", "SlurmTokenServiceFailing",
                            "JupyterHubSpawnsFailing"}
     assert alerts[PENDING_ALERT]["expr"].endswith("> 45 * 60")
     assert alerts["SlurmNodesDown"]["for"] == "1m", "short, so that a test can wait for it"
+    assert (alerts["SlurmMetricsAbsent"]["expr"], alerts["SlurmMetricsAbsent"]["for"]) == (
+        "absent(slurm_slurmctld_up)", "1m"), "the exporter's pod gone: no series left for `== 0` to match"
     assert {g["name"] for g in render_rules(45)["groups"]} == set(GROUP_PARTS)
     assert render_rules(45, Components(single_node=False, jupyterhub=False, token_service=False)) == {"groups": []}
