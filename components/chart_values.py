@@ -72,8 +72,11 @@ OWNED: dict[tuple[str, ...], str] = {
         "the proxy routes /hub/metrics from anywhere: only a token with the read:metrics scope (the metrics "
         "scraper's) may read it"),
 }
-_METRICS = ("the metrics scraper's hub service, its read:metrics role and its admission to the hub come from config "
-            "`metrics` (README \"Metrics and alerts\")")
+_METRICS = ("the metrics scraper's hub service and its read:metrics role come from config `metrics` (README "
+            "\"Metrics and alerts\")")
+# The hub's NetworkPolicy rules: with metrics the program's (the scraper's admission) come first and the user's
+# own rules follow (with_user_values()), so that neither takes the other's place.
+HUB_INGRESS = ("hub", "networkPolicy", "ingress")
 _EXTRA_FILE = "it is one of the stack's Slurm files or the user directory, at the paths of the image contract"
 
 
@@ -162,13 +165,11 @@ def _name(path: tuple) -> str:
 
 
 def owned_paths(program: Mapping) -> dict[tuple, str]:
-    """OWNED plus one entry per extraFiles entry, hub service and hub role the program sets, and its hub
-    NetworkPolicy ingress if it sets one."""
+    """OWNED plus one entry per extraFiles entry, hub service and hub role the program sets (its hub NetworkPolicy
+    rules are not owned: the user's are added after them, HUB_INGRESS)."""
     files = (program.get("singleuser") or {}).get("extraFiles") or {}
     hub = program.get("hub") or {}
     metrics = {("hub", part, name): _METRICS for part in ("services", "loadRoles") for name in hub.get(part) or {}}
-    if "ingress" in (hub.get("networkPolicy") or {}):
-        metrics[("hub", "networkPolicy", "ingress")] = _METRICS
     return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}, **metrics}
 
 
@@ -179,8 +180,8 @@ def owned_list() -> str:
         by_why.setdefault(why, []).append(f"`{'.'.join(path)}`")
     return "\n".join([*(f"- {', '.join(paths)}: {why}" for why, paths in by_why.items()),
                       f"- each `singleuser.extraFiles` entry the program sets: {_EXTRA_FILE}",
-                      "- with `metrics.enabled`, `hub.services.metrics-scraper`, `hub.loadRoles.metrics-scraper`, "
-                      f"`hub.networkPolicy.ingress`: {_METRICS}",
+                      "- with `metrics.enabled`, `hub.services.metrics-scraper`, `hub.loadRoles.metrics-scraper`: "
+                      f"{_METRICS} (your `hub.networkPolicy.ingress` rules are added after the scraper's)",
                       "- `kubespawner_override.TRAIT` in a profile of `singleuser.profileList`, for each "
                       "`hub.config.KubeSpawner.TRAIT` above"])
 
@@ -210,6 +211,9 @@ def with_user_values(program: Mapping, user: Mapping, defaults: Mapping, schema:
                               "nulls from a Release's values, so the default would stay",
                               "give the value you want instead of null")
     merged = helm_merge(program, user)
+    program_rules, user_rules = _get(program, HUB_INGRESS), _get(user, HUB_INGRESS)
+    if isinstance(program_rules, list) and isinstance(user_rules, list):
+        merged["hub"]["networkPolicy"]["ingress"] = [*program_rules, *user_rules]  # helm_merge's dicts: new ones
     check_schema(helm_merge(defaults, _plain(merged)), schema)
     return merged
 

@@ -16,7 +16,7 @@ from components.jupyterhub import hub_metrics_values
 from components.monitoring import GROUP_PARTS, PENDING_ALERT, RULES_KEY, render_rules
 from tests.unit.config_values import with_
 from tests.unit.harness import is_secret
-from tests.unit.stacks import run
+from tests.unit.stacks import run, stack_values
 
 T = "slurm-cloud-integration:index:"
 SECRET = "kubernetes:core/v1:Secret"
@@ -87,15 +87,27 @@ def test_a_user_may_not_turn_off_the_hubs_metrics_authentication_or_take_the_scr
     for values, key in [({"hub": {"config": {"JupyterHub": {"authenticate_prometheus": False}}}},
                          "jupyterhub.values.hub.config.JupyterHub.authenticate_prometheus"),
                         ({"hub": {"services": {"metrics-scraper": {"apiToken": "x" * 32}}}},
-                         "jupyterhub.values.hub.services.metrics-scraper"),
-                        ({"hub": {"networkPolicy": {"ingress": []}}}, "jupyterhub.values.hub.networkPolicy.ingress")]:
+                         "jupyterhub.values.hub.services.metrics-scraper")]:
         with pytest.raises(ConfigError) as err:
             parse(with_(jupyterhub={"chartVersion": "4.3.3", "values": values}))
         assert err.value.key == key, str(err.value)
-    # Control: other services and, with metrics off, the hub's ingress are the user's.
+    # Control: other services are the user's.
     parse(with_(jupyterhub={"chartVersion": "4.3.3", "values": {"hub": {"services": {"other": {"apiToken": "y" * 32}}}}}))
-    parse(with_(metrics={"enabled": False},
-                jupyterhub={"chartVersion": "4.3.3", "values": {"hub": {"networkPolicy": {"ingress": []}}}}))
+
+
+SITE_RULE = {"from": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"port": 8081, "protocol": "TCP"}]}
+
+
+def test_a_sites_own_hub_ingress_rules_come_after_the_scrapers():
+    """hub.networkPolicy.ingress is not the program's alone: the user's rules are added after the scraper's."""
+    values = {"hub": {"networkPolicy": {"ingress": [SITE_RULE]}}}
+    parse(with_(jupyterhub={"chartVersion": "4.3.3", "values": values}))  # accepted
+    result = run("dev", jupyterhub={**json.loads(stack_values("dev")["jupyterhub"]), "values": values})
+    assert hub(result)["networkPolicy"]["ingress"] == [
+        {"from": [SCRAPER], "ports": [{"protocol": "TCP", "port": 8081}]}, SITE_RULE]
+    # Control: without metrics the user's rules are all there is.
+    off = run("dev", metrics={"enabled": False}, jupyterhub={**json.loads(stack_values("dev")["jupyterhub"]), "values": values})
+    assert hub(off)["networkPolicy"]["ingress"] == [SITE_RULE]
 
 
 # --- the network graph -------------------------------------------------------------------------------------------
