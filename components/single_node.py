@@ -40,6 +40,16 @@ CAPABILITIES = (*pods.ROOT_START_CAPABILITIES, "SYS_PTRACE")
 EXPORTER = "/usr/local/bin/slurm-exporter"
 EXPORTER_UID = 341
 EXPORTER_PORT_NAME = "metrics"
+# Its (cpu, memory) requests and limits. A scrape runs up to five Slurm commands at once beside Python with
+# prometheus_client (about 30 MiB); the largest by far is the job list, squeue --json (24.11, 22.05: every job
+# slurmctld holds, finished ones for MinJobAge, 300 s, so a finished 1000-task array leaves 1000 records; 25.11+:
+# pending jobs only), whose JSON the exporter then parses. Measured with 1000 held jobs (tests/images/
+# test_slurm_exporter.py test_a_thousand_jobs_fit_the_pods_limits, Slurm 24.11, 250m CPU): squeue's RSS 157 MiB
+# (about 150 KiB a job), the exporter's 75 MiB, the container's peak 193 MiB; a scrape 1.7 s. So 512Mi holds
+# about 2500 jobs; 500m keeps a scrape of 2000-3500 jobs within the commands' 4 s timeout (past it the job figures
+# are left out, slurm_exporter_source_up{source="squeue"} 0; slurmctld_up, from scontrol ping, stays right).
+EXPORTER_REQUESTS = ("10m", "128Mi")
+EXPORTER_LIMITS = ("500m", "512Mi")
 MUNGE_SOCKET_DIR = "/run/munge"  # munged's socket directory, shared by the two containers
 
 
@@ -87,8 +97,9 @@ class SlurmSingleNodeArgs:
 
 def exporter_container(image: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
     """slurm-exporter: same image, its own uid from the start (no capability, read-only root), slurm.conf alone
-    (exporter_volumes()) and munged's socket directory; TCP probes (a scrape runs Slurm commands, too costly to
-    probe with)."""
+    (exporter_volumes()) and munged's socket directory; a TCP liveness probe (a scrape runs Slurm commands, too
+    costly to probe with) and no readiness probe: the pod's readiness is its daemons', so monitoring that fails
+    never takes Slurm's Service (or the controller's, components/distributed.py) away."""
     return pods.container(
         "slurm-exporter", image, run_as=EXPORTER_UID, command=[EXPORTER],
         env=pods.env({"SLURM_EXPORTER_PORT": str(metrics.EXPORTER_PORT), "SLURM_CONF": f"{pods.CONFIG_MOUNT}/slurm.conf",
@@ -98,10 +109,8 @@ def exporter_container(image: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="exporter-config", mount_path=pods.CONFIG_MOUNT,
                                                    read_only=True),
                        k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR, read_only=True)],
-        readiness_probe=pods.tcp_probe(metrics.EXPORTER_PORT, period=10),
         liveness_probe=pods.tcp_probe(metrics.EXPORTER_PORT, period=20, failures=3),
-        # Python with prometheus_client (about 30 MiB) and up to four Slurm commands at once during a scrape.
-        resources=pods.resources("10m", "64Mi", "250m", "128Mi"),
+        resources=pods.resources(*EXPORTER_REQUESTS, *EXPORTER_LIMITS),
     )
 
 

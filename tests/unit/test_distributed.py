@@ -213,6 +213,8 @@ def test_slurm_exporter_runs_beside_slurmctld():
     exporter = spec["containers"][1]
     assert exporter["securityContext"]["runAsUser"] == single_node.EXPORTER_UID
     assert not any(m["mountPath"] == "/etc/slurm-keys" for m in exporter["volumeMounts"])
+    assert "readinessProbe" not in exporter and "readinessProbe" in spec["containers"][0], \
+        "slurmctld's readiness is its own, never the exporter's"
 
 
 def test_every_pod_of_the_stack_is_behind_a_network_policy():

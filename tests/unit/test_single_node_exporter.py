@@ -70,7 +70,16 @@ def test_the_exporter_is_a_second_container_of_the_same_image(with_exporter):
     assert env["SLURM_CONF"] == f"{pods.CONFIG_MOUNT}/slurm.conf"
     assert exporter["livenessProbe"]["tcpSocket"]["port"] == metrics.EXPORTER_PORT
     limits = exporter["resources"]["limits"]
-    assert limits == {"cpu": "250m", "memory": "128Mi"}, "small: Python and a scrape's few Slurm commands"
+    assert limits == {"cpu": "500m", "memory": "512Mi"}, "sized for squeue --json of ~2500 jobs (single_node.py)"
+    assert exporter["resources"]["requests"] == {"cpu": "10m", "memory": "128Mi"}
+
+
+def test_the_exporter_never_makes_the_slurm_pod_not_ready(with_exporter):
+    """Monitoring that fails must not take Slurm's Service away: a liveness probe only, no readiness probe."""
+    found = containers(with_exporter)
+    assert "readinessProbe" not in found["slurm-exporter"], found["slurm-exporter"].get("readinessProbe")
+    assert "livenessProbe" in found["slurm-exporter"]
+    assert "readinessProbe" in found["slurm"], "control: the daemons' container decides the pod's readiness"
 
 
 def test_the_exporter_runs_as_its_own_user_with_nothing_of_root(with_exporter):
