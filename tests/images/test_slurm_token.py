@@ -289,6 +289,18 @@ def test_an_unreachable_hub_counts_as_hub_unreachable(start_service, hub):
     assert refused(s.figures(), "hub_unreachable") == 1 and s.figures()[(ISSUED,)] == 0
 
 
+def test_a_hub_answer_that_is_not_a_json_object_counts_as_hub_error(start_service, hub):
+    """A 200 whose body is not a JSON object (a proxy's page, a wrong JUPYTERHUB_API_URL): 502 hub_error, counted,
+    not a bare 500. The "hub" here is the service's own metrics listener (200, Prometheus' text), which answers
+    .../metrics?x=/user as /metrics."""
+    s = start_service(hub_api=f"http://127.0.0.1:{METRICS_PORT}/metrics?x=")
+    r = s.token(hub.user_token("alice")["token"])
+    assert r.status_code == 502 and "without a JSON object" in r.json()["error"], (r.status_code, r.text)
+    figures = s.figures()
+    assert refused(figures, "hub_error") == 1 and figures[(ISSUED,)] == 0
+    assert figures[(ANSWERED,)] == 1, "answered and timed like any request"
+
+
 # --- Slurm accepts what the service mints, in a pod without keys -------------------------------------------------
 def test_the_user_pod_holds_no_slurm_key(pod):
     """The premise of what follows: no munge key, no munged, no JWT key in the pod."""
