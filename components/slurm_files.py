@@ -66,8 +66,6 @@ class SlurmVersion:
     mail_prog: str  # MailProg=; 24.11+ refuse to start without an existing program
     mariadb_socket: str  # where this suite's MariaDB server and client library put/look for the socket
     sackd: bool  # the suite has sackd (Slurm 23.11+), which slurmrestd needs on a configless site (slurm-client image)
-    # SchedulerParameters=defer_batch (Slurm 23.02+; 22.05 reads the word as `defer`, which also defers srun/salloc)
-    defer_batch: bool = True
     # Dynamic nodes as the distributed deployment runs them (`slurmd -Z` registering into a NodeSet by Feature, the
     # nodes kept in slurmctld's state across its restarts): 23.02+. 22.05's dynamic nodes reach each other only through
     # the alias list (TreeWidth=65533, no NodeSet assignment at registration), which the deployment neither does nor
@@ -103,7 +101,7 @@ VERSIONS: dict[str, SlurmVersion] = {
     for v in (
         SlurmVersion(version="22.05", debian_suite="bookworm", rest_api_version="v0.0.38",
                      restd_plugins="openapi/v0.0.38,openapi/dbv0.0.38", cgroup_plugin=None, mail_prog="/bin/true",
-                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False, defer_batch=False, dynamic_nodes=False),
+                     mariadb_socket="/run/mysqld/mysqld.sock", sackd=False, dynamic_nodes=False),
         SlurmVersion(version="24.11", debian_suite="trixie", rest_api_version="v0.0.42",
                      restd_plugins="slurmctld,slurmdbd", cgroup_plugin="disabled", mail_prog="/bin/true",
                      mariadb_socket="/run/mysqld/mysqld.sock", sackd=True),
