@@ -44,10 +44,11 @@ EXPORTER_PORT_NAME = "metrics"
 # prometheus_client (about 30 MiB); the largest by far is the job list, squeue --json (24.11, 22.05: every job
 # slurmctld holds, finished ones for MinJobAge, 300 s, so a finished 1000-task array leaves 1000 records; 25.11+:
 # pending jobs only), whose JSON the exporter then parses. Measured with 1000 held jobs (tests/images/
-# test_slurm_exporter.py test_a_thousand_jobs_fit_the_pods_limits, Slurm 24.11, 250m CPU): squeue's RSS 157 MiB
-# (about 150 KiB a job), the exporter's 75 MiB, the container's peak 193 MiB; a scrape 1.7 s. So 512Mi holds
-# about 2500 jobs; 500m keeps a scrape of 2000-3500 jobs within the commands' 4 s timeout (past it the job figures
-# are left out, slurm_exporter_source_up{source="squeue"} 0; slurmctld_up, from scontrol ping, stays right).
+# test_slurm_exporter.py test_a_thousand_jobs_fit_the_pods_limits): Slurm 24.11 squeue's RSS 157 MiB (about
+# 150 KiB a job), the exporter's 76 MiB, the container's peak 198 MiB, a scrape 1.7 s at 250m CPU, 0.9 s at 500m;
+# 26.05 (pending only): 153, 85, 189 MiB, 1.0 s at 500m; 22.05: 50, 41, 71 MiB, 0.3 s. So 512Mi holds about 2500
+# jobs, and 500m keeps a scrape of up to about 3500 within the commands' 4 s timeout (past either the job figures
+# are left out, slurm_exporter_source_up{source="squeue"} 0, while slurmctld_up, from scontrol ping, stays right).
 EXPORTER_REQUESTS = ("10m", "128Mi")
 EXPORTER_LIMITS = ("500m", "512Mi")
 MUNGE_SOCKET_DIR = "/run/munge"  # munged's socket directory, shared by the two containers

@@ -27,8 +27,10 @@ PORT = metrics.EXPORTER_PORT
 TIMEOUT_S = 4  # the exporter's default per-command timeout (SLURM_EXPORTER_TIMEOUT)
 
 
-def start_exporter(node: SingleNode, munge_dir: str, name: str, port: int = PORT, env: tuple[str, ...] = ()) -> str:
-    """The exporter as the pod runs it, in `node`'s network namespace; returns the container's name."""
+def start_exporter(node: SingleNode, munge_dir: str, name: str, port: int = PORT, env: tuple[str, ...] = (),
+                   limits: tuple[str, ...] = ()) -> str:
+    """The exporter as the pod runs it, in `node`'s network namespace; returns the container's name. `limits`:
+    podman's --cpus/--memory arguments (the pod's limits: pod_limits())."""
     conf = os.path.join(node.files.client_config, "slurm.conf")  # slurm.conf alone, as the pod's ConfigMap item
     args = ["run", "-d", "--no-healthcheck", "--name", name, "--network", f"container:{node.name}",
             "--user", f"{single_node.EXPORTER_UID}:{single_node.EXPORTER_UID}", "--read-only", "--cap-drop=ALL",
@@ -37,8 +39,17 @@ def start_exporter(node: SingleNode, munge_dir: str, name: str, port: int = PORT
             "-e", f"SLURM_EXPORTER_PORT={port}"]
     for e in env:
         args += ["-e", e]
+    args += list(limits)
     podman(*args, "--entrypoint", single_node.EXPORTER, node.image)
     return name
+
+
+def pod_limits() -> tuple[str, ...]:
+    """The exporter container's CPU and memory limits in the pod (single_node.EXPORTER_LIMITS), as podman's."""
+    cpu, memory = single_node.EXPORTER_LIMITS
+    cpus = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    assert memory.endswith("Mi"), memory
+    return ("--cpus", f"{cpus:g}", "--memory", f"{int(memory[:-2])}m", "--memory-swap", f"{int(memory[:-2])}m")
 
 
 class Scrape(dict):
@@ -140,6 +151,26 @@ def test_pending_jobs_show_with_their_reason_and_wait(pair):
         node.exec("scancel", job, check=False)
 
 
+def irregular_array(count: int = 40) -> tuple[str, int]:
+    """An --array of `count` runs of 3 tasks with holes between (1-3,6-8,...): Slurm prints its task list as is,
+    longer than the 64 characters it cuts such lists to by default. (its --array value, its number of tasks)"""
+    return ",".join(f"{i}-{i + 2}" for i in range(1, 5 * count, 5)), 3 * count
+
+
+def test_an_irregular_arrays_pending_tasks_are_all_counted(pair):
+    node, _, _ = pair
+    tasks, count = irregular_array()
+    assert len(tasks) > 64
+    job = node.sbatch("--hold", f"--array={tasks}", "--wrap", "true")
+    try:
+        s = wait_figure(node, "the held array in the pending figures",
+                        lambda s: any(x.labels.get("reason") == "JobHeldUser"
+                                      for x in s.get("slurm_jobs_pending_reason", [])))
+        assert s.value("slurm_jobs_pending_reason", reason="JobHeldUser") == count
+    finally:
+        node.exec("scancel", job, check=False)
+
+
 def test_a_node_set_down_shows_in_the_node_figures(pair):
     node, _, _ = pair
     assert scrape(node.ip).value("slurm_nodes_down") == 0
@@ -206,17 +237,23 @@ def test_figures_come_from_slurmctld_own_endpoints_where_slurm_has_them(pair, ve
 
 def test_computed_figures_equal_slurmctld_own(pair, version):
     """On 25.11+ the exporter, told to compute (SLURM_EXPORTER_SOURCE=commands), gives what slurmctld's endpoints
-    give for the same state: one running job, one pending for resources, one held."""
+    give for the same state: one running job, one pending for resources, one held, a held irregular array and a
+    held job submitted to two partitions."""
     if not version_facts(version).openmetrics:
         pytest.skip(f"Slurm {version} has no metrics endpoints to compare with")
     node, _, munge_dir = pair
     computing = start_exporter(node, munge_dir, f"{pair[1]}-commands", port=PORT + 1,
                                env=("SLURM_EXPORTER_SOURCE=commands",))
+    node.exec("scontrol", "create", "partitionname=extra", "nodes=ALL", "state=up")
+    tasks, count = irregular_array()
     jobs = [node.sbatch("--wrap", "sleep 60"), node.sbatch("-N2", "--mem=2500", "--wrap", "sleep 60"),
-            node.sbatch("--hold", "--wrap", "true")]
+            node.sbatch("--hold", "--wrap", "true"), node.sbatch("--hold", f"--array={tasks}", "--wrap", "true"),
+            node.sbatch("--hold", "-p", "debug,extra", "--wrap", "true")]
+    pending = 3 + count
     try:
         wait_until(lambda: scrape(node.ip, PORT + 1).value("slurm_jobs_running") == 1
-                   and scrape(node.ip).value("slurm_jobs_pending") == 2, 30, "one job running, two pending")
+                   and scrape(node.ip).value("slurm_jobs_pending") == pending, 30,
+                   f"one job running, {pending} pending")
         ours, slurms = scrape(node.ip, PORT + 1), scrape(node.ip)
         assert ours["slurm_exporter_info"][0].labels["mode"] == "commands"
         compared = [n for n in ("slurm_jobs", "slurm_jobs_pending", "slurm_jobs_running", "slurm_jobs_hold",
@@ -227,6 +264,9 @@ def test_computed_figures_equal_slurmctld_own(pair, version):
                                 "slurm_partition_nodes", "slurm_partition_cpus", "slurm_partition_jobs",
                                 "slurm_partition_jobs_pending", "slurm_partition_jobs_running",
                                 "slurm_user_jobs_pending", "slurm_user_jobs_running", "slurm_schedule_cycle_cnt")]
+        missing = {n: (n in ours, n in slurms) for n in compared if not (ours.get(n) and slurms.get(n))}
+        assert missing == {}, f"figures absent (ours, slurmctld's): {missing}"
+        assert ours.value("slurm_jobs_pending") == pending
         differ = {n: (sorted((tuple(x.labels.items()), x.value) for x in ours.get(n, [])),
                       sorted((tuple(x.labels.items()), x.value) for x in slurms.get(n, [])))
                   for n in compared if sorted((tuple(x.labels.items()), x.value) for x in ours.get(n, []))
@@ -235,6 +275,7 @@ def test_computed_figures_equal_slurmctld_own(pair, version):
     finally:
         for job in jobs:
             node.exec("scancel", job, check=False)
+        node.exec("scontrol", "delete", "partitionname=extra", check=False)
         podman("rm", "-f", "-t", "2", computing, check=False)
 
 
@@ -248,3 +289,40 @@ def test_figures_of_a_scrape(pair):
     print(f"scrape {min(times):.2f}-{max(times):.2f}s, {series} series, exporter RSS {rss:.0f} MiB, "
           f"collect {s.value('slurm_exporter_collect_seconds'):.2f}s")
     assert series > 50
+
+
+def test_a_thousand_jobs_fit_the_pods_limits(pair, version):
+    """The exporter under the pod's CPU and memory limits (single_node.EXPORTER_LIMITS) with 1000 held jobs (1000
+    records, as a finished 1000-task array leaves for MinJobAge): every source answers within its timeout and the
+    container stays below its memory limit. Prints the figures single_node.py's sizing comment quotes."""
+    node, exporter, munge_dir = pair
+    limited = start_exporter(node, munge_dir, f"{exporter}-limited", port=PORT + 2, limits=pod_limits())
+    node.exec("sh", "-c", "for i in $(seq 1000); do sbatch --hold --parsable --wrap true >/dev/null || exit 1; done",
+              timeout=300)
+    try:
+        wait_until(lambda: scrape(node.ip, PORT + 2).value("slurm_jobs_pending") >= 1000
+                   if not version_facts(version).openmetrics else
+                   scrape(node.ip, PORT + 2).value("slurm_jobs_pending_reason", reason="JobHeldUser") >= 1000,
+                   60, "1000 held jobs in the figures", lambda: podman("logs", limited, check=False).stderr)
+        scrapes = [scrape(node.ip, PORT + 2) for _ in range(3)]
+        up = {x.labels["source"]: x.value for x in scrapes[-1]["slurm_exporter_source_up"]}
+        assert set(up.values()) == {1.0}, up
+        # The container's memory high-water mark (cgroup v1 or v2), and the squeue child's alone.
+        peak = podman("exec", limited, "sh", "-c", "cat /sys/fs/cgroup/memory.peak 2>/dev/null || "
+                      "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes", check=False).stdout.strip()
+        child = podman("exec", limited, "python3", "-c", "import resource, subprocess, os; subprocess.run("
+                       "['squeue', '--json', '--states=" + ("PENDING" if version_facts(version).openmetrics else "all")
+                       + "'], stdout=subprocess.DEVNULL, env={**os.environ, 'SLURM_BITSTR_LEN': '0'}); "
+                       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)", check=False).stdout.strip()
+        hwm = podman("exec", limited, "grep", "VmHWM", "/proc/1/status", check=False).stdout.split()
+        status = podman("inspect", "--format", "{{.State.Status}} {{.State.OOMKilled}}", limited).stdout.strip()
+        print(f"\n1000 held jobs, Slurm {version}, limits {single_node.EXPORTER_LIMITS}: scrape "
+              f"{min(x.seconds for x in scrapes):.2f}-{max(x.seconds for x in scrapes):.2f}s, collect "
+              f"{max(x.value('slurm_exporter_collect_seconds') for x in scrapes):.2f}s; container memory peak "
+              f"{int(peak or 0) / 2 ** 20:.0f} MiB, exporter VmHWM {int(hwm[1]) / 1024 if hwm else 0:.0f} MiB, "
+              f"squeue --json max RSS {int(child or 0) / 1024:.0f} MiB; {status}")
+        assert status == "running false", status
+        assert max(x.seconds for x in scrapes) < TIMEOUT_S + 2
+    finally:
+        node.exec("sh", "-c", "scancel --state=PENDING --user=root", check=False)
+        podman("rm", "-f", "-t", "2", limited, check=False)

@@ -140,6 +140,14 @@ def test_an_irregular_arrays_pending_tasks_are_all_counted(monkeypatch):
     assert exporter.task_count({"array_task_string": "1-996:5"}) == 200
 
 
+def test_a_cancelled_arrays_record_counts_its_tasks_in_the_jobs_total(monkeypatch):
+    """slurmctld's slurm_jobs counts an array record's tasks (array_recs->task_cnt) whatever its state; the state
+    figures count a finished one once."""
+    figures = scrape(monkeypatch, Slurm(jobs=[job(["CANCELLED"], array_task_string="1-3,6-8"), job(["RUNNING"])]))
+    assert value(figures, "slurm_jobs") == 7
+    assert value(figures, "slurm_jobs_cancelled") == 1 and value(figures, "slurm_jobs_running") == 1
+
+
 # --- Slurm 22.05's job state strings ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("state, counted, not_counted", [
     ("COMPLETING", {"completing": 1, "finished": 1, "started": 1}, ("running", "pending", "completed")),
