@@ -9,6 +9,9 @@ APP_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kube
               "app.kubernetes.io/managed-by")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 KEY_MODE = 0o400
+# Containers beside a workload's own whose failure must not make the pod NotReady (no readiness probe): the
+# monitoring of Slurm (components/single_node.py exporter_container()).
+NOT_READINESS_GATED = {"slurm-exporter"}
 
 
 def check_workload(workload: dict) -> None:
@@ -29,7 +32,8 @@ def check_workload(workload: dict) -> None:
         i["mode"] == KEY_MODE for s in keys["sources"] for i in s["secret"]["items"]), f"{name}: key modes"
     for c in spec["containers"]:
         assert DIGEST.search(c["image"]), f"{name}: image {c['image']} is not pinned by digest"
-        assert c.get("readinessProbe") and c.get("livenessProbe"), f"{name}/{c['name']}: probes"
+        assert c.get("livenessProbe"), f"{name}/{c['name']}: liveness probe"
+        assert c.get("readinessProbe") or c["name"] in NOT_READINESS_GATED, f"{name}/{c['name']}: readiness probe"
         assert c.get("terminationMessagePolicy") == "FallbackToLogsOnError", \
             f"{name}/{c['name']}: a failed container's log tail must reach its status (components/pods.py container())"
         assert c["resources"]["requests"] and c["resources"]["limits"], f"{name}/{c['name']}: resources"
