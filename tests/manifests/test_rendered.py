@@ -32,7 +32,8 @@ KUBERNETES_VERSIONS = ("1.32.0", "1.33.0", "1.34.0", "1.35.0")  # the versions t
 # What the local stack (single node, slurmrestd, JupyterLab; no JupyterHub) renders.
 # Slurm files and the user directory (ConfigMaps); slurmrestd, JupyterLab and the token service (Deployments,
 # Services, NetworkPolicies, with the single node's); the shared home's claim.
-EXPECTED_KINDS = {"Namespace": 1, "ConfigMap": 2, "Secret": 4, "StatefulSet": 1, "Deployment": 3, "Service": 4,
+# The metrics (on by default) add a Secret (the hub's scraper token) and a ConfigMap (the alert rules).
+EXPECTED_KINDS = {"Namespace": 1, "ConfigMap": 3, "Secret": 5, "StatefulSet": 1, "Deployment": 3, "Service": 4,
                   "NetworkPolicy": 4, "PersistentVolumeClaim": 1}
 
 
