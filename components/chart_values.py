@@ -41,7 +41,8 @@ _UID = ("each user's server runs as their directory uid, gid and groups (hub.ext
 _FSGID = "the fsGroup is the user's own group (hub.extraConfig.slurmUsers), so no other group reaches the server"
 _CMD = "the image's entrypoint starts jupyterhub-singleuser only after its identity and authentication checks"
 _HOME = "the users' homes are the shared home claim, mounted at `/home/<user>` as on the Slurm nodes"
-_USERS = "only users of the stack's directory (config users) may log in; change `users` instead"
+_USERS = ("only users of the stack's directory may log in; change `users` instead (with `ldap`, the site's directory "
+          "and `ldap.loginGroup` decide)")
 _CLEANUP = ("the chart sets it to its own labels and `app.kubernetes.io/managed-by: kubespawner`, by which the stack's "
             "UserServers finds the user servers to remove before the home claim (components/user_servers.py); add "
             "labels with `singleuser.extraLabels` instead")
@@ -78,6 +79,12 @@ _METRICS = ("the metrics scraper's hub service and its read:metrics role come fr
 # own rules follow (with_user_values()), so that neither takes the other's place.
 HUB_INGRESS = ("hub", "networkPolicy", "ingress")
 _EXTRA_FILE = "it is one of the stack's Slurm files or the user directory, at the paths of the image contract"
+# With config `ldap`, the LDAPAuthenticator settings the program makes of it (components/jupyterhub.py
+# ldap_authenticator_config()); the spawn hook reads the same directory.
+LDAP_SECTION = ("hub", "config", "LDAPAuthenticator")
+_LDAP = ("logins check the site's directory of config `ldap`, the one the spawn hook reads each user's ids from; "
+         "change `ldap` instead (its other settings are yours, as is another `hub.config.JupyterHub."
+         "authenticator_class`)")
 
 
 def helm_merge(base: Any, override: Any) -> Any:
@@ -165,12 +172,13 @@ def _name(path: tuple) -> str:
 
 
 def owned_paths(program: Mapping) -> dict[tuple, str]:
-    """OWNED plus one entry per extraFiles entry, hub service and hub role the program sets (its hub NetworkPolicy
-    rules are not owned: the user's are added after them, HUB_INGRESS)."""
+    """OWNED plus one entry per extraFiles entry, hub service, hub role and (config `ldap`) LDAPAuthenticator setting
+    the program sets (its hub NetworkPolicy rules are not owned: the user's are added after them, HUB_INGRESS)."""
     files = (program.get("singleuser") or {}).get("extraFiles") or {}
     hub = program.get("hub") or {}
     metrics = {("hub", part, name): _METRICS for part in ("services", "loadRoles") for name in hub.get(part) or {}}
-    return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}, **metrics}
+    ldap = {LDAP_SECTION + (name,): _LDAP for name in _get(program, LDAP_SECTION) or {}}
+    return {**OWNED, **{("singleuser", "extraFiles", name): _EXTRA_FILE for name in files}, **metrics, **ldap}
 
 
 def owned_list() -> str:
@@ -182,6 +190,7 @@ def owned_list() -> str:
                       f"- each `singleuser.extraFiles` entry the program sets: {_EXTRA_FILE}",
                       "- with `metrics.enabled`, `hub.services.metrics-scraper`, `hub.loadRoles.metrics-scraper`: "
                       f"{_METRICS} (your `hub.networkPolicy.ingress` rules are added after the scraper's)",
+                      f"- with `ldap`, each `hub.config.LDAPAuthenticator` setting the program sets: {_LDAP}",
                       "- `kubespawner_override.TRAIT` in a profile of `singleuser.profileList`, for each "
                       "`hub.config.KubeSpawner.TRAIT` above"])
 

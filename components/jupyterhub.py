@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import chart_values, directory, pods
+from components import chart_values, directory, ldap, pods
 from components.errors import ConfigError
 from components.labels import PART_OF
 from components.metrics import scrape_annotations
@@ -37,6 +37,11 @@ RELEASE = "jupyterhub"
 PROXY_SERVICE = "proxy-public"  # the chart's fixed name (fullnameOverride "")
 NOTEBOOK_CMD = "jupyterhub-singleuser"
 LOGIN_NOTE = "Only the users of this Slurm cluster's user directory can log in."
+LDAP_LOGIN_NOTE = "Log in with your account of the site's directory."
+# jupyterhub-ldapauthenticator 2.0.2, which the official hub image pins (z2jh 4.3.3 images/hub/requirements.txt, with
+# ldap3 2.9.1); it registers no entry point, so the class by its import path.
+LDAP_AUTHENTICATOR = "ldapauthenticator.LDAPAuthenticator"
+LDAP_SECTION = "LDAPAuthenticator"
 PASSWORD_LENGTH = 32
 
 
@@ -79,6 +84,169 @@ c.KubeSpawner.supplemental_gids = lambda spawner: slurm_user(spawner)["supplemen
 """
 
 
+@dataclass(frozen=True)
+class HubLdap:
+    """The site's directory as the hub uses it (config `ldap`): logins, and each user's ids at spawn."""
+
+    settings: ldap.Settings
+    bind_password: Optional[pulumi.Input[str]] = None  # with settings.bind_dn
+    login_group: Optional[str] = None  # a posixGroup's cn: only its members (memberUid) may log in
+
+
+def hub_ldap_of(config_ldap: Any) -> Optional[HubLdap]:
+    """HubLdap of config `ldap` (components/config/table.py Ldap, or None: no directory), the password kept secret."""
+    if config_ldap is None:
+        return None
+    password = config_ldap.bind_password
+    return HubLdap(settings=config_ldap.settings, login_group=config_ldap.login_group,
+                   bind_password=None if password is None else pulumi.Output.secret(password))
+
+
+def ldap_authenticator_config(hub_ldap: HubLdap) -> dict[str, Any]:
+    """hub.config.LDAPAuthenticator for jupyterhub-ldapauthenticator 2.0.2 (ldapauthenticator.py): the login name is
+    looked up as a posixAccount's `uid` (with ldap.userFilter) under the base DN, bound as the bind DN (lookup_dn),
+    and the user's password is checked by binding as the entry found. It takes one server: the first of ldap.uri.
+    TLS as nslcd's: ldaps:// is `on_connect`, StartTLS `before_bind`, both checking the server's certificate against
+    the site's CA (ldap3's Tls: ca_certs_data, validate 2 = ssl.CERT_REQUIRED, and its host name); plain ldap://
+    is `insecure`. With a login group, `search_filter` (searched under user_search_base, bound as the user) must find
+    exactly that group with the user as a memberUid; `allow_all` then admits whoever passed both (the authenticator's
+    check_allowed: search_filter alone admits no one)."""
+    settings = hub_ldap.settings
+    match = ldap.URI.match(settings.uri.split()[0])
+    scheme, host, port = match.group(1), match.group(2).strip("[]"), match.group(4)
+    ldaps = scheme == "ldaps"
+
+    def template(text: Optional[str]) -> str:  # the authenticator str.format()s its filters: literal braces doubled
+        return (text or "").replace("{", "{{").replace("}", "}}")
+
+    cfg: dict[str, Any] = {
+        "server_address": host,
+        "server_port": int(port[1:]) if port else 636 if ldaps else 389,
+        "tls_strategy": "on_connect" if ldaps else "before_bind" if settings.start_tls else "insecure",
+        "lookup_dn": True,
+        "user_search_base": settings.base_dn,
+        "user_attribute": "uid",
+        "lookup_dn_user_dn_attribute": "uid",
+        "lookup_dn_search_filter": f"(&(objectClass=posixAccount){template(settings.user_filter)}"
+                                   "({login_attr}={login}))",
+        "allow_all": True,
+    }
+    if settings.tls:
+        cfg["tls_kwargs"] = {"ca_certs_data": settings.ca, "validate": 2}
+    if settings.bind_dn:
+        cfg |= {"lookup_dn_search_user": settings.bind_dn, "lookup_dn_search_password": hub_ldap.bind_password}
+    if hub_ldap.login_group:
+        cfg["search_filter"] = (f"(&(objectClass=posixGroup){template(settings.group_filter)}"
+                                f"(cn={template(hub_ldap.login_group)})(memberUid={{username}}))")
+    return cfg
+
+
+# The spawn hook with config `ldap` (hub_ldap_extra_config()): the code after the directory's settings.
+_LDAP_HOOK = r'''
+# The bind password: hub.config's (the chart keeps its values in the hub's Secret), not this code's.
+SLURM_DIRECTORY_PASSWORD = getattr(c.LDAPAuthenticator, "lookup_dn_search_password", None)
+
+
+class SlurmDirectoryError(Exception):
+    """Why a user's server cannot start as them (JupyterHub shows it to the user)."""
+
+
+def slurm_directory_connection(directory, password):
+    """A connection bound as the bind DN to the first of the directory's servers that answers."""
+    import ldap3
+    from ldap3.core.exceptions import LDAPBindError, LDAPException
+
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_data=directory["ca"]) if directory["ca"] else None
+    failures = []
+    for uri in directory["uris"]:
+        server = ldap3.Server(uri, tls=tls, connect_timeout=directory["connect_timeout_s"])
+        try:
+            return ldap3.Connection(
+                server, user=directory["bind_dn"], password=password, read_only=True,
+                receive_timeout=directory["timeout_s"],
+                auto_bind=ldap3.AUTO_BIND_TLS_BEFORE_BIND if directory["start_tls"] else ldap3.AUTO_BIND_NO_TLS)
+        except LDAPBindError as e:
+            raise SlurmDirectoryError(f"the site's directory ({uri}) refused the hub's bind: {e}") from None
+        except LDAPException as e:
+            failures.append(f"{uri}: {e}")
+    raise SlurmDirectoryError("the site's directory cannot be reached (" + "; ".join(failures) + ")")
+
+
+def slurm_directory_ids(name, directory=SLURM_DIRECTORY, password=SLURM_DIRECTORY_PASSWORD):
+    """{"uid", "gid", "supplemental_gids"} of the directory's posixAccount `name` and the posixGroups that list it
+    (memberUid, or member by its DN), as nslcd resolves them; SlurmDirectoryError saying why not."""
+    from ldap3.utils.conv import escape_filter_chars
+
+    low, high = directory["min_id"], directory["max_id"]
+    conn = slurm_directory_connection(directory, password)
+    try:
+        who = escape_filter_chars(name)
+        conn.search(directory["base_dn"], f"(&(objectClass=posixAccount){directory['user_filter']}(uid={who}))",
+                    attributes=["uidNumber", "gidNumber"], time_limit=directory["timeout_s"])
+        if len(conn.entries) != 1:
+            raise SlurmDirectoryError(
+                f"{name} is not in the site's directory" if not conn.entries else
+                f"{name} is {len(conn.entries)} entries of the site's directory, not one")
+        entry = conn.entries[0]
+        found = entry.entry_attributes_as_dict
+        uid, gid = (int(found[a][0]) if found.get(a) else None for a in ("uidNumber", "gidNumber"))
+        for what, value in (("uid", uid), ("gid", gid)):
+            if value is None or not low <= value <= high:
+                raise SlurmDirectoryError(f"{name}'s {what} in the site's directory is {value}, outside {low}-{high}, "
+                                          "the ids this cluster's users have: their server may not start")
+        conn.search(directory["base_dn"],
+                    f"(&(objectClass=posixGroup){directory['group_filter']}"
+                    f"(|(memberUid={who})(member={escape_filter_chars(entry.entry_dn)})))",
+                    attributes=["gidNumber"], time_limit=directory["timeout_s"])
+        groups = {int(g.entry_attributes_as_dict["gidNumber"][0]) for g in conn.entries
+                  if g.entry_attributes_as_dict.get("gidNumber")}
+        # A group outside the users' range (a system group's id) is never given to a server.
+        return {"uid": uid, "gid": gid, "supplemental_gids": sorted(g for g in groups if low <= g <= high and g != gid)}
+    finally:
+        conn.unbind()
+
+
+async def slurm_pre_spawn_hook(spawner):
+    # ldap3 blocks: off the hub's event loop.
+    spawner.slurm_directory_ids = await asyncio.to_thread(slurm_directory_ids, spawner.user.name)
+
+
+def slurm_user(spawner):
+    ids = getattr(spawner, "slurm_directory_ids", None)
+    if ids is None:
+        raise ValueError(f"{spawner.user.name}'s ids were not looked up in the site's directory: KubeSpawner."
+                         "pre_spawn_hook is no longer the one of hub.extraConfig.slurmUsers")
+    return ids
+
+
+c.KubeSpawner.pre_spawn_hook = slurm_pre_spawn_hook
+c.KubeSpawner.uid = lambda spawner: slurm_user(spawner)["uid"]
+c.KubeSpawner.gid = lambda spawner: slurm_user(spawner)["gid"]
+c.KubeSpawner.fs_gid = lambda spawner: slurm_user(spawner)["gid"]
+c.KubeSpawner.supplemental_gids = lambda spawner: slurm_user(spawner)["supplemental_gids"]
+'''
+
+
+def hub_ldap_extra_config(settings: ldap.Settings) -> str:
+    """hub.extraConfig.slurmUsers with config `ldap`: a KubeSpawner pre_spawn_hook (jupyterhub 5.4.4 awaits it before
+    the spawner starts) looks the user up in the site's directory with ldap3 (the hub image's, a dependency of
+    jupyterhub-ldapauthenticator) and KubeSpawner's uid, gid, fs_gid and supplemental_gids callables give the ids it
+    found. A user the directory does not have, or whose uid or gid is outside directory.MIN_ID-MAX_ID (root's, an
+    image's), or a directory that cannot be reached, gets a spawn error saying so. Every server found in ldap.uri is
+    tried in order, with nslcd's timeouts; the CA is checked as nslcd does. The bind password is read from
+    hub.config.LDAPAuthenticator (ldap_authenticator_config()), so that this code holds no secret."""
+    settings_json = {
+        "uris": settings.uri.split(), "base_dn": settings.base_dn, "bind_dn": settings.bind_dn,
+        "start_tls": settings.start_tls, "ca": settings.ca if settings.tls else None,
+        "user_filter": settings.user_filter or "", "group_filter": settings.group_filter or "",
+        "min_id": directory.MIN_ID, "max_id": directory.MAX_ID,
+        "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
+    }
+    return ("# Made by slurm-cloud-integration (components/jupyterhub.py): each user's ids from the site's LDAP "
+            "directory.\nimport asyncio\nimport ssl\n\n"
+            f"SLURM_DIRECTORY = {settings_json!r}\n" + _LDAP_HOOK)
+
+
 def hub_metrics_values(token: pulumi.Input[str], ingress: Sequence[dict], annotate: bool) -> dict[str, Any]:
     """The chart values that serve the hub's /hub/metrics to the metrics scraper only (z2jh 4.3.3, jupyterhub 5.4.4):
     - hub.services.SCRAPER_SERVICE.apiToken `token` and hub.loadRoles.SCRAPER_SERVICE giving that service
@@ -108,7 +276,8 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                       slurm_env: Optional[Mapping[str, str]] = None,
                       hub_password: pulumi.Input[str], egress: Sequence[dict],
                       image_pull_secret: Optional[pulumi.Input[str]] = None,
-                      metrics: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                      metrics: Optional[Mapping[str, Any]] = None,
+                      hub_ldap: Optional[HubLdap] = None) -> dict[str, Any]:
     """The chart values (with `metrics`, hub_metrics_values(), merged in): notebook image by digest, Slurm files and the user directory as extraFiles, each user
     as themselves with their home on the shared claim, no key of the cluster, tight defaults.
 
@@ -129,6 +298,10 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
       (jupyter-entrypoint) always runs.
     - `hub.config.Authenticator.allowed_users`: JupyterHub itself refuses anyone else, whichever authenticator;
       `template_vars.announcement_login` says so on the login page (jupyterhub 5.4.4 templates/login.html).
+    - With `hub_ldap` (config `ldap`): no static users; logins check the site's directory (LDAPAuthenticator,
+      ldap_authenticator_config(), the bind password as `hub_ldap.bind_password`, an Output kept secret) unless the
+      user's values choose another authenticator_class, and hub.extraConfig.slurmUsers (hub_ldap_extra_config())
+      looks each user's ids up there at spawn. allowed_users stays empty: the directory (and loginGroup) decides.
     """
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
@@ -150,8 +323,14 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
                 # allow_existing_users would also let in whoever the hub's database has (its default once
                 # allowed_users is set, jupyterhub 5.4.4 auth.py), such as a user removed from `users`.
                 "Authenticator": {"allowed_users": sorted(u.name for u in users), "allow_existing_users": False},
+            } if hub_ldap is None else {
+                "JupyterHub": {"authenticator_class": LDAP_AUTHENTICATOR,
+                               "template_vars": {"announcement_login": LDAP_LOGIN_NOTE}},
+                LDAP_SECTION: ldap_authenticator_config(hub_ldap),
+                "Authenticator": {"allowed_users": [], "allow_existing_users": False},
             },
-            "extraConfig": {"slurmUsers": hub_extra_config(users, groups)},
+            "extraConfig": {"slurmUsers": hub_extra_config(users, groups) if hub_ldap is None
+                            else hub_ldap_extra_config(hub_ldap.settings)},
         },
         # Not on a public load balancer by default: reach it with kubectl port-forward or your own Ingress.
         "proxy": {"service": {"type": "ClusterIP"}},
@@ -175,18 +354,23 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
 
 
 def check_user_values(chart: tuple[dict, dict], user_values: Mapping[str, Any],
-                      users: Sequence[directory.User], metrics: bool = False) -> None:
+                      users: Sequence[directory.User], metrics: bool = False,
+                      hub_ldap: Optional[HubLdap] = None) -> None:
     """Raises ConfigError if the user's chart values (config jupyterhub.values(File)) set what the program owns,
     fail the chart's schema (`chart`: load_chart()'s defaults and schema), or make admins of names outside the
     directory (`users`): JupyterHub 5.4.4 adds admin_users to the allowed users (app.py), so they could log in and
-    then never get a server; `metrics`: the program serves the hub's metrics (config metrics.enabled), so owns
+    then never get a server (with `hub_ldap`, config `ldap`, the directory is not read at preview: such an admin gets
+    the spawn hook's error); `metrics`: the program serves the hub's metrics (config metrics.enabled), so owns
     their settings too. config.parse() calls it, so that `pulumi up` without a preview creates nothing either;
     the values here stand in for the program's Outputs, JupyterHub merges the real ones."""
     program = jupyterhub_values(image_name="image", image_tag="tag", config_files=dict.fromkeys(CONFIG_FILES, ""),
                                 users=users, groups={g: 0 for u in users for g in u.groups}, home_claim="home",
                                 token_url="url", hub_password="", egress=[],
-                                metrics=hub_metrics_values("token", [{}], annotate=True) if metrics else None)
+                                metrics=hub_metrics_values("token", [{}], annotate=True) if metrics else None,
+                                hub_ldap=hub_ldap)
     merged = chart_values.with_user_values(program, user_values, *chart)
+    if hub_ldap is not None:
+        return
     admins = ((merged["hub"].get("config") or {}).get("Authenticator") or {}).get("admin_users") or []
     outside = sorted(set(admins) - {u.name for u in users})
     if outside:
@@ -216,23 +400,28 @@ class JupyterHubArgs:
     values_secret: bool = False  # the user's values came from a secret config key
     user_servers: Optional[pulumi.Resource] = None  # components/user_servers.UserServers: deleted after the Release
     metrics: Optional[Mapping[str, Any]] = None  # hub_metrics_values(), with config metrics.enabled
+    hub_ldap: Optional[HubLdap] = None  # config `ldap`: logins and each user's ids from the site's directory
 
 
 class JupyterHub(pulumi.ComponentResource):
-    """Outputs: `url` (in-cluster), `password` (secret; of every directory user), `release_name`."""
+    """Outputs: `url` (in-cluster), `password` (secret; of every directory user; None with config `ldap`, whose users
+    log in with their directory password), `release_name`."""
 
     def __init__(self, name: str, args: JupyterHubArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:JupyterHub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        password = random.RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, special=False,
-                                         keepers={"rotation": args.rotation}, opts=child)
-        self.password = pulumi.Output.secret(password.result)
+        self.password: Optional[pulumi.Output[str]] = None
+        if args.hub_ldap is None:
+            password = random.RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, special=False,
+                                             keepers={"rotation": args.rotation}, opts=child)
+            self.password = pulumi.Output.secret(password.result)
         image = pulumi.Output.from_input(args.notebook_image).apply(lambda ref: split_image_ref(ref, args.image_tag))
         program = jupyterhub_values(
             image_name=image[0], image_tag=image[1], config_files=args.config_files, slurm_env=args.slurm_env,
             users=args.users, groups=args.groups, home_claim=args.home_claim, token_url=args.token_url,
-            hub_password=self.password,
-            egress=args.egress, image_pull_secret=args.image_pull_secret, metrics=args.metrics)
+            hub_password=self.password or "",
+            egress=args.egress, image_pull_secret=args.image_pull_secret, metrics=args.metrics,
+            hub_ldap=args.hub_ldap)
         values = chart_values.with_user_values(program, args.user_values, *args.chart)
         if args.values_secret:
             values = pulumi.Output.secret(values)

@@ -16,7 +16,7 @@ from components.config import StackConfig
 from components.images import CLIENT, JUPYTER, NOTEBOOK, SINGLE_NODE, SlurmImages, SlurmImagesArgs
 from components.jupyter import PORT as JUPYTER_PORT
 from components.jupyter import SlurmJupyter, SlurmJupyterArgs
-from components.jupyterhub import PROXY_SERVICE, JupyterHub, JupyterHubArgs, hub_metrics_values
+from components.jupyterhub import PROXY_SERVICE, JupyterHub, JupyterHubArgs, hub_ldap_of, hub_metrics_values
 from components.keys import SlurmKeys, SlurmKeysArgs
 from components.labels import labels
 from components.monitoring import TOKEN_KEY, Monitoring, MonitoringArgs
@@ -269,7 +269,11 @@ def deploy_jupyterhub(core: Core, token_url: pulumi.Input[str], servers: Optiona
         config_files=core.slurm.files, slurm_env=core.slurm.client_env, users=cfg.directory, groups=cfg.groups,
         home_claim=core.home_claim, token_url=token_url, egress=core.network.egress(network.HUB_USERS),
         rotation=cfg.key_rotation, image_pull_secret=core.pull_secret, user_values=cfg.jupyterhub.values,
-        values_secret=cfg.jupyterhub.values_secret, user_servers=servers, metrics=metrics), opts=core.opts)
+        values_secret=cfg.jupyterhub.values_secret, user_servers=servers, metrics=metrics,
+        hub_ldap=hub_ldap_of(cfg.ldap)), opts=core.opts)
+    if hub.password is None:  # config `ldap`: each user's own password of the site's directory
+        return {"jupyterhubUrl": hub.url,
+                "jupyterhubAccess": f"{hub_address(core)} and log in with an account of the site's directory"}
     return {"jupyterhubUrl": hub.url,
             "jupyterhubAccess": f"{hub_address(core)} and log in as a user of `users` with the password of "
                                 f"{SHOW_SECRET.format('jupyterhubPassword')}",

@@ -24,7 +24,7 @@ from components.config.rules import check_rules
 from components.config.schema import parse_table
 from components.config.table import StackConfig
 from components.errors import PROJECT
-from components.jupyterhub import check_user_values
+from components.jupyterhub import check_user_values, hub_ldap_of
 
 
 def load(project_dir: str = ".") -> StackConfig:
@@ -55,6 +55,7 @@ def parse(values: dict[str, Any], secret_keys: typing.AbstractSet[str] = frozens
     check_rules(cfg)
     if cfg.components.jupyterhub:
         chart = load_chart(cfg.jupyterhub.chart_version, cfg.jupyterhub.chart_repo)
-        check_user_values(chart, cfg.jupyterhub.values, cfg.directory, metrics=cfg.metrics.enabled)
+        check_user_values(chart, cfg.jupyterhub.values, cfg.directory, metrics=cfg.metrics.enabled,
+                          hub_ldap=hub_ldap_of(cfg.ldap))
         cfg = replace(cfg, jupyterhub=replace(cfg.jupyterhub, chart=chart))
     return cfg
