@@ -90,12 +90,15 @@ def make_test_ca(directory: str, hostname: str = HOSTNAME) -> None:
     def ssl(*args: str) -> None:
         run("openssl", *args, timeout=60)
     d = directory
+    # keyUsage on the CA and the key identifiers on the server's: Python 3.13's default TLS context (the hub's ldap3)
+    # verifies strictly (VERIFY_X509_STRICT) and refuses a CA without them, as a site's real CA has them.
     ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sci test CA",
-        "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}", "-keyout", f"{d}/server.key",
         "-out", f"{d}/server.csr")
     with open(f"{d}/ext.cnf", "w") as f:
-        f.write(f"subjectAltName=DNS:{hostname}\nextendedKeyUsage=serverAuth\n")
+        f.write(f"subjectAltName=DNS:{hostname}\nextendedKeyUsage=serverAuth\n"
+                "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
     ssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
         "-days", "2", "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.crt")
     os.remove(f"{d}/ca.key")

@@ -19,6 +19,9 @@ The chart's semantics, kept here:
 - hub.config is passed through after the rest, section by section, without the secrets the chart seeds itself; a
   section name that is not a class name fails, as in the chart. Then hub.extraConfig's entries run, in the order of
   their keys (exec, with `c` in scope).
+  With config `ldap` the program's LDAPAuthenticator section (its bind password included) and its spawn hook
+  (hub.extraConfig.slurmUsers, which reads that password from `c`) travel these two ways; the test hub's image has
+  jupyterhub-ldapauthenticator and ldap3 at the official hub image's versions for them.
 - The proxy's auth token is not in the configuration: hub and proxy read CONFIGPROXY_AUTH_TOKEN from the `hub`
   Secret (the chart's hub/deployment.yaml and proxy/deployment.yaml); JupyterHub reads that variable by default.
 

@@ -113,3 +113,125 @@ def test_kubespawner_makes_each_users_pod_as_that_user(made):
 def test_a_user_outside_the_directory_gets_no_pod(made):
     assert made[OUTSIDER] == {"error": f"ValueError: {OUTSIDER} is not in the Slurm cluster's user directory "
                                        "(config users)"}
+
+
+# --- config `ldap` (issue 23): logins and each user's ids from a real slapd (tests/ldap_directory.py) ------------------
+LDAP_SCRIPT = r'''
+import asyncio, json, os, time
+from kubernetes_asyncio.client import ApiClient
+from kubespawner import KubeSpawner
+from ldapauthenticator import LDAPAuthenticator
+from traitlets.config import PyFileConfigLoader
+
+with open(os.environ["KUBECONFIG"], "w") as f:  # names no reachable server: nothing is contacted
+    f.write("apiVersion: v1\nkind: Config\nclusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+            "users: [{name: x, user: {token: x}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\n"
+            "current-context: x\n")
+
+class User:
+    def __init__(self, name):
+        self.name = self.escaped_name = name
+        self.id, self.url = 1, f"/user/{name}/"
+
+async def main():  # one line of JSON per login ({"login", "user"}) and per spawn ({"spawn", "pod" or "error", "s"})
+    plain = ApiClient().sanitize_for_serialization
+    config = PyFileConfigLoader("jupyterhub_config.py", path="/cfg").load_config()
+    auth = LDAPAuthenticator(config=config)
+    for login in json.loads(os.environ["LOGINS"]):
+        user = await auth.get_authenticated_user(None, {"username": login[0], "password": login[1]})
+        print(json.dumps({"login": login, "user": user and user["name"]}))
+    for name in os.environ["USERS"].split():
+        spawner = KubeSpawner(config=config, user=User(name), _mock=True)
+        start = time.monotonic()
+        try:
+            await spawner.run_pre_spawn_hook()
+            out = {"pod": plain(await spawner.get_pod_manifest())}
+        except Exception as e:
+            out = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps({"spawn": name, "s": time.monotonic() - start, **out}))
+
+asyncio.run(main())
+'''
+SPAWN_DOWN_WITHIN_S = 10.0  # a directory that is down fails a spawn within nslcd's timeouts (connect 3 s per server)
+
+
+@pytest.fixture(scope="module")
+def directory_hub(version, network):
+    """run(logins, users) -> ({(name, password): name logged in or None}, {user: pod or {"error"}, seconds}): the tests'
+    hub image running the configuration rendered from the program's values with config `ldap` (ldaps://, the test CA,
+    the bind DN, loginGroup), against a real slapd on the podman network; the LdapDirectory too."""
+    from components import ldap as ldap_files
+    from components.jupyterhub import HubLdap
+    from tests.ldap_directory import LOGIN_GROUP, LdapDirectory
+
+    image = build_hub_image("hub", IMAGE)
+    with LdapDirectory(network, tls=True, version=version) as server, tempfile.TemporaryDirectory() as d:
+        settings = ldap_files.Settings(uri=server.ldaps_uri, base_dn=server.base, bind_dn=server.bind_dn,
+                                       ca=Path(server.ca_cert).read_text())
+        v = jupyterhub_values(image_name="127.0.0.1:5000/nb", image_tag="e2e@sha256:" + "cd" * 32,
+                              config_files={"slurm.conf": "ClusterName=x\n"}, users=(), groups={},
+                              home_claim="home-1", token_url="http://tokens:8090/token", hub_password="", egress=[],
+                              hub_ldap=HubLdap(settings=settings, bind_password=server.bind_password,
+                                               login_group=LOGIN_GROUP))
+        Path(d, "jupyterhub_config.py").write_text(hub_config.render(helm_merge(chart()[0], json.loads(json.dumps(v)))))
+        Path(d, "ldap.py").write_text(LDAP_SCRIPT)
+        for p in [Path(d), *Path(d).rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+        def run(logins, users):
+            out = podman("run", "--rm", "--network", network, *server.add_host, "-v", f"{d}:/cfg:ro", "-w", "/tmp",
+                         "-e", "KUBECONFIG=/tmp/kubeconfig", "-e", f"LOGINS={json.dumps(logins)}",
+                         "-e", f"USERS={' '.join(users)}", image, "python3", "/cfg/ldap.py", timeout=180).stdout
+            lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            return ({tuple(x["login"]): x["user"] for x in lines if "login" in x},
+                    {x["spawn"]: ({"error": x["error"]} if "error" in x else x["pod"], x["s"]) for x in lines
+                     if "spawn" in x})
+        yield run, server
+
+
+def dir_user(server, name):
+    return next(u for u in server.users if u.name == name)
+
+
+def test_directory_users_of_the_login_group_log_in_with_their_directory_password(directory_hub):
+    run, server = directory_hub
+    alice, chris, eve = (dir_user(server, n) for n in ("alice", "christopher", "eve"))
+    logins, _ = run([["alice", alice.login_password], ["christopher", chris.login_password],
+                     ["alice", "wrong-password"], ["eve", eve.login_password], ["carol", "x-pw"]], [])
+    assert logins == {("alice", alice.login_password): "alice", ("christopher", chris.login_password): "christopher",
+                      ("alice", "wrong-password"): None,  # the directory checks the password
+                      ("eve", eve.login_password): None,  # in the directory, not in the login group
+                      ("carol", "x-pw"): None}  # not in the directory
+
+
+def test_each_users_pod_runs_as_their_directory_ids_and_no_one_else_gets_one(directory_hub):
+    from tests.ldap_directory import GROUPS
+
+    run, server = directory_hub
+    _, spawns = run([], ["alice", "christopher", "eve", "carol", "toor"])
+    for name, groups in (("alice", ["physics", "hpcusers"]), ("christopher", ["physics", "hpcusers"]), ("eve", [])):
+        pod = spawns[name][0]
+        assert "error" not in pod, pod
+        uid = dir_user(server, name).uid  # the private group's gid is the uid (tests/ldap_directory.py)
+        assert pod["spec"]["containers"][0]["securityContext"] == {"runAsUser": uid, "runAsGroup": uid,
+                                                                   "allowPrivilegeEscalation": False}, name
+        gids = sorted(GROUPS[g] for g in groups)
+        assert pod["spec"]["securityContext"] == {"fsGroup": uid, **({"supplementalGroups": gids} if gids else {})}
+    assert spawns["carol"][0] == {"error": "SlurmDirectoryError: carol is not in the site's directory"}
+    assert spawns["toor"][0]["error"].startswith("SlurmDirectoryError: toor's uid in the site's directory is 0, "
+                                                 "outside 1001-60000"), spawns["toor"]
+
+
+def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_that_is_down_fails_spawns_fast(directory_hub):
+    run, server = directory_hub
+    server.add_user("newcomer9", 20009, groups=("physics",))
+    _, spawns = run([], ["newcomer9"])
+    assert spawns["newcomer9"][0]["spec"]["securityContext"] == {"fsGroup": 20009, "supplementalGroups": [13000]}
+    server.stop_slapd()
+    try:
+        _, spawns = run([], ["alice"])
+    finally:
+        server.start_slapd()
+    error, seconds = spawns["alice"]
+    assert error["error"].startswith("SlurmDirectoryError: the site's directory cannot be reached ("), error
+    assert seconds < SPAWN_DOWN_WITHIN_S, seconds
