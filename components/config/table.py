@@ -249,9 +249,10 @@ def check_pem_certificate(text: str) -> None:
 @dataclass(frozen=True, kw_only=True)
 class Ldap:
     uri: str = key(REQUIRED, "its server: `ldaps://HOST[:PORT]` or `ldap://HOST[:PORT]`; several, separated by "
-                             "spaces, are tried in order", check_ldap_uri, example="ldaps://ldap.example.org")
+                             "spaces, are tried in order (JupyterHub's logins use the first alone)", check_ldap_uri, example="ldaps://ldap.example.org")
     base_dn: str = key(REQUIRED, "where its users and groups are searched", CHECK_DN, example="dc=example,dc=org")
-    bind_dn: Optional[str] = key(None, "the read-only account the images' nslcd binds as (default: anonymous)",
+    bind_dn: Optional[str] = key(None, "the read-only account the images' nslcd and the hub's user lookups bind "
+                                       "as (default: anonymous)",
                                  CHECK_DN, example="cn=nslcd,ou=services,dc=example,dc=org")
     bind_password: Optional[pulumi.Output[str]] = key(None, "that account's password (with `ldap.bindDn`)",
                                                       check_one_line, example="PASSWORD")
