@@ -115,7 +115,7 @@ def test_a_user_outside_the_directory_gets_no_pod(made):
                                        "(config users)"}
 
 
-# --- config `ldap` (issue 23): logins and each user's ids from a real slapd (tests/ldap_directory.py) ------------------
+# --- config `ldap` (issue 23): logins and each user's ids from a real slapd (tests/ldap_directory.py) -----------------
 LDAP_SCRIPT = r'''
 import asyncio, json, os, time
 from kubernetes_asyncio.client import ApiClient
