@@ -141,8 +141,16 @@ def ldap_authenticator_config(hub_ldap: HubLdap) -> dict[str, Any]:
     return cfg
 
 
+# With config `ldap`, the user pod's own passwd and group files (the hook's slurm_directory_files()): the volume, the
+# init container's command (as the user, umask 022: files the server's container reads) and its resources.
+DIRECTORY_VOLUME = "slurm-directory"
+DIRECTORY_WRITE = ('umask 022 && printf %s "$SLURM_DIRECTORY_PASSWD" > /directory/passwd && '
+                   'printf %s "$SLURM_DIRECTORY_GROUP" > /directory/group')
+DIRECTORY_INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
+
 # The spawn hook with config `ldap` (hub_ldap_extra_config()): the code after the directory's settings.
 _LDAP_HOOK = r'''
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")  # a group name for the group file (KubeSpawner expands {..})
 # The bind password: hub.config's (the chart keeps its values in the hub's Secret), not this code's.
 SLURM_DIRECTORY_PASSWORD = getattr(c.LDAPAuthenticator, "lookup_dn_search_password", None)
 
@@ -195,20 +203,56 @@ def slurm_directory_ids(name, directory=SLURM_DIRECTORY, password=SLURM_DIRECTOR
                 raise SlurmDirectoryError(f"{name}'s {what} in the site's directory is {value}, outside {low}-{high}, "
                                           "the ids this cluster's users have: their server may not start")
         conn.search(directory["base_dn"],
-                    f"(&(objectClass=posixGroup){directory['group_filter']}"
-                    f"(|(memberUid={who})(member={escape_filter_chars(entry.entry_dn)})))",
-                    attributes=["gidNumber"], time_limit=directory["timeout_s"])
-        groups = {int(g.entry_attributes_as_dict["gidNumber"][0]) for g in conn.entries
-                  if g.entry_attributes_as_dict.get("gidNumber")}
+                    f"(&(objectClass=posixGroup){directory['group_filter']}(|(gidNumber={gid})"
+                    f"(memberUid={who})(member={escape_filter_chars(entry.entry_dn)})))",
+                    attributes=["cn", "gidNumber"], time_limit=directory["timeout_s"])
+        groups = {}  # gid -> name, the user's primary group and those that list them
+        for group in conn.entries:
+            attrs = group.entry_attributes_as_dict
+            if attrs.get("gidNumber") and attrs.get("cn"):
+                groups.setdefault(int(attrs["gidNumber"][0]), str(attrs["cn"][0]))
         # A group outside the users' range (a system group's id) is never given to a server.
-        return {"uid": uid, "gid": gid, "supplemental_gids": sorted(g for g in groups if low <= g <= high and g != gid)}
+        groups = {g: cn for g, cn in groups.items() if low <= g <= high}
+        # The pod's own passwd and group files (slurm_directory_files()): only names the files can hold.
+        lines = [f"{cn}:x:{g}:{'' if g == gid else name}" for g, cn in sorted(groups.items()) if SAFE_NAME.match(cn)]
+        return {"uid": uid, "gid": gid, "supplemental_gids": sorted(g for g in groups if g != gid),
+                "passwd": f"{name}:x:{uid}:{gid}::{directory['home_root']}/{name}:{directory['shell']}\n",
+                "group": "".join(line + "\n" for line in lines)}
     finally:
         conn.unbind()
 
 
+def slurm_directory_files(spawner, ids):
+    """The user's own passwd and group lines as the image's libnss-extrausers reads them: an init container of the
+    notebook image, as the user, writes them into an emptyDir that the server's container mounts read-only at
+    /var/lib/extrausers. So the server's entrypoint (and `id`, `ls -l`, Slurm's commands) know the user by name, the
+    pod holds no bind password and reaches no directory, and the user cannot change the files."""
+    volume = SLURM_DIRECTORY["volume"]
+    context = {"runAsUser": ids["uid"], "runAsGroup": ids["gid"], "runAsNonRoot": True,
+               "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    init = {"name": volume, "image": spawner.image, "command": ["/bin/sh", "-c", SLURM_DIRECTORY["write"]],
+            "env": [{"name": "SLURM_DIRECTORY_PASSWD", "value": ids["passwd"]},
+                    {"name": "SLURM_DIRECTORY_GROUP", "value": ids["group"]}],
+            "securityContext": context, "resources": SLURM_DIRECTORY["init_resources"],
+            "volumeMounts": [{"name": volume, "mountPath": "/directory"}]}
+    spawner.init_containers = [i for i in spawner.init_containers if i.get("name") != volume] + [init]
+    empty = {"name": volume, "emptyDir": {"sizeLimit": "1Mi"}}
+    mount = {"name": volume, "mountPath": SLURM_DIRECTORY["extrausers"], "readOnly": True}
+    if isinstance(spawner.volumes, dict):
+        spawner.volumes = {**spawner.volumes, volume: empty}
+    else:
+        spawner.volumes = [v for v in spawner.volumes if v.get("name") != volume] + [empty]
+    if isinstance(spawner.volume_mounts, dict):
+        spawner.volume_mounts = {**spawner.volume_mounts, volume: mount}
+    else:
+        spawner.volume_mounts = [m for m in spawner.volume_mounts if m.get("name") != volume] + [mount]
+
+
 async def slurm_pre_spawn_hook(spawner):
     # ldap3 blocks: off the hub's event loop.
-    spawner.slurm_directory_ids = await asyncio.to_thread(slurm_directory_ids, spawner.user.name)
+    ids = await asyncio.to_thread(slurm_directory_ids, spawner.user.name)
+    slurm_directory_files(spawner, ids)
+    spawner.slurm_directory_ids = ids
 
 
 def slurm_user(spawner):
@@ -241,9 +285,11 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "user_filter": settings.user_filter or "", "group_filter": settings.group_filter or "",
         "min_id": directory.MIN_ID, "max_id": directory.MAX_ID,
         "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
+        "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
+        "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "init_resources": DIRECTORY_INIT_RESOURCES,
     }
     return ("# Made by slurm-cloud-integration (components/jupyterhub.py): each user's ids from the site's LDAP "
-            "directory.\nimport asyncio\nimport ssl\n\n"
+            "directory.\nimport asyncio\nimport re\nimport ssl\n\n"
             f"SLURM_DIRECTORY = {settings_json!r}\n" + _LDAP_HOOK)
 
 
@@ -301,16 +347,18 @@ def jupyterhub_values(*, image_name: pulumi.Input[str], image_tag: pulumi.Input[
     - With `hub_ldap` (config `ldap`): no static users; logins check the site's directory (LDAPAuthenticator,
       ldap_authenticator_config(), the bind password as `hub_ldap.bind_password`, an Output kept secret) unless the
       user's values choose another authenticator_class, and hub.extraConfig.slurmUsers (hub_ldap_extra_config())
-      looks each user's ids up there at spawn. allowed_users stays empty: the directory (and loginGroup) decides.
+      looks each user's ids up there at spawn and gives their pod its own passwd and group files (no slurm-users
+      extraFiles then). allowed_users stays empty: the directory (and loginGroup) decides.
     """
     extra_files: dict[str, Any] = {
         f"slurm-config-{re.sub(r'[^a-z0-9]+', '-', name.lower())}": {
             "mountPath": f"{pods.CONFIG_MOUNT}/{name}", "stringData": text, "mode": pods.CONFIG_MODE}
         for name, text in sorted(config_files.items())
     }
-    extra_files |= {f"slurm-users-{name}": {"mountPath": f"{directory.EXTRAUSERS_DIR}/{name}", "stringData": text,
-                                            "mode": pods.CONFIG_MODE}
-                    for name, text in directory.render_files(users, groups).items()}
+    if hub_ldap is None:  # with the directory, each pod's own files come from the spawn hook (DIRECTORY_VOLUME)
+        extra_files |= {f"slurm-users-{name}": {"mountPath": f"{directory.EXTRAUSERS_DIR}/{name}",
+                                                "stringData": text, "mode": pods.CONFIG_MODE}
+                        for name, text in directory.render_files(users, groups).items()}
     home = f"{directory.HOME_ROOT}/{{username}}"
     values: dict[str, Any] = {
         "hub": {

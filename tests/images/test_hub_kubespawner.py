@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,42 @@ def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_that_i
     error, seconds = spawns["alice"]
     assert error["error"].startswith("SlurmDirectoryError: the site's directory cannot be reached ("), error
     assert seconds < SPAWN_DOWN_WITHIN_S, seconds
+
+
+def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writes(directory_hub, jupyter_images):
+    """The pod KubeSpawner makes, run in podman as the kubelet would: its init container (the notebook image, as the
+    user) writes the user's passwd and group lines into the volume, which the server's container mounts read-only,
+    and the image's entrypoint, which refuses a uid it cannot resolve, runs the command as the user, by name."""
+    from components.jupyterhub import DIRECTORY_VOLUME
+
+    run, server = directory_hub
+    _, spawns = run([], ["christopher"])
+    pod = spawns["christopher"][0]
+    [init] = [i for i in pod["spec"]["initContainers"] if i["name"] == DIRECTORY_VOLUME]
+    main = pod["spec"]["containers"][0]
+    [mount] = [m for m in main["volumeMounts"] if m["name"] == DIRECTORY_VOLUME]
+    assert (mount["mountPath"], mount["readOnly"]) == (directory.EXTRAUSERS_DIR, True)
+    assert "slurm-users-passwd" not in json.dumps(pod), "no static directory files with ldap"
+    image, volume = jupyter_images["slurm-jupyter-notebook"], f"sci-hubdir-{uuid.uuid4().hex[:6]}"
+    ctx, groups = init["securityContext"], pod["spec"]["securityContext"]["supplementalGroups"]
+    user = f"{ctx['runAsUser']}:{ctx['runAsGroup']}"
+    podman("volume", "create", volume)
+    try:
+        env = [a for e in init["env"] for a in ("-e", f"{e['name']}={e['value']}")]
+        podman("run", "--rm", "--user", user, "-v", f"{volume}:/directory", *env, "--entrypoint", init["command"][0],
+               image, *init["command"][1:], timeout=60)
+        # --passwd=false: podman would add the uid to /etc/passwd, which the kubelet does not.
+        out = podman("run", "--rm", "--passwd=false", "--user", user,
+                     *(a for g in groups for a in ("--group-add", str(g))),
+                     "-v", f"{volume}:{directory.EXTRAUSERS_DIR}:ro",
+                     "-v", f"{volume}-home:/home/christopher:U",  # the home, the user's (:U chowns it)
+                     image, "sh", "-c", "id; echo x >> /var/lib/extrausers/passwd || echo read-only",
+                     timeout=60).stdout
+        # Control: without the files the entrypoint refuses the uid, as a pod of the static list's files would.
+        bare = podman("run", "--rm", "--passwd=false", "--user", user, "-v", f"{volume}-home:/home/christopher:U",
+                      image, "id", check=False, timeout=60)
+    finally:
+        podman("volume", "rm", "-f", volume, f"{volume}-home", check=False)
+    assert bare.returncode != 0 and "uid 54321 is not in the user directory" in bare.stderr, bare.stderr
+    assert out.splitlines() == ["uid=54321(christopher) gid=54321(christopher) "
+                                "groups=54321(christopher),13000(physics),13001(hpcusers)", "read-only"], out

@@ -14,6 +14,8 @@ import pytest
 from components import chart_values, directory, ldap
 from components.errors import ConfigError
 from components.jupyterhub import (
+    DIRECTORY_VOLUME,
+    DIRECTORY_WRITE,
     LDAP_AUTHENTICATOR,
     HubLdap,
     check_user_values,
@@ -147,7 +149,9 @@ def hook_config(password="s3cret") -> HubConfig:
 
 
 def spawner_for(name: str) -> SimpleNamespace:
-    return SimpleNamespace(user=SimpleNamespace(name=name))
+    return SimpleNamespace(user=SimpleNamespace(name=name), image="registry.example/nb:1",
+                           init_containers=[{"name": "site-init"}], volumes={"home": {"name": "home"}},
+                           volume_mounts={"home": {"name": "home"}})
 
 
 def test_the_spawn_hook_looks_each_user_up_in_the_directory_and_kubespawner_takes_the_ids_it_found():
@@ -164,12 +168,45 @@ def test_the_spawn_hook_looks_each_user_up_in_the_directory_and_kubespawner_take
     assert hook_globals["SLURM_DIRECTORY_PASSWORD"] == "s3cret", "read from hub.config, not written in the code"
     assert "s3cret" not in hub_ldap_extra_config(SETTINGS)
 
-    looked_up = {"uid": 10001, "gid": 10001, "supplemental_gids": [13000]}
+    looked_up = {"uid": 10001, "gid": 10001, "supplemental_gids": [13000],
+                 "passwd": "alice:x:10001:10001::/home/alice:/bin/bash\n",
+                 "group": "alice:x:10001:\nphysics:x:13000:alice\n"}
     hook_globals["slurm_directory_ids"] = lambda name: {"alice": looked_up}[name]
     spawner = spawner_for("alice")
-    asyncio.run(ks.pre_spawn_hook(spawner))
+    for _ in range(2):  # a server started again: the same pod, nothing added twice
+        asyncio.run(ks.pre_spawn_hook(spawner))
     assert (ks.uid(spawner), ks.gid(spawner), ks.fs_gid(spawner), ks.supplemental_gids(spawner)) == (
         10001, 10001, 10001, [13000])
+    # The pod's own passwd and group: written by an init container as the user, read-only in the server's container.
+    [init] = [i for i in spawner.init_containers if i["name"] == DIRECTORY_VOLUME]
+    assert init["image"] == spawner.image and init["command"] == ["/bin/sh", "-c", DIRECTORY_WRITE]
+    assert {e["name"]: e["value"] for e in init["env"]} == {"SLURM_DIRECTORY_PASSWD": looked_up["passwd"],
+                                                            "SLURM_DIRECTORY_GROUP": looked_up["group"]}
+    assert init["securityContext"]["runAsUser"] == 10001 and init["securityContext"]["runAsNonRoot"] is True
+    assert spawner.volumes == {"home": {"name": "home"}, DIRECTORY_VOLUME: {"name": DIRECTORY_VOLUME,
+                                                                           "emptyDir": {"sizeLimit": "1Mi"}}}
+    assert spawner.volume_mounts[DIRECTORY_VOLUME] == {"name": DIRECTORY_VOLUME, "mountPath": directory.EXTRAUSERS_DIR,
+                                                       "readOnly": True}
+    assert [i["name"] for i in spawner.init_containers] == ["site-init", DIRECTORY_VOLUME]
+
+
+def test_the_init_containers_command_writes_the_users_files_as_given(tmp_path):
+    """DIRECTORY_WRITE run by a real sh, as the init container runs it, into a directory standing for the volume."""
+    import subprocess
+
+    command = DIRECTORY_WRITE.replace("/directory/", f"{tmp_path}/")
+    env = {"PATH": "/usr/bin:/bin", "SLURM_DIRECTORY_PASSWD": "bob:x:10002:10002::/home/bob:/bin/bash\n",
+           "SLURM_DIRECTORY_GROUP": "bob:x:10002:\n"}
+    subprocess.run(["/bin/sh", "-c", command], env=env, check=True)
+    assert (tmp_path / "passwd").read_text() == env["SLURM_DIRECTORY_PASSWD"]
+    assert (tmp_path / "group").read_text() == env["SLURM_DIRECTORY_GROUP"]
+    assert {oct((tmp_path / f).stat().st_mode & 0o777) for f in ("passwd", "group")} == {"0o644"}
+
+
+def test_with_the_directory_no_static_user_files_reach_the_pods():
+    files = ldap_values()["singleuser"]["extraFiles"]
+    assert files and not [k for k in files if k.startswith("slurm-users-")]
+    assert [k for k in sample_values()["singleuser"]["extraFiles"] if k.startswith("slurm-users-")]  # control
 
 
 def test_without_the_hooks_lookup_no_server_starts():
