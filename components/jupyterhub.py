@@ -152,7 +152,8 @@ DIRECTORY_INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limit
 _LDAP_HOOK = r'''
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")  # a group name for the group file (KubeSpawner expands {..})
 # The bind password: hub.config's (the chart keeps its values in the hub's Secret), not this code's.
-SLURM_DIRECTORY_PASSWORD = getattr(c.LDAPAuthenticator, "lookup_dn_search_password", None)
+# (dict.get: traitlets' Config would make a missing key a LazyConfigValue of the section.)
+SLURM_DIRECTORY_PASSWORD = c.LDAPAuthenticator.get("lookup_dn_search_password")
 
 
 class SlurmDirectoryError(Exception):
@@ -263,6 +264,29 @@ def slurm_user(spawner):
     return ids
 
 
+def slurm_directory_authenticator():
+    """The program's LDAPAuthenticator, whose login fails with a page that says the directory cannot be reached
+    (503) rather than a bare 500, when it cannot."""
+    from ldap3.core.exceptions import LDAPException
+    from ldapauthenticator import LDAPAuthenticator
+    from tornado import web
+
+    class SlurmLDAPAuthenticator(LDAPAuthenticator):
+        async def authenticate(self, handler, data):
+            try:
+                return await super().authenticate(handler, data)
+            except LDAPException as e:
+                self.log.error("Login of %s: the site's directory cannot be reached: %s", data.get("username"), e)
+                raise web.HTTPError(503, "The site's directory cannot be reached, so no one can log in now. "
+                                         "Try again later, or tell the site's administrators.") from None
+
+    return SlurmLDAPAuthenticator
+
+
+# Only the program's own authenticator (a site's own authenticator_class in jupyterhub.values stays as it is); the
+# LDAPAuthenticator section applies to the subclass too.
+if c.JupyterHub.get("authenticator_class") == SLURM_DIRECTORY["authenticator"]:
+    c.JupyterHub.authenticator_class = slurm_directory_authenticator()
 c.KubeSpawner.pre_spawn_hook = slurm_pre_spawn_hook
 c.KubeSpawner.uid = lambda spawner: slurm_user(spawner)["uid"]
 c.KubeSpawner.gid = lambda spawner: slurm_user(spawner)["gid"]
@@ -287,6 +311,7 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
         "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
         "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "init_resources": DIRECTORY_INIT_RESOURCES,
+        "authenticator": LDAP_AUTHENTICATOR,
     }
     return ("# Made by slurm-cloud-integration (components/jupyterhub.py): each user's ids from the site's LDAP "
             "directory.\nimport asyncio\nimport re\nimport ssl\n\n"

@@ -137,10 +137,14 @@ class User:
 async def main():  # one line of JSON per login ({"login", "user"}) and per spawn ({"spawn", "pod" or "error", "s"})
     plain = ApiClient().sanitize_for_serialization
     config = PyFileConfigLoader("jupyterhub_config.py", path="/cfg").load_config()
-    auth = LDAPAuthenticator(config=config)
+    auth = config.JupyterHub.authenticator_class(config=config)  # the class hub.extraConfig.slurmUsers made
+    assert isinstance(auth, LDAPAuthenticator), type(auth)
     for login in json.loads(os.environ["LOGINS"]):
-        user = await auth.get_authenticated_user(None, {"username": login[0], "password": login[1]})
-        print(json.dumps({"login": login, "user": user and user["name"]}))
+        try:
+            user = await auth.get_authenticated_user(None, {"username": login[0], "password": login[1]})
+            print(json.dumps({"login": login, "user": user and user["name"]}))
+        except Exception as e:
+            print(json.dumps({"login": login, "user": f"{type(e).__name__}: {e}"}))
     for name in os.environ["USERS"].split():
         spawner = KubeSpawner(config=config, user=User(name), _mock=True)
         start = time.monotonic()
@@ -223,16 +227,20 @@ def test_each_users_pod_runs_as_their_directory_ids_and_no_one_else_gets_one(dir
                                                  "outside 1001-60000"), spawns["toor"]
 
 
-def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_that_is_down_fails_spawns_fast(directory_hub):
+def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_down_fails_logins_and_spawns_clearly(directory_hub):
     run, server = directory_hub
     server.add_user("newcomer9", 20009, groups=("physics",))
     _, spawns = run([], ["newcomer9"])
     assert spawns["newcomer9"][0]["spec"]["securityContext"] == {"fsGroup": 20009, "supplementalGroups": [13000]}
     server.stop_slapd()
     try:
-        _, spawns = run([], ["alice"])
+        logins, spawns = run([["bob", dir_user(server, "bob").login_password]], ["alice"])
     finally:
         server.start_slapd()
+    # The login page says why (503), not a bare 500.
+    assert list(logins.values()) == ["HTTPError: HTTP 503: Service Unavailable (The site's directory cannot be "
+                                     "reached, so no one can log in now. Try again later, or tell the site's "
+                                     "administrators.)"], logins
     error, seconds = spawns["alice"]
     assert error["error"].startswith("SlurmDirectoryError: the site's directory cannot be reached ("), error
     assert seconds < SPAWN_DOWN_WITHIN_S, seconds

@@ -37,3 +37,6 @@ class HubConfig(dict):
 class Section(SimpleNamespace):
     def update(self, values: dict) -> None:
         self.__dict__.update(values)
+
+    def get(self, key: str, default=None):  # traitlets' Config is a dict
+        return self.__dict__.get(key, default)

@@ -209,6 +209,15 @@ def test_with_the_directory_no_static_user_files_reach_the_pods():
     assert [k for k in sample_values()["singleuser"]["extraFiles"] if k.startswith("slurm-users-")]  # control
 
 
+def test_a_sites_own_authenticator_class_is_left_as_it_is_and_an_anonymous_directory_has_no_password():
+    c = HubConfig()
+    c.JupyterHub.authenticator_class = "github"
+    exec(hub_ldap_extra_config(SETTINGS), {"c": c})
+    assert c.JupyterHub.authenticator_class == "github"
+    assert c.KubeSpawner.pre_spawn_hook.__globals__["SLURM_DIRECTORY_PASSWORD"] is None
+    assert "LDAPAuthenticator" in c and not vars(c.LDAPAuthenticator), "reading the password added nothing"
+
+
 def test_without_the_hooks_lookup_no_server_starts():
     """A user's own hub.extraConfig that replaced the pre_spawn_hook cannot start servers as the chart's uid 1000."""
     ks = hook_config().KubeSpawner
