@@ -130,6 +130,8 @@ def ldap_authenticator_config(hub_ldap: HubLdap) -> dict[str, Any]:
         "lookup_dn_search_filter": f"(&(objectClass=posixAccount){template(settings.user_filter)}"
                                    "({login_attr}={login}))",
         "allow_all": True,
+        # Only names the static list could hold (components/directory.py): KubeSpawner keeps them as they are.
+        "valid_username_regex": directory.NAME_PATTERN,
     }
     if settings.tls:
         cfg["tls_kwargs"] = {"ca_certs_data": settings.ca, "validate": 2}
@@ -184,9 +186,17 @@ def slurm_directory_connection(directory, password):
 def slurm_directory_ids(name, directory=SLURM_DIRECTORY, password=SLURM_DIRECTORY_PASSWORD):
     """{"uid", "gid", "supplemental_gids"} of the directory's posixAccount `name` and the posixGroups that list it
     (memberUid, or member by its DN), as nslcd resolves them; SlurmDirectoryError saying why not."""
+    low, high = directory["min_id"], directory["max_id"]
+    # As the static list's names (components/directory.py): a name KubeSpawner would not keep as it is would get
+    # another home than /home/<name> of the Slurm nodes; an image's own user's name would resolve to that user.
+    if not re.match(directory["name_pattern"], name) or len(name) > directory["name_max"]:
+        raise SlurmDirectoryError(f"{name} is not a name this cluster's users can have (lowercase letters and digits, "
+                                  f"single dashes between, at most {directory['name_max']} characters)")
+    if name in directory["reserved_names"]:
+        raise SlurmDirectoryError(f"{name} is the name of a system user of this cluster's images, so it cannot be a "
+                                  "user's: their server may not start")
     from ldap3.utils.conv import escape_filter_chars
 
-    low, high = directory["min_id"], directory["max_id"]
     conn = slurm_directory_connection(directory, password)
     try:
         who = escape_filter_chars(name)
@@ -299,8 +309,9 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
     """hub.extraConfig.slurmUsers with config `ldap`: a KubeSpawner pre_spawn_hook (jupyterhub 5.4.4 awaits it before
     the spawner starts) looks the user up in the site's directory with ldap3 (the hub image's, a dependency of
     jupyterhub-ldapauthenticator) and KubeSpawner's uid, gid, fs_gid and supplemental_gids callables give the ids it
-    found. A user the directory does not have, or whose uid or gid is outside directory.MIN_ID-MAX_ID (root's, an
-    image's), or a directory that cannot be reached, gets a spawn error saying so. Every server found in ldap.uri is
+    found. A user the directory does not have, whose uid or gid is outside directory.MIN_ID-MAX_ID (root's, an
+    image's), whose name the static list could not hold (NAME_PATTERN, RESERVED_NAMES), or a directory that cannot
+    be reached, gets a spawn error saying so. Every server found in ldap.uri is
     tried in order, with nslcd's timeouts; the CA is checked as nslcd does. The bind password is read from
     hub.config.LDAPAuthenticator (ldap_authenticator_config()), so that this code holds no secret."""
     settings_json = {
@@ -311,7 +322,8 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
         "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
         "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "init_resources": DIRECTORY_INIT_RESOURCES,
-        "authenticator": LDAP_AUTHENTICATOR,
+        "authenticator": LDAP_AUTHENTICATOR, "name_pattern": directory.NAME_PATTERN, "name_max": directory.NAME_MAX,
+        "reserved_names": sorted(directory.RESERVED_NAMES),
     }
     return ("# Made by slurm-cloud-integration (components/jupyterhub.py): each user's ids from the site's LDAP "
             "directory.\nimport asyncio\nimport re\nimport ssl\n\n"

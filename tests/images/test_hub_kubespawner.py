@@ -213,7 +213,7 @@ def test_each_users_pod_runs_as_their_directory_ids_and_no_one_else_gets_one(dir
     from tests.ldap_directory import GROUPS
 
     run, server = directory_hub
-    _, spawns = run([], ["alice", "christopher", "eve", "carol", "toor"])
+    _, spawns = run([], ["alice", "christopher", "eve", "carol", "toor", "munge"])
     for name, groups in (("alice", ["physics", "hpcusers"]), ("christopher", ["physics", "hpcusers"]), ("eve", [])):
         pod = spawns[name][0]
         assert "error" not in pod, pod
@@ -225,6 +225,9 @@ def test_each_users_pod_runs_as_their_directory_ids_and_no_one_else_gets_one(dir
     assert spawns["carol"][0] == {"error": "SlurmDirectoryError: carol is not in the site's directory"}
     assert spawns["toor"][0]["error"].startswith("SlurmDirectoryError: toor's uid in the site's directory is 0, "
                                                  "outside 1001-60000"), spawns["toor"]
+    # In the directory with uid 10666, but the images' munge has the name: refused before the directory is asked.
+    assert spawns["munge"][0]["error"].startswith("SlurmDirectoryError: munge is the name of a system user of this "
+                                                  "cluster's images"), spawns["munge"]
 
 
 def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_down_fails_logins_and_spawns_clearly(directory_hub):

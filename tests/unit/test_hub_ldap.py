@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -66,6 +67,9 @@ def test_logins_check_the_directory_with_ldapauthenticator():
     assert auth["search_filter"].format(userattr="uid", username="alice") == (
         "(&(objectClass=posixGroup)(cn=hpc*)(cn=hpcusers)(memberUid=alice))")
     assert auth["allow_all"] is True
+    # Only names the static list could hold log in (a name KubeSpawner would change would get another home).
+    assert re.match(auth["valid_username_regex"], "christopher") and not re.match(auth["valid_username_regex"],
+                                                                                    "john.doe")
 
 
 @pytest.mark.parametrize("uri, start_tls, expected", [
@@ -216,6 +220,17 @@ def test_a_sites_own_authenticator_class_is_left_as_it_is_and_an_anonymous_direc
     assert c.JupyterHub.authenticator_class == "github"
     assert c.KubeSpawner.pre_spawn_hook.__globals__["SLURM_DIRECTORY_PASSWORD"] is None
     assert "LDAPAuthenticator" in c and not vars(c.LDAPAuthenticator), "reading the password added nothing"
+
+
+@pytest.mark.parametrize("name, words", [("munge", "the name of a system user of this cluster's images"),
+                                         ("john.doe", "not a name this cluster's users can have"),
+                                         ("a" * 33, "not a name this cluster's users can have")])
+def test_names_the_static_list_refuses_are_refused_at_spawn_before_the_directory_is_asked(name, words):
+    c = hook_config()
+    hook_globals = c.KubeSpawner.pre_spawn_hook.__globals__
+    hook_globals["slurm_directory_connection"] = lambda *a: pytest.fail("the directory was asked")
+    with pytest.raises(hook_globals["SlurmDirectoryError"], match=words):
+        hook_globals["slurm_directory_ids"](name)
 
 
 def test_without_the_hooks_lookup_no_server_starts():
