@@ -145,6 +145,8 @@ def ldap_authenticator_config(hub_ldap: HubLdap) -> dict[str, Any]:
 
 # With config `ldap`, the user pod's own passwd and group files (the hook's slurm_directory_files()): the volume, the
 # init container's command (as the user, umask 022: files the server's container reads) and its resources.
+# A login that the directory has not answered by then fails (503): a few of nslcd's search time limits.
+LOGIN_TIMEOUT_S = 3 * ldap.TIMELIMIT_S
 DIRECTORY_VOLUME = "slurm-directory"
 DIRECTORY_WRITE = ('umask 022 && printf %s "$SLURM_DIRECTORY_PASSWD" > /directory/passwd && '
                    'printf %s "$SLURM_DIRECTORY_GROUP" > /directory/group')
@@ -283,10 +285,31 @@ def slurm_directory_authenticator():
 
     class SlurmLDAPAuthenticator(LDAPAuthenticator):
         async def authenticate(self, handler, data):
+            # LDAPAuthenticator's ldap3 calls block, with no timeout of their own: in a thread of their own, so that
+            # a directory that does not answer neither freezes the hub nor holds a login past login_timeout_s.
+            # A daemon thread: one that the directory holds forever does not hold the hub's exit too.
+            parent, loop = super().authenticate, asyncio.get_running_loop()
+            answer = loop.create_future()
+
+            def settle(result=None, error=None):
+                if not answer.done():
+                    answer.set_exception(error) if error else answer.set_result(result)
+
+            def login():
+                try:
+                    result, error = asyncio.run(parent(None, data)), None
+                except Exception as e:
+                    result, error = None, e
+                try:
+                    loop.call_soon_threadsafe(settle, result, error)
+                except RuntimeError:  # the hub's loop is gone
+                    pass
+
+            threading.Thread(target=login, name="ldap-login", daemon=True).start()
             try:
-                return await super().authenticate(handler, data)
-            except LDAPException as e:
-                self.log.error("Login of %s: the site's directory cannot be reached: %s", data.get("username"), e)
+                return await asyncio.wait_for(answer, SLURM_DIRECTORY["login_timeout_s"])
+            except (LDAPException, asyncio.TimeoutError) as e:
+                self.log.error("Login of %s: the site's directory cannot be reached: %r", data.get("username"), e)
                 raise web.HTTPError(503, "The site's directory cannot be reached, so no one can log in now. "
                                          "Try again later, or tell the site's administrators.") from None
 
@@ -323,10 +346,10 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
         "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "init_resources": DIRECTORY_INIT_RESOURCES,
         "authenticator": LDAP_AUTHENTICATOR, "name_pattern": directory.NAME_PATTERN, "name_max": directory.NAME_MAX,
-        "reserved_names": sorted(directory.RESERVED_NAMES),
+        "reserved_names": sorted(directory.RESERVED_NAMES), "login_timeout_s": LOGIN_TIMEOUT_S,
     }
     return ("# Made by slurm-cloud-integration (components/jupyterhub.py): each user's ids from the site's LDAP "
-            "directory.\nimport asyncio\nimport re\nimport ssl\n\n"
+            "directory.\nimport asyncio\nimport re\nimport ssl\nimport threading\n\n"
             f"SLURM_DIRECTORY = {settings_json!r}\n" + _LDAP_HOOK)
 
 

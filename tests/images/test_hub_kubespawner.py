@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -247,6 +248,27 @@ def test_a_user_added_to_the_directory_gets_a_pod_at_once_and_a_directory_down_f
     error, seconds = spawns["alice"]
     assert error["error"].startswith("SlurmDirectoryError: the site's directory cannot be reached ("), error
     assert seconds < SPAWN_DOWN_WITHIN_S, seconds
+
+
+
+def test_a_directory_that_does_not_answer_fails_logins_and_spawns_within_their_time_limits(directory_hub):
+    """slapd frozen (podman pause): its kernel still accepts connections, nothing answers them, as a hung server."""
+    from components.jupyterhub import LOGIN_TIMEOUT_S
+
+    run, server = directory_hub
+    podman("pause", server.name)
+    try:
+        start = time.monotonic()
+        logins, spawns = run([["bob", dir_user(server, "bob").login_password]], ["alice"])
+        took = time.monotonic() - start
+    finally:
+        podman("unpause", server.name)
+    assert [v.split(" (")[0] for v in logins.values()] == ["HTTPError: HTTP 503: Service Unavailable"], logins
+    error, seconds = spawns["alice"]
+    assert error["error"].startswith("SlurmDirectoryError: the site's directory cannot be reached ("), error
+    assert seconds < SPAWN_DOWN_WITHIN_S, seconds
+    assert took < LOGIN_TIMEOUT_S + SPAWN_DOWN_WITHIN_S + 10, took  # the container's start included
+    print(f"hung directory: login refused and spawn failed within {took:.1f} s in all, the spawn in {seconds:.1f} s")
 
 
 def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writes(directory_hub, jupyter_images):
