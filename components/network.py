@@ -99,6 +99,8 @@ def graph(parts: Components, *, nodes: int, restd_clients: Sequence[str],
         Edge(CONTROLLER,  ACCOUNTING,  (SLURMDBD_PORT,),      "slurmctld's accounting (and slurm-exporter's sdiag)"),
         Edge(NODES,       CONTROLLER,  (SLURMCTLD_PORT,),     "slurmd registers and fetches its files (configless); "
                                                               "users' Slurm commands in jobs"),
+        Edge(ACCOUNTING,  CONTROLLER,  (SLURMCTLD_PORT,),     "slurmdbd's updates (associations added or removed "
+                                                              "after slurmctld started)"),
         Edge(NODES,       ACCOUNTING,  (SLURMDBD_PORT,),      "sacct and sacctmgr in users' jobs"),
         Edge(CONTROLLER,  NODES,       (),                    "slurmctld's pings and launches (slurmd), its answers to "
                                                               "srun run in a node pod (any port)"),

@@ -5,6 +5,7 @@ never touches, then destroyed at the end of the module.
 - `pulumi up` from scratch (a leftover `dist` stack is destroyed first) to the first job COMPLETED, timed;
 - the node pods are idle Slurm nodes named by their pods, with their pods' CPUs and memory;
 - a job submitted from alice's home runs there as alice, and `srun -N2 hostname` runs on both node pods;
+- an association removed and added again in accounting refuses, then admits, bob's jobs without slurmctld's restart;
 - slurmctld's pod deleted with jobs running and queued: every job is still known when its replacement answers, every
   one completes, and accounting lost no record (sacct's count before and after);
 - a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again.
@@ -16,6 +17,7 @@ fixture runs it).
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -119,6 +121,31 @@ def test_a_job_from_a_users_home_completes_as_that_user(dist):
 def test_srun_runs_one_step_across_both_node_pods(dist):
     out = dist.slurm("srun", "-N2", "hostname", user=USER, timeout=120)
     assert sorted(out.split()) == NODES, out
+
+
+def test_association_changes_reach_the_running_slurmctld(dist):
+    """slurmdbd pushes association changes to slurmctld (the accounting -> slurmctld edge of components/network.py):
+    bob's association removed in the accounting pod refuses his next job at submit, and added again admits it, with
+    no restart of slurmctld. Without that edge slurmctld keeps the associations it loaded at its start."""
+    accounting = dist.pod(f"{CLUSTER}-accounting-0")
+
+    def sacctmgr(*args: str) -> None:
+        dist.kube.exec(accounting, "timeout", "20", "sacctmgr", "-i", *args)
+
+    def submit() -> subprocess.CompletedProcess:
+        return dist.kube.exec(dist.node_pod, "runuser", "-u", "bob", "--", "bash", "-c",
+                              "cd ~ && sbatch --parsable -o /dev/null --wrap true", check=False)
+
+    sacctmgr("delete", "user", "name=bob", "cluster=" + CLUSTER)
+    try:
+        refused = wait_until(lambda: (p := submit()).returncode != 0 and p, 30, "bob's job refused",
+                             lambda: submit().stdout, interval=0.5)
+        assert "Invalid account" in refused.stderr, refused.stderr
+    finally:
+        sacctmgr("add", "user", "name=bob", "account=users", "cluster=" + CLUSTER)
+    admitted = wait_until(lambda: (p := submit()).returncode == 0 and p, 30, "bob's job admitted again",
+                          lambda: submit().stderr, interval=0.5)
+    assert admitted.stdout.strip().isdigit(), admitted.stdout
 
 
 def test_slurmctlds_pod_deleted_with_jobs_running_and_queued_loses_nothing(dist):

@@ -234,6 +234,7 @@ def test_the_roles_reach_each_other_only_where_slurm_needs_it():
     ctld, dbd, node = distributed.CONTROLLER_APP, distributed.ACCOUNTING_APP, distributed.NODE_APP
     assert (node, ctld, (SLURMCTLD_PORT,)) in found and (ctld, dbd, (SLURMDBD_PORT,)) in found
     assert (ctld, node, ()) in found and (node, node, ()) in found
+    assert (dbd, ctld, (SLURMCTLD_PORT,)) in found, "slurmdbd pushes association changes to slurmctld"
     assert ("slurmrestd", ctld, (SLURMCTLD_PORT,)) in found and ("slurmrestd", dbd, (SLURMDBD_PORT,)) in found
     assert not [e for e in found if e[1] == single_node.APP], "no edge into a single node that is not there"
     into_accounting = {e[0] for e in found if e[1] == dbd}
