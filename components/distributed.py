@@ -8,7 +8,9 @@
 - **nodes**: a StatefulSet of `nodes` pods, one slurmd each, configless (`slurmd --conf-server`), a dynamic node
   (`slurmd -Z`) named by its pod's hostname, so a replaced pod registers again as the same Slurm node; its CPUs and
   memory are the pod's limits (`--conf "CPUs= RealMemory= MemSpecLimit= Feature="`, node_conf()). The shared home is
-  mounted: users' jobs run from their homes. Spread over Kubernetes nodes (topology spread constraints).
+  mounted: users' jobs run from their homes. Spread over Kubernetes nodes (topology spread constraints). With GPUs
+  (config node.gpus, slurm_files.Gpus), each requests and limits `count` of its device plugin's resource and
+  registers them as `Gres=`.
 
 Every pod runs the slurm-single-node image with the entrypoint mode of its role (dockerfiles/slurm-single-node/
 distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
@@ -35,6 +37,7 @@ from components.slurm_files import (
     SLURMD_FIRST_PORT,
     SLURMDBD_PORT,
     STATE_DIR,
+    Gpus,
 )
 
 CONTROLLER_APP = "slurmctld"
@@ -65,11 +68,12 @@ def accounting_addr(cluster_name: str, namespace: str) -> str:
     return pods.service_host(names(cluster_name)["accounting"], namespace)
 
 
-def node_conf(cpus: int, memory_mb: int) -> str:
+def node_conf(cpus: int, memory_mb: int, gpus: Optional[Gpus] = None) -> str:
     """What each node pod registers with (`slurmd -Z --conf`): its pod's CPU and memory limits as Slurm's CPUs and
-    RealMemory, MemSpecLimit what Slurm keeps for its own daemons, and the NodeSet's Feature (slurm.conf puts the
-    NodeSet in the partition)."""
-    return f"CPUs={cpus} RealMemory={memory_mb} MemSpecLimit={DISTRIBUTED_MEM_SPEC_MB} Feature={NODESET}"
+    RealMemory, MemSpecLimit what Slurm keeps for its own daemons, its GPUs as `Gres=gpu[:type]:count`, and the
+    NodeSet's Feature (slurm.conf puts the NodeSet in the partition)."""
+    gres = f" Gres={gpus.gres}" if gpus else ""
+    return f"CPUs={cpus} RealMemory={memory_mb} MemSpecLimit={DISTRIBUTED_MEM_SPEC_MB}{gres} Feature={NODESET}"
 
 
 @dataclass
@@ -96,6 +100,7 @@ class SlurmDistributedArgs:
     image_pull_secret: Optional[pulumi.Input[str]] = None
     metrics: bool = False  # slurm-exporter beside slurmctld
     annotate: bool = False  # its scrape annotations (no Prometheus Operator)
+    gpus: Optional[Gpus] = None  # each node pod's (config node.gpus)
 
 
 def state_claim(app: str, size: str, storage_class: Optional[str]) -> k8s.core.v1.PersistentVolumeClaimArgs:
@@ -143,10 +148,11 @@ def accounting_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArg
 
 def node_container(args: SlurmDistributedArgs, conf_server: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
     memory = f"{args.node_memory_mb}Mi"
+    gpus = {args.gpus.resource: str(args.gpus.count)} if args.gpus else {}
     return pods.container(
         "slurmd", args.image, command=[ENTRYPOINT, "node"], capabilities=NODE_CAPABILITIES,
-        env=pods.env({"SLURM_CONF_SERVER": conf_server, "SLURMD_NODE_CONF": node_conf(args.node_cpus,
-                                                                                      args.node_memory_mb)}),
+        env=pods.env({"SLURM_CONF_SERVER": conf_server,
+                      "SLURMD_NODE_CONF": node_conf(args.node_cpus, args.node_memory_mb, args.gpus)}),
         ports=[k8s.core.v1.ContainerPortArgs(name="slurmd", container_port=SLURMD_PORT, protocol="TCP")],
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
                        *pods.directory_mounts(home=True)],
@@ -155,7 +161,10 @@ def node_container(args: SlurmDistributedArgs, conf_server: pulumi.Input[str]) -
         liveness_probe=pods.tcp_probe(SLURMD_PORT, period=20, failures=3),
         # Memory request = limit = RealMemory: what Slurm hands out is reserved by the scheduler and is all the pod
         # may use. The CPU limit is its Slurm CPUs; the request that too unless distributed.nodeCpuRequest lowers it.
-        resources=pods.resources(f"{args.node_cpu_request_milli}m", memory, str(args.node_cpus), memory),
+        # GPUs: request = limit, as Kubernetes requires of extended resources.
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": f"{args.node_cpu_request_milli}m", "memory": memory, **gpus},
+            limits={"cpu": str(args.node_cpus), "memory": memory, **gpus}),
     )
 
 

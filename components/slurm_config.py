@@ -17,7 +17,7 @@ import pulumi_random as random
 
 from components import site
 from components.labels import labels
-from components.slurm_files import CONFIG_FILES, SECRET_FILES, Distributed, parse_slurm_conf, render_slurm_files
+from components.slurm_files import SECRET_FILES, Distributed, parse_slurm_conf, render_slurm_files
 
 DB_PASSWORD_LENGTH = 32
 # The non-secret files do not depend on the database password, so they are rendered with this stand-in
@@ -72,7 +72,7 @@ class SlurmConfig(pulumi.ComponentResource):
                                           distributed=args.distributed)
 
             plain = render(_NO_PASSWORD)
-            self.files = {f: plain[f] for f in CONFIG_FILES}
+            self.files = {f: text for f, text in plain.items() if f not in SECRET_FILES}  # CONFIG_FILES (+ gres.conf)
             leaked = [f for f, text in self.files.items() if _NO_PASSWORD in text]
             if leaked:
                 raise ValueError(f"{leaked} would hold the database password: only {SECRET_FILES} may")

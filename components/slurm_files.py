@@ -52,6 +52,7 @@ THROUGHPUT_KEYS = ("Epilog", "SchedulerParameters")
 # Files render_slurm_files() returns. Only slurmdbd.conf is secret (it holds the database password).
 SECRET_FILES = ("slurmdbd.conf",)
 CONFIG_FILES = ("slurm.conf", "cgroup.conf", "slurm-image.env")
+GRES_CONF = "gres.conf"  # rendered beside them only with Distributed.gpus
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,64 @@ DYNAMIC_NODES_MISSING = ("its dynamic nodes (slurmd -Z) join a partition only th
                          "TreeWidth=65533, which this deployment does not do; use 24.11 or 26.05")
 
 
+NVIDIA_RESOURCE_PREFIX = "nvidia.com/"  # the NVIDIA device plugin's extended resources
+DEFAULT_GPU_RESOURCE = NVIDIA_RESOURCE_PREFIX + "gpu"
+GRES_TYPE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no ':' ',' '=' or space: Gres= and gres.conf split on them
+_GRES_TYPE = re.compile(GRES_TYPE)
+# gres.conf(5) File: a path with an optional numeric range suffix, /dev/nvidia[0-3].
+_DEVICE_FILES = re.compile(r"^(/dev/[A-Za-z0-9_./-]+?)(\[([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)\])?$")
+
+
+def device_file_count(file: str) -> int:
+    """How many device files a gres.conf `File=` names: `/dev/nvidia0` 1, `/dev/nvidia[0-3]` 4,
+    `/dev/dri/renderD[128,130-131]` 3. ValueError if it is not a /dev path with such a suffix."""
+    match = _DEVICE_FILES.match(file) if isinstance(file, str) else None
+    if not match or ".." in file:
+        raise ValueError(f"bad device files {file!r}: give a /dev path, optionally with a range such as [0-3]")
+    count = 0
+    for part in (match.group(3) or "0").split(","):
+        low, _, high = part.partition("-")
+        if high and int(high) < int(low):
+            raise ValueError(f"bad device files {file!r}: the range {part} runs backwards")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+@dataclass(frozen=True)
+class Gpus:
+    """Each distributed node pod's GPUs (config node.gpus): Slurm's `gpu` GRES (slurm.schedmd.com/gres.html).
+
+    - `count` (>= 1): the pod's request and limit of `resource`, and the `Gres=` (`gres`) its dynamic node registers
+      with (`slurmd -Z --conf "... Gres=gpu:2"`, dynamic_nodes.html).
+    - `resource`: the Kubernetes extended resource a device plugin serves, e.g. `nvidia.com/gpu`.
+    - `type`: Slurm's GRES type (GRES_TYPE), which jobs may ask for (`--gres=gpu:a100:1`); with AutoDetect it must
+      equal or be part of the model name slurmd detects (gres.html: `slurmd -C`, spaces made underscores).
+    - `file`: gres.conf `File=`, the device files each pod gets, `count` of them (device_file_count()). None: gres.conf
+      is `AutoDetect=nvidia`, which needs an `nvidia.com/` resource.
+
+    What is rendered follows SchedMD's Slinky slurm-operator (docs/installation.md "With GPUs"): GresTypes=gpu in
+    slurm.conf, a gres.conf of `AutoDetect=nvidia` that slurmctld serves configless, pods limited to `nvidia.com/gpu`
+    registering `Gres=gpu:<type>:<count>`. AutoDetect=nvidia (Slurm 24.11+, gres.conf(5); no NVML library, no MIG)
+    reads /proc/driver/nvidia/gpus, where the NVIDIA container runtime mounts only the pod's own GPUs
+    (libnvidia-container nvc_mount.c), numbered as on their host: no File= line could be written ahead.
+    """
+    count: int
+    resource: str = DEFAULT_GPU_RESOURCE
+    type: Optional[str] = None
+    file: Optional[str] = None
+
+    @property
+    def gres(self) -> str:
+        """slurm.conf's Gres= of one node: `gpu[:type]:count`."""
+        return ":".join(("gpu", *((self.type,) if self.type else ()), str(self.count)))
+
+
 @dataclass(frozen=True)
 class Distributed:
     """What slurm.conf needs of the distributed deployment (components/distributed.py)."""
     accounting_addr: str  # slurmdbd's Service DNS name (AccountingStorageHost)
     nodeset: str = "nodes"  # the NodeSet and Feature its node pods register with (`slurmd -Z --conf Feature=`)
+    gpus: Optional[Gpus] = None  # each node pod's GPUs: GresTypes=gpu and gres.conf
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")  # ClusterName; also a MariaDB table-name prefix
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -218,13 +272,17 @@ def render_slurm_files(
       in slurmdbd.conf: put that file in a Kubernetes Secret (SECRET_FILES), the others in a ConfigMap.
     - `distributed`: the distributed deployment's facts (Distributed): no NodeName lines (its node pods register
       themselves, `slurmd -Z`: dynamic nodes, each named by its pod's hostname), configless (node pods fetch the files
-      from slurmctld), and slurmdbd at its own address. `nodes` is then only MaxNodeCount's floor.
+      from slurmctld), and slurmdbd at its own address. `nodes` is then only MaxNodeCount's floor. With its `gpus`
+      (Gpus): GresTypes=gpu and gres.conf (GRES_CONF), which the node pods fetch with slurm.conf: slurmctld serves
+      gres.conf from its directory to configless slurmd (slurm.schedmd.com/configless_slurm.html, "Supported
+      configuration files").
     - `throughput`: slurm.conf's settings for many short jobs (THROUGHPUT_KEYS: a no-op Epilog and
       SchedulerParameters, README "Job throughput"); False leaves them at Slurm's defaults, for comparisons
       (scripts/bench).
 
     Returns slurm.conf, cgroup.conf, slurmdbd.conf and slurm-image.env (the version facts the images read
-    at start: slurmrestd plugins, REST API version, MariaDB socket). Raises ValueError on bad input.
+    at start: slurmrestd plugins, REST API version, MariaDB socket), and gres.conf with `distributed.gpus`. Raises
+    ValueError on bad input.
     """
     facts = version_facts(slurm_version)
     if not isinstance(cluster_name, str) or not _NAME.match(cluster_name):
@@ -257,6 +315,8 @@ def render_slurm_files(
             raise ValueError(f"bad accounting_addr {distributed.accounting_addr!r}: give a DNS name or IPv4 address")
         if not isinstance(distributed.nodeset, str) or not _NAME.match(distributed.nodeset):
             raise ValueError(f"bad nodeset {distributed.nodeset!r}: use lowercase letters, digits, '_' or '-'")
+        if distributed.gpus is not None:
+            _check_gpus(distributed.gpus)
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(CONFIG_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -273,5 +333,19 @@ def render_slurm_files(
         mem_spec_mb=DISTRIBUTED_MEM_SPEC_MB,
         def_mem_per_cpu_distributed=max(1, (memory_mb_per_node - DISTRIBUTED_MEM_SPEC_MB) // cpus_per_node),
     )
+    gres = (GRES_CONF,) if distributed is not None and distributed.gpus is not None else ()
     return {name: env.get_template(name + ".j2").render(context)
-            for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env")}
+            for name in ("slurm.conf", "cgroup.conf", "slurmdbd.conf", "slurm-image.env", *gres)}
+
+
+def _check_gpus(gpus: Gpus) -> None:
+    if isinstance(gpus.count, bool) or not isinstance(gpus.count, int) or gpus.count < 1:
+        raise ValueError(f"bad GPU count {gpus.count!r}: give a whole number >= 1")
+    if gpus.type is not None and not (isinstance(gpus.type, str) and _GRES_TYPE.match(gpus.type)):
+        raise ValueError(f"bad GRES type {gpus.type!r}: use letters, digits, '_', '.', '-'")
+    if gpus.file is None:
+        if not str(gpus.resource).startswith(NVIDIA_RESOURCE_PREFIX):
+            raise ValueError(f"GPUs of {gpus.resource!r} need their device files: AutoDetect=nvidia finds only "
+                             f"{NVIDIA_RESOURCE_PREFIX}* devices")
+    elif device_file_count(gpus.file) != gpus.count:
+        raise ValueError(f"{gpus.file!r} names {device_file_count(gpus.file)} device files, not the {gpus.count} GPUs")

@@ -107,7 +107,7 @@ def make_core(cfg: StackConfig) -> Core:
         controller_host = distributed.controller_host(cfg.cluster_name)
         controller_addr = distributed.controller_addr(cfg.cluster_name, cfg.namespace)
         spread = Distributed(accounting_addr=distributed.accounting_addr(cfg.cluster_name, cfg.namespace),
-                             nodeset=distributed.NODESET)
+                             nodeset=distributed.NODESET, gpus=cfg.node.gpus and cfg.node.gpus.settings)
     else:
         controller_host = None if existing else single_node.controller_host(node)
         controller_addr = None if existing else single_node.controller_addr(node, cfg.namespace)
@@ -187,8 +187,8 @@ def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
         storage_size=cfg.storage.size, storage_class=cfg.storage.class_name,
         controller_policy=core.network.ingress(network.CONTROLLER),
         accounting_policy=core.network.ingress(network.ACCOUNTING), node_policy=core.network.ingress(network.NODES),
-        image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator),
-        opts=core.opts)
+        image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator,
+        gpus=cfg.node.gpus and cfg.node.gpus.settings), opts=core.opts)
     user = cfg.users[0].name if cfg.users else "USER"
     ctld = distributed.names(cfg.cluster_name)["slurmctld"]
     return {"slurmController": slurm.controller_addr, "slurmNodes": cfg.nodes,

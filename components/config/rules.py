@@ -9,7 +9,14 @@ from components.config import schema
 from components.config.schema import ensure
 from components.config.table import DAEMONS_CPU_MILLI, DAEMONS_MEMORY_MIB, StackConfig
 from components.errors import ConfigError
-from components.slurm_files import DISTRIBUTED_MEM_SPEC_MB, DYNAMIC_NODES_MISSING, MIN_MEMORY_MB_PER_NODE, VERSIONS
+from components.slurm_files import (
+    DISTRIBUTED_MEM_SPEC_MB,
+    DYNAMIC_NODES_MISSING,
+    MIN_MEMORY_MB_PER_NODE,
+    NVIDIA_RESOURCE_PREFIX,
+    VERSIONS,
+    device_file_count,
+)
 
 
 def how_to_set(dotted: str) -> str:
@@ -57,6 +64,8 @@ def check_rules(cfg: StackConfig) -> None:
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
     if components.distributed:
         _check_distributed(cfg)
+    if cfg.node.gpus:
+        _check_gpus(cfg)
     _check_nodes_fit(cfg)
     _check_directory(cfg)
     _check_metrics(cfg)
@@ -137,6 +146,24 @@ def _check_distributed(cfg: StackConfig) -> None:
     ensure(request is None or request <= cfg.node.cpus * 1000, "distributed.nodeCpuRequest",
            f"is {request}m, more than the node pod's limit, node.cpus = {cfg.node.cpus}",
            f"lower it to at most {cfg.node.cpus * 1000}m, or raise node.cpus")
+
+
+def _check_gpus(cfg: StackConfig) -> None:
+    """node.gpus is the distributed node pods' alone (each its own pod, so a device plugin's GPUs go to one slurmd);
+    slurmd finds NVIDIA's GPUs itself, another vendor's are named, as many as the pod gets."""
+    gpus = cfg.node.gpus
+    ensure(cfg.components.distributed, "node.gpus", "is set but components.distributed is false: only the distributed "
+           "deployment's node pods request GPUs (the single node's slurmd share one pod)",
+           "set components.distributed to true and components.singleNode to false, or remove node.gpus")
+    if gpus.file is None:
+        ensure(gpus.resource.startswith(NVIDIA_RESOURCE_PREFIX), "node.gpus.file", f"is missing but node.gpus.resource "
+               f"is {gpus.resource}: slurmd finds only NVIDIA's GPUs itself (gres.conf AutoDetect=nvidia)",
+               f"name the device files each node pod gets: {how_to_set('node.gpus.file')}")
+    else:
+        files = device_file_count(gpus.file)
+        ensure(files == gpus.count, "node.gpus.file", f"names {files} device file(s) but node.gpus.count is "
+               f"{gpus.count} (gres.conf counts a GPU per file)", "name exactly node.gpus.count files, e.g. "
+               "/dev/dri/renderD[128-129] for 2")
 
 
 def _check_nodes_fit(cfg: StackConfig) -> None:

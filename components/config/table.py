@@ -33,13 +33,17 @@ from components.config.schema import (
 )
 from components.slurm_files import (
     DEFAULT_CPUS_PER_NODE,
+    DEFAULT_GPU_RESOURCE,
     DEFAULT_MEMORY_MB_PER_NODE,
     DEFAULT_NODES,
     DEFAULT_SLURM_VERSION,
     DISTRIBUTED_MEM_SPEC_MB,
+    GRES_TYPE,
     MAX_NODES,
     MIN_MEMORY_MB_PER_NODE,
     VERSIONS,
+    Gpus,
+    device_file_count,
 )
 
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
@@ -180,6 +184,40 @@ class Storage:
     class_name: Optional[str] = key(None, "its StorageClass (default: the cluster's default class)")
 
 
+# A Kubernetes extended resource: a DNS-subdomain prefix outside kubernetes.io, '/', a name (kubernetes.io "Assign
+# Extended Resources to a Container": example.com/foo).
+EXTENDED_RESOURCE = (r"^(?!requests\.)(?![a-z0-9.-]*kubernetes\.io/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*"
+                     r"[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def check_device_files(text: str) -> None:
+    try:
+        device_file_count(text)
+    except ValueError as e:
+        raise Invalid(str(e), "give the device files as gres.conf's File=, e.g. /dev/dri/renderD[128-129]") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeGpus:
+    count: int = key(REQUIRED, "GPUs of each node pod: its request and limit of `resource`, and the "
+                               "`Gres=gpu[:type]:count` its slurmd registers with", between(1, 64), example="1")
+    resource: str = key(DEFAULT_GPU_RESOURCE, "the Kubernetes extended resource the node pods request, a device plugin's",
+                        matches(EXTENDED_RESOURCE, "a Kubernetes extended resource name", "give DOMAIN/NAME outside "
+                                "kubernetes.io, as the device plugin serves it, e.g. nvidia.com/gpu"))
+    type: Optional[str] = key(None, "Slurm's GRES type, which jobs may ask for (`--gres=gpu:TYPE:1`): part of the model "
+                                    "name slurmd detects (`slurmd -C`; e.g. `a100` of `nvidia_a100-sxm4-80gb`)",
+                              matches(GRES_TYPE, "a Slurm GRES type", "use letters, digits, '_', '.', '-'"),
+                              example="a100")
+    file: Optional[str] = key(None, "gres.conf `File=`: the device files each node pod gets, `count` of them "
+                                    "(e.g. `/dev/dri/renderD[128-129]`); required for a `resource` outside "
+                                    "`nvidia.com/` (NVIDIA's GPUs slurmd finds itself: `AutoDetect=nvidia`)",
+                              check_device_files, example="/dev/dri/renderD[128-129]")
+
+    @property
+    def settings(self) -> Gpus:
+        return Gpus(count=self.count, resource=self.resource, type=self.type, file=self.file)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Node:
     cpus: int = key(DEFAULT_CPUS_PER_NODE, "CPUs of each slurmd node (slurm.conf `CPUs=`); distributed: also its "
@@ -190,6 +228,8 @@ class Node:
                          f"memory request and limit, of which Slurm keeps {DISTRIBUTED_MEM_SPEC_MB} for its daemons "
                          "(`MemSpecLimit=`)",
                          between(MIN_MEMORY_MB_PER_NODE, 4 * 1024 * 1024))
+    gpus: Optional[NodeGpus] = key(None, "GPUs of each node pod, distributed only (README \"Distributed deployment\"): "
+                                         "the pods request them, Slurm schedules them (`GresTypes=gpu`, gres.conf)")
 
 
 @dataclass(frozen=True, kw_only=True)

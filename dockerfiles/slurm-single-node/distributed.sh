@@ -88,6 +88,8 @@ ctld_up() { timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; }
 controller() {
   run_dirs controller
   install_files slurm.conf cgroup.conf
+  # gres.conf where the stack renders one (config node.gpus): slurmctld serves it to the configless node pods.
+  if [[ -f "$CONFIG/gres.conf" ]]; then install_files gres.conf; fi
   [[ "$(hostname)" == "$SLURM_CONTROLLER_HOST" ]] || \
     die "this pod's hostname is '$(hostname)' but slurm.conf names the controller '$SLURM_CONTROLLER_HOST'"
   install -m 0600 -o slurm -g slurm "$FACT_KEYS_MOUNT/$FACT_JWT_KEY_FILE" "$FACT_JWT_KEY_PATH"

@@ -4,8 +4,6 @@ address), each role's StatefulSet with its claim, keys and resources, and the ne
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 from components import distributed, network, single_node
@@ -19,35 +17,10 @@ from components.slurm_files import (
     render_slurm_files,
 )
 from tests.unit.config_values import with_
-from tests.unit.stacks import run
+from tests.unit.dist_stack import DIST, STATEFULSET, container, dist, pod, slurm_conf, statefulset
 from tests.workload_rules import check_workload
 
-STATEFULSET = "kubernetes:apps/v1:StatefulSet"
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-DIST = dict(components={"singleNode": False, "distributed": True})
-
-
-@functools.cache
-def dist():
-    """The committed `dist` stack (Pulumi.dist.yaml, the e2e test's) under mocks."""
-    return run("dist")
-
-
-def statefulset(result, role: str) -> dict:
-    return result.one(STATEFULSET, f"distributed-{role}-statefulset").plain
-
-
-def pod(result, role: str) -> dict:
-    return statefulset(result, role)["spec"]["template"]["spec"]
-
-
-def container(result, role: str) -> dict:
-    return pod(result, role)["containers"][0]
-
-
-def slurm_conf(result) -> str:
-    return result.one(CONFIG_MAP, "slurm-config-files").plain["data"]["slurm.conf"]
 
 
 # --- config ------------------------------------------------------------------------------------------------------
