@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import pods
+from components.keys import MUNGE_KEY_FILE
 from components.labels import labels, selector
 
 
@@ -51,10 +52,13 @@ class ClientApp:
     sidecars: Sequence[k8s.core.v1.ContainerArgs] = ()  # after the app's container, e.g. pods.nslcd_sidecar()
 
 
-def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str]
+def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str],
+                  key_file: str = MUNGE_KEY_FILE
                   ) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
-    """The volumes and mounts of a Slurm client: the Slurm files and the munge key (SlurmConfig's, SlurmKeys')."""
-    return [pods.config_volume(config_map_name), pods.keys_volume(munge_secret_name)], pods.slurm_mounts()
+    """The volumes and mounts of a Slurm client: the Slurm files and the munge key, or `key_file` (an auth/slurm
+    site's slurm.key), from SlurmConfig's and SlurmKeys' Secrets."""
+    return ([pods.config_volume(config_map_name), pods.keys_volume(munge_secret_name, key_file=key_file)],
+            pods.slurm_mounts())
 
 
 def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.v1.Service:

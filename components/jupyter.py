@@ -15,6 +15,7 @@ import pulumi_random as random
 
 from components import pods
 from components.client_app import ClientApp, client_app, slurm_volumes
+from components.keys import MUNGE_KEY_FILE
 from components.labels import labels
 
 APP = "slurm-jupyter"
@@ -39,6 +40,7 @@ class SlurmJupyterArgs:
     network_policy: k8s.networking.v1.NetworkPolicySpecArgs  # who may reach it: components/network.py
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+    key_file: str = MUNGE_KEY_FILE  # the file of that Secret: munge.key, or an auth/slurm site's slurm.key
 
 
 class SlurmJupyter(pulumi.ComponentResource):
@@ -59,7 +61,7 @@ class SlurmJupyter(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
         )
 
-        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name)
+        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name, args.key_file)
         service = client_app(name, ClientApp(
             app=APP, component="notebook", name=args.name, namespace=args.namespace, container="jupyterlab",
             image=args.image, port=PORT,

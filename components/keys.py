@@ -1,4 +1,5 @@
-"""SlurmKeys: the munge key and the JWT HS256 key, as Pulumi secrets and Kubernetes Secrets only."""
+"""SlurmKeys: the munge key (or an auth/slurm site's slurm.key) and the JWT HS256 key, as Pulumi secrets and
+Kubernetes Secrets only."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ MUNGE_KEY_BYTES = 1024
 JWT_KEY_BYTES = 32
 MUNGE_KEY_FILE = "munge.key"
 JWT_KEY_FILE = "jwt_hs256.key"
+# An existing cluster with AuthType=auth/slurm (Slurm's own authentication, no munged): its key, which the clients'
+# sackd signs and checks their credentials with (Slurm's authentication.html; the images' slurm-client-setup).
+SLURM_KEY_FILE = "slurm.key"
 
 
 @dataclass
@@ -24,13 +28,17 @@ class SlurmKeysArgs:
     munge_key: Optional[pulumi.Input[str]] = None  # base64 key of an existing cluster; None = generate
     jwt: bool = True  # make a JWT key Secret (the stack's own Slurm, or JupyterHub's token service)
     jwt_key: Optional[pulumi.Input[str]] = None  # base64 JWT key of an existing cluster; None = generate
+    # base64 slurm.key of an existing cluster whose AuthType is auth/slurm: the clients' key Secret holds it (as
+    # slurm.key) instead of a munge key, and no munge key is made.
+    slurm_key: Optional[pulumi.Input[str]] = None
 
 
 class SlurmKeys(pulumi.ComponentResource):
     """Generates (or adopts) the cluster's keys and stores them in Kubernetes Secrets.
 
     Outputs, all secret: `munge_key_base64` (the base64 text JupyterHub's extraFiles binaryData takes),
-    `jwt_key_base64`. Secret names: `munge_secret_name`, `jwt_secret_name`. The Secrets are auto-named,
+    `jwt_key_base64`. Secret names: `munge_secret_name` (the clients' key: munge.key, or with `slurm_key` an
+    auth/slurm site's slurm.key; `key_file` names the file), `jwt_secret_name`. The Secrets are auto-named,
     so new keys make new Secrets and every pod that mounts them rolls.
     """
 
@@ -39,13 +47,17 @@ class SlurmKeys(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         keepers = {"rotation": args.rotation}
 
-        if args.munge_key is None:
+        self.key_file = MUNGE_KEY_FILE
+        if args.slurm_key is not None:
+            self.key_file = SLURM_KEY_FILE
+            self.munge_key_base64 = pulumi.Output.secret(args.slurm_key)
+        elif args.munge_key is None:
             munge = random.RandomBytes(f"{name}-munge", length=MUNGE_KEY_BYTES, keepers=keepers, opts=child)
             self.munge_key_base64 = pulumi.Output.secret(munge.base64)
         else:
             self.munge_key_base64 = pulumi.Output.secret(args.munge_key)
 
-        self.munge_secret = self._secret(f"{name}-munge", args.namespace, MUNGE_KEY_FILE, self.munge_key_base64, child)
+        self.munge_secret = self._secret(f"{name}-munge", args.namespace, self.key_file, self.munge_key_base64, child)
         self.munge_secret_name = self.munge_secret.metadata.name
         outputs = {"munge_key_base64": self.munge_key_base64, "munge_secret_name": self.munge_secret_name}
 

@@ -85,9 +85,11 @@ def config_volume(config_map_name: pulumi.Input[str], secret_name: Optional[pulu
 
 
 def keys_volume(munge_secret_name: Optional[pulumi.Input[str]],
-                jwt_secret_name: Optional[pulumi.Input[str]] = None) -> k8s.core.v1.VolumeArgs:
-    """/etc/slurm-keys: munge.key and/or jwt_hs256.key from SlurmKeys' Secrets, each file mode 0400."""
-    sources = [_key_source(secret, file) for secret, file in ((munge_secret_name, MUNGE_KEY_FILE),
+                jwt_secret_name: Optional[pulumi.Input[str]] = None,
+                key_file: str = MUNGE_KEY_FILE) -> k8s.core.v1.VolumeArgs:
+    """/etc/slurm-keys: munge.key (or `key_file`: an auth/slurm site's slurm.key) and/or jwt_hs256.key from
+    SlurmKeys' Secrets, each file mode 0400."""
+    sources = [_key_source(secret, file) for secret, file in ((munge_secret_name, key_file),
                                                                 (jwt_secret_name, JWT_KEY_FILE)) if secret is not None]
     return k8s.core.v1.VolumeArgs(
         name="slurm-keys",

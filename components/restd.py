@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components import pods
 from components.client_app import ClientApp, client_app, slurm_volumes
+from components.keys import MUNGE_KEY_FILE
 from components.slurm_files import SLURMRESTD_PORT
 
 APP = "slurmrestd"
@@ -38,6 +39,7 @@ class SlurmRestdArgs:
     replicas: int = 1
     directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
+    key_file: str = MUNGE_KEY_FILE  # the file of that Secret: munge.key, or an auth/slurm site's slurm.key
 
 
 class SlurmRestd(pulumi.ComponentResource):
@@ -45,7 +47,7 @@ class SlurmRestd(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SlurmRestdArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("slurm-cloud-integration:index:SlurmRestd", name, None, opts)
-        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name)
+        volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name, args.key_file)
         service = client_app(name, ClientApp(
             app=APP, component="rest-api", name=args.name, namespace=args.namespace, container="slurmrestd",
             image=args.image, port=SLURMRESTD_PORT,

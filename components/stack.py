@@ -70,7 +70,9 @@ class Core:
     directory_secret: Optional[pulumi.Output[str]]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
     pull_secret: Optional[pulumi.Output[str]]  # the registry's, if the stack has its credentials
-    munge_secret: pulumi.Input[str]  # the clients' munge key Secret; an existing cluster's once its slurmctld took it
+    # The clients' key Secret (its file: keys.key_file, munge.key or an auth/slurm site's slurm.key); an existing
+    # cluster's once its slurmctld took it.
+    munge_secret: pulumi.Input[str]
     network: network.Graph  # who may reach whom: each part's NetworkPolicy
 
     def kubectl(self, command: str) -> str:
@@ -96,7 +98,7 @@ def make_core(cfg: StackConfig) -> Core:
     existing = cfg.existing_cluster
     keys = SlurmKeys("slurm-keys", SlurmKeysArgs(
         namespace=namespace, rotation=cfg.key_rotation, munge_key=cfg.munge_key,
-        jwt=existing is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key), opts=opts)
+        jwt=existing is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key, slurm_key=cfg.slurm_key), opts=opts)
     images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
     # It was SlurmImages' child: the alias keeps it (and its auto-name) in stacks made before.
     pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
@@ -131,6 +133,7 @@ def make_core(cfg: StackConfig) -> Core:
     munge_secret = SiteCheck("site-check", SiteCheckArgs(
         namespace=namespace, image=images.refs[CLIENT], config_map_name=slurm.config_map_name,
         munge_secret_name=keys.munge_secret_name, slurm_env=slurm.client_env, image_pull_secret=pull_secret,
+        key_file=keys.key_file,
     ), opts=opts).munge_secret_name if existing else keys.munge_secret_name
     graph = network.graph(cfg.components, nodes=cfg.nodes, restd_clients=cfg.restd.allowed_clients,
                           site_ports=cfg.site.ports if existing else (), metrics_scraper=network.scraper(cfg.metrics))
@@ -200,7 +203,7 @@ def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
 def deploy_restd(core: Core) -> dict[str, pulumi.Input]:
     restd = SlurmRestd("slurmrestd", SlurmRestdArgs(
         namespace=core.namespace, name=f"{core.cfg.cluster_name}-slurmrestd", image=core.images.refs[CLIENT],
-        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret,
+        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret, key_file=core.keys.key_file,
         directory_config_map=core.users, directory_secret=core.directory_secret,
         network_policy=core.network.ingress(network.RESTD), slurm_env=core.slurm.client_env,
         image_pull_secret=core.pull_secret), opts=core.opts)
@@ -213,7 +216,7 @@ def deploy_jupyter(core: Core) -> dict[str, pulumi.Input]:
     cfg, name = core.cfg, f"{core.cfg.cluster_name}-jupyter"
     jupyter = SlurmJupyter("jupyter", SlurmJupyterArgs(
         namespace=core.namespace, name=name, image=core.images.refs[JUPYTER],
-        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret,
+        config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret, key_file=core.keys.key_file,
         directory_config_map=core.users, home_claim=core.home_claim, user=cfg.jupyter_user,
         rotation=cfg.key_rotation, network_policy=core.network.ingress(network.LAB), slurm_env=core.slurm.client_env,
         image_pull_secret=core.pull_secret), opts=core.opts)

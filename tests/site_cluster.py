@@ -5,7 +5,8 @@ own with static addresses, outside Kubernetes; clients (pods, other podman netwo
 The site's files are `tests/site/` (slurm.conf, slurmdbd.conf, cgroup.conf with the addresses filled in, and the
 boot script `site-host`); the slurm-single-node image of the Slurm version under test serves only as a set of
 Debian's Slurm packages (its entrypoint is replaced by `site-host`). Its munge and JWT keys and database password
-are generated per start into a private temp dir, deleted at stop. Its users (its "LDAP", a libnss-extrausers
+are generated per start into a private temp dir, deleted at stop. With `auth="slurm"` (Slurm 25.05+) the site
+authenticates with Slurm's own auth/slurm and cred/slurm instead of munge: one generated slurm.key, no munged. Its users (its "LDAP", a libnss-extrausers
 directory mounted in every host) are alice 2001 and bob 2002 in group research 3000, as in Pulumi.cluster.yaml;
 their homes are in the site's /home, a host directory mounted in every host; accounting has them in the account
 `research`.
@@ -42,17 +43,21 @@ class SiteCluster:
     """The site. `version`: Slurm version (default $SLURM_VERSION or the project's); `subnet`: its podman network
     (hosts at .10 ctl, .11 cn1, .12 cn2; default $SCI_SITE_SUBNET or 10.89.77.0/24: two sites at once need two); `name`: prefix of its containers and network (unique by default);
     `image`: the slurm-single-node image to take Slurm from (default: built/cached by build_image);
-    `timeout`: seconds start() waits for both nodes to be idle.
+    `timeout`: seconds start() waits for both nodes to be idle; `auth`: "munge" (AuthType=auth/munge) or "slurm"
+    (AuthType=auth/slurm, CredType=cred/slurm: a slurm.key, no munged).
 
     After start(): `slurm_conf` (text), `slurm_conf_path` (host file, what a client copies), `munge_key` and
-    `jwt_key` (bytes), `controller_addr`, `conf_server` ("addr:port", for configless clients), `ports` (slurmctld's
+    `jwt_key` (bytes; with auth "slurm" `slurm_key` instead of `munge_key`), `controller_addr`, `conf_server`
+    ("addr:port", for configless clients), `ports` (slurmctld's
     ports then slurmdbd's), `slurmctld_ports`, `slurmdbd_port`, `home` (host directory mounted as the site's
     /home), `directory` (host directory with the site's passwd and group files, libnss-extrausers format),
     `network`, `addresses` ({host: address}), `timings` (seconds: "idle" = start() to both nodes idle).
     """
 
     def __init__(self, version: Optional[str] = None, subnet: Optional[str] = None, name: Optional[str] = None,
-                 image: Optional[str] = None, timeout: float = 90):
+                 image: Optional[str] = None, timeout: float = 90, auth: str = "munge"):
+        assert auth in ("munge", "slurm"), auth
+        self.auth = auth
         self.version = version or slurm_version()
         self.facts = version_facts(self.version)
         net = ipaddress.ip_network(subnet or os.environ.get("SCI_SITE_SUBNET", "10.89.77.0/24"))
@@ -115,6 +120,8 @@ class SiteCluster:
         a = self.addresses
         values = {"ctl_addr": a["ctl"], "cn1_addr": a["cn1"], "cn2_addr": a["cn2"],
                   "db_password": secrets.token_urlsafe(24).replace("-", "_"),
+                  "auth_type": f"auth/{self.auth}",
+                  "auth_lines": "AuthType=auth/munge" if self.auth == "munge" else "AuthType=auth/slurm\nCredType=cred/slurm",
                   "cgroup_plugin": f"CgroupPlugin={self.facts.cgroup_plugin}" if self.facts.cgroup_plugin else ""}
         for f in ("slurm.conf", "cgroup.conf", "slurmdbd.conf"):
             with open(os.path.join(SITE_FILES, f)) as src:
@@ -129,8 +136,14 @@ class SiteCluster:
         self.slurmdbd_port = int(conf["accountingstorageport"])
         self.ports = [*self.slurmctld_ports, self.slurmdbd_port]
         self.conf_server = f"{self.controller_addr}:{self.slurmctld_ports[0]}"
-        self.munge_key, self.jwt_key = secrets.token_bytes(1024), secrets.token_bytes(32)
-        _write(os.path.join(self.keys, "munge.key"), self.munge_key, 0o400)
+        self.jwt_key = secrets.token_bytes(32)
+        self.auth_key_file = f"{self.auth}.key"  # munge.key or slurm.key: 1024 random bytes, as Slurm's docs make both
+        if self.auth == "munge":
+            self.munge_key = secrets.token_bytes(1024)
+            _write(os.path.join(self.keys, "munge.key"), self.munge_key, 0o400)
+        else:
+            self.slurm_key = secrets.token_bytes(1024)
+            _write(os.path.join(self.keys, "slurm.key"), self.slurm_key, 0o400)
         _write(os.path.join(self.keys, "jwt_hs256.key"), self.jwt_key, 0o400)
         group, gid = GROUP
         passwd = "".join(f"{u}:x:{uid}:{uid}:{u}:/home/{u}:/bin/bash\n" for u, uid in USERS.items())
@@ -145,7 +158,7 @@ class SiteCluster:
         mounts = [(SITE_FILES, "/site"), (self.directory, "/var/lib/extrausers"),
                   (os.path.join(self.etc, "slurm.conf"), "/run/site/etc/slurm.conf"),
                   (os.path.join(self.etc, "cgroup.conf"), "/run/site/etc/cgroup.conf"),
-                  (os.path.join(self.keys, "munge.key"), "/run/site/keys/munge.key")]
+                  (os.path.join(self.keys, self.auth_key_file), f"/run/site/keys/{self.auth_key_file}")]
         if host == "ctl":
             mounts += [(os.path.join(self.etc, "slurmdbd.conf"), "/run/site/etc/slurmdbd.conf"),
                        (os.path.join(self.keys, "jwt_hs256.key"), "/run/site/keys/jwt_hs256.key")]

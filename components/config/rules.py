@@ -41,8 +41,7 @@ def check_rules(cfg: StackConfig) -> None:
         ensure(not components.single_node, "components.singleNode",
                "is true but existingCluster is set: the stack would deploy a second Slurm",
                "set components.singleNode to false, or remove existingCluster")
-        ensure(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
-               how_to_set("mungeKey"))
+        _check_site_auth(cfg)
         if components.token_service:
             ensure(cfg.jwt_key is not None, "jwtKey", "is missing but the token service signs JupyterHub users' "
                    "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
@@ -59,6 +58,8 @@ def check_rules(cfg: StackConfig) -> None:
     else:
         ensure(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
                "remove it (the stack makes its own Slurm's key)")
+        ensure(cfg.slurm_key is None, "slurmKey", "is set without existingCluster, whose key it would be (the stack's "
+               "own Slurm authenticates with munge)", "remove it")
         if not (components.single_node or components.distributed) and (components.restd or components.jupyter or components.jupyterhub):
             raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
@@ -73,6 +74,27 @@ def check_rules(cfg: StackConfig) -> None:
         ensure(not components.jupyterhub, "components.jupyterhub",
                "is true but kubernetes.renderDir is set: a Helm release needs a live cluster",
                "set components.jupyterhub to false for a render-only stack")
+
+
+def _check_site_auth(cfg: StackConfig) -> None:
+    """The existing cluster's key, of the kind its AuthType takes: munge's (mungeKey) or, for auth/slurm, its
+    slurm.key (slurmKey), which the clients' sackd needs (Slurm 25.05+ here)."""
+    auth_type = cfg.site.auth_type
+    if auth_type == site.SLURM:
+        ensure(site.auth_slurm_supported(cfg.slurm_version), "slurmVersion", f"is {cfg.slurm_version}, but the "
+               f"existing cluster's AuthType is {site.SLURM}, which this project's clients use from Slurm "
+               f"{'.'.join(f'{n:02d}' for n in site.AUTH_SLURM_SINCE)} on",
+               "set slurmVersion to the cluster's release (" + ", ".join(
+                   v for v in VERSIONS if site.auth_slurm_supported(v)) + ")")
+        ensure(cfg.slurm_key is not None, "slurmKey", f"is missing but the existing cluster's AuthType is {site.SLURM}, "
+               "so the clients need its slurm.key", how_to_set("slurmKey"))
+        ensure(cfg.munge_key is None, "mungeKey", f"is set but the existing cluster's AuthType is {site.SLURM}, which "
+               "uses no munge key", "remove it (the clients use slurmKey)")
+    else:
+        ensure(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
+               how_to_set("mungeKey"))
+        ensure(cfg.slurm_key is None, "slurmKey", f"is set but the existing cluster's AuthType is {auth_type}, not "
+               f"{site.SLURM}", "remove it, or set the cluster's munge key as mungeKey")
 
 
 def _check_ldap(cfg: StackConfig) -> None:

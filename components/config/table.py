@@ -48,6 +48,7 @@ from components.slurm_files import (
 
 MUNGE_KEY_MIN_BYTES = 32  # munged refuses shorter keys
 JWT_KEY_MIN_BYTES = 32  # RFC 7518 3.2: an HS256 key has at least the hash's 256 bits
+SLURM_KEY_MIN_BYTES = 32  # auth/slurm signs its credentials with HS256 too (Slurm's authentication.html)
 
 # What the single node needs beside its nodes' CPUs and memory: its daemons (measured RSS: MariaDB about 130 MB,
 # slurmctld, slurmdbd, each slurmd, slurmrestd and munged 5-20 MB), page cache, and what a job allocates beyond
@@ -60,6 +61,7 @@ DAEMONS_MEMORY_MIB = 1024
 
 check_munge_key = base64_key(MUNGE_KEY_MIN_BYTES, "munged needs", "/etc/munge/munge.key")
 check_jwt_key = base64_key(JWT_KEY_MIN_BYTES, "an HS256 key needs", "jwt_hs256.key")
+check_slurm_key = base64_key(SLURM_KEY_MIN_BYTES, "auth/slurm's HS256 signatures need", "/etc/slurm/slurm.key")
 
 
 def check_slurm_conf(text: str) -> None:
@@ -403,14 +405,18 @@ class StackConfig:
     images: Images = key(REQUIRED, "where the images are pushed and pulled from")
     components: Components = key(Components, "which parts to deploy")
     existing_cluster: Optional[ExistingCluster] = key(
-        None, "an existing Slurm cluster to connect to: only the clients are deployed (needs `mungeKey` and "
-              "`components.singleNode` false)")
+        None, "an existing Slurm cluster to connect to: only the clients are deployed (needs `mungeKey`, or "
+              "`slurmKey` for a cluster with `AuthType=auth/slurm`, and `components.singleNode` false)")
     munge_key: Optional[pulumi.Output[str]] = key(
         None, "base64 munge key of an existing cluster, instead of a generated one", check_munge_key,
         example='"$(base64 -w0 /etc/munge/munge.key)"')
     jwt_key: Optional[pulumi.Output[str]] = key(
         None, "base64 JWT key (AuthAltParameters jwt_key) of an existing cluster: JupyterHub users' tokens are signed "
               "with it (needs `existingCluster`)", check_jwt_key, example='"$(base64 -w0 /etc/slurm/jwt_hs256.key)"')
+    slurm_key: Optional[pulumi.Output[str]] = key(
+        None, "base64 slurm.key of an existing cluster whose `AuthType` is `auth/slurm` (Slurm 25.05+: `slurmVersion` "
+              "26.05), instead of `mungeKey`: the clients run sackd with it, no munged", check_slurm_key,
+        example='"$(base64 -w0 /etc/slurm/slurm.key)"')
     key_rotation: str = key("1", "any string; changing it generates new munge and JWT keys, JupyterLab token and "
                                  "hub password (new Secrets, so pods roll)")
     kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")

@@ -32,6 +32,21 @@ munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }  # does the local
 munge_dirs() { install -d -m 0755 -o munge -g munge /run/munge /var/log/munge /var/lib/munge; }  # its run-time ones
 munge_key_install() { install -m 0400 -o munge -g munge "$1" /etc/munge/munge.key; }  # munge_key_install SRC
 
+# --- auth/slurm: sackd ------------------------------------------------------------------------------------------
+# A site with AuthType=auth/slurm (Slurm's own authentication, no munged): the clients hold its slurm.key, which
+# only sackd reads (Slurm's authentication.html: login nodes run sackd; the commands, as any user, get and check
+# their credentials through its socket, which tells it their uid, and never read the key). SLURM_KEY: root's, 0600
+# (Slurm refuses a key others may read); sackd reads it there in configless mode too (SLURM_SACK_KEY), where
+# slurm.conf is its fetched copy in /run/slurm/conf. auth_slurm: is this container set up for auth/slurm?
+SLURM_KEY=/etc/slurm/slurm.key
+# shellcheck disable=SC2034  # for the scripts that source this
+SACK_SOCKET="$FACT_RUN_DIR/sack.socket"
+# shellcheck disable=SC2034  # for the scripts that source this
+SACKD_PID="$FACT_RUN_DIR/sackd.pid"
+sack_ok() { [[ -S "$SACK_SOCKET" ]]; }  # does sackd listen?
+auth_slurm() { [[ -e "$SLURM_KEY" ]]; }
+slurm_key_install() { install -d -m 0755 /etc/slurm && install -m 0600 -o root -g root "$1" "$SLURM_KEY"; }
+
 # --- slurmrestd ----------------------------------------------------------------------------------------------
 # slurmrestd_command: SLURMRESTD, slurmrestd's command line before its own arguments and the address to listen on.
 # JWT authentication, every token going on to slurmctld (SLURM_JWT=daemon: it holds no key), as the unprivileged

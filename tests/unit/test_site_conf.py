@@ -85,8 +85,8 @@ def test_a_slurm_conf_the_stack_cannot_use_is_refused(conf, message):
 
 
 @pytest.mark.parametrize("change, configless, message", [
-    (("AuthType=auth/munge", "AuthType=auth/slurm"), False, "AuthType=auth/slurm, but the clients authenticate "
-                                                            "with munge"),
+    (("AuthType=auth/munge", "AuthType=auth/none"), False, "AuthType=auth/none, but the clients authenticate "
+                                                           "with auth/munge or auth/slurm"),
     (("AuthAltTypes=auth/jwt", ""), False, "no auth/jwt in AuthAltTypes, so the cluster refuses the JWTs of slurmrestd"),
     (("enable_configless", "x"), True, "no enable_configless in SlurmctldParameters"),
     (("ClusterName=hpc", "Include /etc/slurm/nodes.conf"), False, "Include /etc/slurm/nodes.conf: the clients get"),
@@ -94,6 +94,12 @@ def test_a_slurm_conf_the_stack_cannot_use_is_refused(conf, message):
 def test_what_the_clients_need_of_a_site(change, configless, message):
     found = site.problems(site.describe(SITE.replace(*change)), jwt_clients=("slurmrestd",), configless=configless)
     assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_an_auth_slurm_site_is_one_the_clients_can_use_from_slurm_25_05_on():
+    s = site.describe(SITE.replace("AuthType=auth/munge", "AuthType=Auth/Slurm\nCredType=cred/slurm"))
+    assert s.auth_type == site.SLURM and site.problems(s, jwt_clients=("slurmrestd",), configless=True) == []
+    assert [v for v in ("22.05", "23.11", "24.11", "25.05", "26.05") if site.auth_slurm_supported(v)] == ["25.05", "26.05"]
 
 
 def test_lists_and_plugin_names_are_read_as_slurm_reads_them():
