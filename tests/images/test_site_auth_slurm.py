@@ -5,11 +5,13 @@ The site is tests/site_cluster.py's (controller, slurmdbd, MariaDB, two nodes in
 `auth="slurm"` (AuthType=auth/slurm, CredType=cred/slurm, AuthAltTypes=auth/jwt, a slurm.key generated for the
 run). Each client gets what a pod of a stack with `existingCluster` and `slurmKey` gets: the site's slurm.conf, the
 slurm-image.env the program derives from it, /etc/slurm-keys/slurm.key (root's, 0400), the site's directory and
-/home. Its entrypoint starts sackd as root (the key root's, 0600) and no munged; users' commands get their
-credentials from sackd's socket, never from the key. Only where the clients use auth/slurm (Slurm 25.05+: 26.05).
+/home (a configless client: slurm-image.env and SLURM_CONF_SERVER instead of slurm.conf). Its entrypoint starts
+sackd as root (the key root's, 0600) and no munged; users' commands get their credentials from sackd's socket,
+never from the key. Only where the clients use auth/slurm (Slurm 25.05+: 26.05).
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -17,8 +19,10 @@ import pytest
 
 from components import site as site_facts
 from components.slurm_config import existing_cluster_image_env
+from components.slurm_files import SLURMRESTD_PORT
 from tests.images.slurm_containers import EXAMPLES, podman, slurm_version, wait_until
 from tests.site_cluster import USERS, SiteCluster
+from tests.slurm_rest import SlurmRest, hs256_token
 
 VERSION = slurm_version()
 pytestmark = [
@@ -59,14 +63,17 @@ def files(site, version):
     for name, text in existing_cluster_image_env(site.slurm_conf, "site", version).items():
         with open(os.path.join(conf, name), "w") as f:
             f.write(text)
+    configless = os.path.join(d, "configless")  # a configless client's mount: slurm-image.env alone
+    os.makedirs(configless)
+    shutil.copy(os.path.join(conf, "slurm-image.env"), configless)
     keys, other = key_dir(site.slurm_key), key_dir(os.urandom(1024))
-    yield {"config": conf, "keys": keys, "other": other}
+    yield {"config": conf, "configless": configless, "keys": keys, "other": other}
     for path in (d, keys, other):
         shutil.rmtree(path)
 
 
-def client_args(site, files, keys) -> list[str]:
-    return ["--no-healthcheck", "--network", CLIENT_NETWORK, "-v", f"{files['config']}:/etc/slurm-config:ro",
+def client_args(site, files, keys, config="config") -> list[str]:
+    return ["--no-healthcheck", "--network", CLIENT_NETWORK, "-v", f"{files[config]}:/etc/slurm-config:ro",
             *(["-v", f"{keys}:/etc/slurm-keys:ro"] if keys else []),
             "-v", f"{site.directory}:/var/lib/extrausers:ro", "-v", f"{site.home}:/home",
             "-v", f"{EXAMPLES}:/examples:ro"]
@@ -165,3 +172,39 @@ def test_jupyterlabs_user_submits_as_themself_through_sackd(jupyter_images, site
     site.wait_job(job.split(";")[0], "COMPLETED", timeout=90)
     with open(os.path.join(site.home, "alice", f"auth-slurm-lab-{job.split(';')[0]}.out")) as f:
         assert f.read().split() == ["alice"]
+
+
+def test_a_configless_client_fetches_the_files_through_its_sackd(images, site, files):
+    """SLURM_CONF_SERVER and no slurm.conf: sackd (--conf-server) fetches the site's files with the key and serves
+    the commands' credentials; alice's job runs as alice."""
+    script = "cd; id -un; sbatch --parsable -o auth-slurm-configless-%j.out --wrap 'id -un'"
+    p = podman("run", "--rm", "-e", f"SLURM_CONF_SERVER={site.conf_server}",
+               *client_args(site, files, files["keys"], "configless"), images["slurm-client"], "bash", "-c",
+               f"test ! -e /etc/slurm/slurm.conf && test -s /run/slurm/conf/slurm.conf && "
+               f"runuser -u alice -- bash -c {script!r}", check=False, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    user, job = p.stdout.split()[-2:]
+    assert user == "alice"
+    site.wait_job(job.split(";")[0], "COMPLETED", timeout=90)
+    with open(os.path.join(site.home, "alice", f"auth-slurm-configless-{job.split(';')[0]}.out")) as f:
+        assert f.read().split() == ["alice"]
+
+
+def test_slurmrestd_runs_a_job_with_a_token_and_refuses_a_forged_one(images, site, files, version):
+    """The client image's default command (slurmrestd, SLURM_JWT=daemon, behind its gate) with the site's slurm.key:
+    a token minted on the site submits as alice; one signed with another key is refused."""
+    name = f"{site.name}-restd"
+    podman("run", "-d", "--name", name, *client_args(site, files, files["keys"]), images["slurm-client"])
+    try:
+        ip = podman("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{CLIENT_NETWORK}").IPAddress}}}}',
+                    name).stdout.strip()
+        env = existing_cluster_image_env(site.slurm_conf, "site", version)["slurm-image.env"]
+        api_version = re.search(r"^SLURM_REST_API_VERSION=(\S+)", env, re.M).group(1)
+        url = f"http://{ip}:{SLURMRESTD_PORT}"
+        api = SlurmRest(url, api_version, user="alice", token=site.token("alice"))
+        wait_until(api.ping, 30, "slurmrestd to answer ping", lambda: podman("logs", name, check=False).stderr)
+        job = api.submit("#!/bin/bash\nid -un\n", name="rest-auth-slurm", cwd="/home/alice")
+        site.wait_job(job, "COMPLETED", timeout=60)
+        assert not SlurmRest(url, api_version, user="alice", token=hs256_token(os.urandom(32), "alice")).authenticated()
+    finally:
+        podman("rm", "-f", "-t", "3", name, check=False)
