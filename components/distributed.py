@@ -15,7 +15,7 @@
 Every pod runs the slurm-single-node image with the entrypoint mode of its role (dockerfiles/slurm-single-node/
 distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
 deployment" says why). Each gets only the keys it needs: the node pods the munge key alone; slurmdbd.conf (the
-database password) only the accounting pod. Headless Services give each StatefulSet its stable DNS names.
+database password) only the accounting pod. Services give slurmctld and slurmdbd their stable DNS names (service()).
 """
 
 from __future__ import annotations
@@ -181,16 +181,29 @@ class SlurmDistributed(pulumi.ComponentResource):
         n = names(args.cluster_name)
         ctld_addr = pods.service_host(n["slurmctld"], args.namespace)
 
-        def service(role: str, app: str, port_name: str, port: int) -> k8s.core.v1.Service:
-            # Headless, names published before the pods are ready: slurmctld and the accounting pod reach their own
-            # daemons by these names while they start.
+        def service(role: str, app: str, port_name: str, port: int, headless: bool = False) -> k8s.core.v1.Service:
+            # Endpoints published before the pods are ready: the pods reach each other while they start. slurmctld's
+            # and slurmdbd's names are ClusterIP Services: their DNS name answers from the Service's creation on. A
+            # headless name answers only once its pod has an address, and a lookup before that (every node pod's,
+            # while slurmctld's claim is provisioned) is cached as NXDOMAIN for CoreDNS's `ttl` (30 s in kubeadm's
+            # Corefile): 24 s of 42 s of `pulumi up` were that wait. Not awaited by the provider (its Service await
+            # holds `pulumi up` until the Endpoints stand still for 10 s; the StatefulSets' awaits cover the pods).
             return k8s.core.v1.Service(
                 f"{name}-{role}-service",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=n[role], namespace=args.namespace, labels=labels(app, role)),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=n[role], namespace=args.namespace, labels=labels(app, role),
+                    annotations=None if headless else {"pulumi.com/skipAwait": "true"}),
                 spec=k8s.core.v1.ServiceSpecArgs(
-                    cluster_ip="None", publish_not_ready_addresses=True, selector=selector(app),
+                    cluster_ip="None" if headless else None, publish_not_ready_addresses=True, selector=selector(app),
                     ports=[k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=port, protocol="TCP")]),
                 opts=child)
+
+        def own_name(role: str) -> list[k8s.core.v1.HostAliasArgs]:
+            """The role's own Service name as loopback in its pod: its daemon's own clients (sacctmgr at start, the
+            probes, slurm-exporter) stay in the pod, as with the single node, and need no NetworkPolicy edge to
+            itself through the Service's address."""
+            return [k8s.core.v1.HostAliasArgs(ip="127.0.0.1",
+                                              hostnames=[pods.service_host(n[role], args.namespace)])]
 
         def policy(role: str, app: str, spec: k8s.networking.v1.NetworkPolicySpecArgs) -> None:
             k8s.networking.v1.NetworkPolicy(
@@ -217,7 +230,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         accounting_svc = service("accounting", ACCOUNTING_APP, "slurmdbd", SLURMDBD_PORT)
         accounting = statefulset("accounting", ACCOUNTING_APP, accounting_svc, 1, pods.pod_template(
             ACCOUNTING_APP, "accounting", image_pull_secret=args.image_pull_secret,
-            termination_grace_period_seconds=30,
+            termination_grace_period_seconds=30, host_aliases=own_name("accounting"),
             containers=[accounting_container(args)],
             volumes=[pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                      pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
@@ -229,6 +242,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         controller = statefulset("slurmctld", CONTROLLER_APP, ctld_svc, 1, pods.pod_template(
             CONTROLLER_APP, "controller", image_pull_secret=args.image_pull_secret,
             termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
+            host_aliases=own_name("slurmctld"),
             annotations=pod_annotations(args.metrics, args.annotate),
             containers=[controller_container(args), *([exporter_container(args.image)] if args.metrics else [])],
             volumes=[pods.config_volume(args.config_map_name),  # no slurmdbd.conf: the accounting pod's alone
@@ -239,7 +253,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         policy("slurmctld", CONTROLLER_APP, args.controller_policy)
 
         # --- the node pods --------------------------------------------------------------------------------------
-        node_svc = service("node", NODE_APP, "slurmd", SLURMD_PORT)
+        node_svc = service("node", NODE_APP, "slurmd", SLURMD_PORT, headless=True)  # governs the pods; unused by name
         nodes = statefulset("node", NODE_APP, node_svc, args.nodes, pods.pod_template(
             NODE_APP, "node", image_pull_secret=args.image_pull_secret,
             termination_grace_period_seconds=30,

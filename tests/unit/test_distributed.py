@@ -21,6 +21,7 @@ from tests.unit.dist_stack import DIST, STATEFULSET, container, dist, pod, slurm
 from tests.workload_rules import check_workload
 
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+SERVICE = "kubernetes:core/v1:Service"
 
 
 # --- config ------------------------------------------------------------------------------------------------------
@@ -99,6 +100,22 @@ def test_the_dist_stack_renders_its_slurm_conf_for_its_own_names():
     assert conf["accountingstoragehost"] == "dist-accounting.slurm-dist.svc.cluster.local"
     assert conf["slurmctldparameters"] == "enable_configless"
     assert "single-node-statefulset" not in [r.name for r in dist().of_type(STATEFULSET)], "no single node beside it"
+
+
+def test_slurmctld_and_slurmdbd_names_resolve_before_their_pods_exist():
+    """ClusterIP Services: a headless name is NXDOMAIN (cached 30 s by CoreDNS) until its pod has an address. Each pod
+    sees its own name as loopback, so its own clients need no edge to itself."""
+    result = dist()
+    ns = result.outputs["namespace"][0]
+    for role in ("slurmctld", "accounting"):
+        svc = result.one(SERVICE, f"distributed-{role}-service").plain
+        assert svc["spec"].get("clusterIP") != "None" and svc["spec"]["publishNotReadyAddresses"] is True, role
+        assert svc["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, role
+        own = f"{svc['metadata']['name']}.{ns}.svc.cluster.local"
+        assert pod(result, role)["hostAliases"] == [{"ip": "127.0.0.1", "hostnames": [own]}], role
+    assert f"({distributed.controller_addr('dist', ns)})" in slurm_conf(result)
+    nodes = result.one(SERVICE, "distributed-node-service").plain
+    assert nodes["spec"]["clusterIP"] == "None" and "hostAliases" not in pod(result, "node")
 
 
 def test_each_role_is_its_own_statefulset_and_follows_the_workload_rules():
