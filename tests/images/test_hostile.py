@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 
 import pytest
 import requests
@@ -203,6 +205,40 @@ def test_a_request_that_kills_slurmrestd_ends_neither_slurm_nor_its_jobs(fresh_s
 RAW_POST = r"""exec 3<>/dev/tcp/${BACKEND/://}
 printf 'POST %s HTTP/1.1\r\nHost: x\r\nX-SLURM-USER-NAME: root\r\nX-SLURM-USER-TOKEN: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' "$URL" "${#BODY}" "$BODY" >&3
 timeout 10 cat <&3"""
+
+
+def stats_info_rpcs(node) -> int:
+    """slurmctld's count of REQUEST_STATS_INFO RPCs (sdiag; slurmrestd's /diag asks it too)."""
+    out = node.exec("sdiag").stdout
+    return int(re.search(r"^\s*REQUEST_STATS_INFO\s+\(\s*\d+\)\s+count:(\d+)", out, re.M).group(1))
+
+
+def test_the_rest_gate_checks_a_token_once_for_a_burst_and_never_keeps_a_refusal(images, single_node, version):
+    """An ordinary user (the image's `nobody`) sends five requests with one token: slurmctld checks it once."""
+    name = f"{single_node.name}-gate-cache"
+    with client_restd(images["slurm-client"], single_node, name) as url:
+        api = version_facts(version).rest_api_version
+        wait_until(SlurmRest(url, api, token=single_node.token()).ping, 30, "slurmrestd to answer through the gate",
+                   lambda: podman("logs", name, check=False).stderr)
+        token = single_node.token("nobody")  # new: no check of it is kept yet
+        user = SlurmRest(url, api, token=token, user="nobody")
+        before = stats_info_rpcs(single_node)
+        sdiag_alone = stats_info_rpcs(single_node) - before  # what an sdiag call adds by itself
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert user.ping(), "nobody's request through the gate"
+        burst = stats_info_rpcs(single_node)
+        assert time.monotonic() - t0 < 5, "the burst must fit in the 5 s a check is kept"
+        assert burst - before - 2 * sdiag_alone == 1, "one check for five requests with the same token"
+        # Control: another token of the same user is checked again; a forged one, or nobody's token sent under
+        # another user's name, is refused though nobody's passed.
+        other = single_node.token("nobody", lifespan=601)  # the same lifespan within the second: the same token
+        assert other != token and SlurmRest(url, api, token=other, user="nobody").ping()
+        assert stats_info_rpcs(single_node) - burst - sdiag_alone == 1, "a new token is checked again"
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        for t, u in ((forged, "nobody"), (token, "daemon")):
+            r = SlurmRest(url, api, token=t, user=u).request("GET", "ping")
+            assert r.status_code == 401, (u, r.status_code, r.text)
 
 
 def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, single_node, version):
