@@ -10,7 +10,10 @@
   memory are the pod's limits (`--conf "CPUs= RealMemory= MemSpecLimit= Feature="`, node_conf()). The shared home is
   mounted: users' jobs run from their homes. Spread over Kubernetes nodes (topology spread constraints). With GPUs
   (config node.gpus, slurm_files.Gpus), each requests and limits `count` of its device plugin's resource and
-  registers them as `Gres=`.
+  registers them as `Gres=`. A node pod that stops (`nodes` lowered, pod deleted or evicted) drains its Slurm node
+  in its preStop hook (distributed.sh drain), waits for its jobs up to `drain_grace_s` (config
+  distributed.drainGraceSeconds; its grace period is that plus DRAIN_MARGIN_S), then deletes the node: a removed node
+  leaves no DOWN node behind, a replaced one registers again.
 
 Every pod runs the slurm-single-node image with the entrypoint mode of its role (dockerfiles/slurm-single-node/
 distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
@@ -32,6 +35,7 @@ from components.single_node import CAPABILITIES as NODE_CAPABILITIES
 from components.single_node import MUNGE_SOCKET_DIR, exporter_container, exporter_volumes, pod_annotations
 from components.slurm_files import (
     DISTRIBUTED_MEM_SPEC_MB,
+    DRAIN_MARGIN_S,
     RUN_DIR,
     SLURMCTLD_PORT,
     SLURMD_FIRST_PORT,
@@ -101,6 +105,7 @@ class SlurmDistributedArgs:
     metrics: bool = False  # slurm-exporter beside slurmctld
     annotate: bool = False  # its scrape annotations (no Prometheus Operator)
     gpus: Optional[Gpus] = None  # each node pod's (config node.gpus)
+    drain_grace_s: int = 300  # config distributed.drainGraceSeconds: a stopping node pod's wait for its jobs
 
 
 def state_claim(app: str, size: str, storage_class: Optional[str]) -> k8s.core.v1.PersistentVolumeClaimArgs:
@@ -146,19 +151,30 @@ def accounting_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArg
     )
 
 
+def node_grace_s(drain_grace_s: int) -> int:
+    """A node pod's terminationGracePeriodSeconds: its preStop hook's wait for the jobs, then its DOWN, delete and
+    the daemons' stop (DRAIN_MARGIN_S)."""
+    return drain_grace_s + DRAIN_MARGIN_S
+
+
 def node_container(args: SlurmDistributedArgs, conf_server: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
     memory = f"{args.node_memory_mb}Mi"
     gpus = {args.gpus.resource: str(args.gpus.count)} if args.gpus else {}
     return pods.container(
         "slurmd", args.image, command=[ENTRYPOINT, "node"], capabilities=NODE_CAPABILITIES,
         env=pods.env({"SLURM_CONF_SERVER": conf_server,
-                      "SLURMD_NODE_CONF": node_conf(args.node_cpus, args.node_memory_mb, args.gpus)}),
+                      "SLURMD_NODE_CONF": node_conf(args.node_cpus, args.node_memory_mb, args.gpus),
+                      "SLURM_DRAIN_GRACE_S": str(args.drain_grace_s)}),
         ports=[k8s.core.v1.ContainerPortArgs(name="slurmd", container_port=SLURMD_PORT, protocol="TCP")],
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="slurm-keys", mount_path=pods.KEYS_MOUNT, read_only=True),
                        *pods.directory_mounts(home=True)],
         startup_probe=ready_probe(period=1, failures=600),
         readiness_probe=ready_probe(period=15),
         liveness_probe=pods.tcp_probe(SLURMD_PORT, period=20, failures=3),
+        # Before SIGTERM (pod removed by a lower `nodes`, deleted, evicted): drain the Slurm node, wait up to the grace
+        # for its jobs, then delete it (distributed.sh drain); the pod's grace period covers it (node_grace_s()).
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(exec_=k8s.core.v1.ExecActionArgs(command=[ENTRYPOINT, "drain"]))),
         # Memory request = limit = RealMemory: what Slurm hands out is reserved by the scheduler and is all the pod
         # may use. The CPU limit is its Slurm CPUs; the request that too unless distributed.nodeCpuRequest lowers it.
         # GPUs: request = limit, as Kubernetes requires of extended resources.
@@ -256,7 +272,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         node_svc = service("node", NODE_APP, "slurmd", SLURMD_PORT, headless=True)  # governs the pods; unused by name
         nodes = statefulset("node", NODE_APP, node_svc, args.nodes, pods.pod_template(
             NODE_APP, "node", image_pull_secret=args.image_pull_secret,
-            termination_grace_period_seconds=30,
+            termination_grace_period_seconds=node_grace_s(args.drain_grace_s),
             containers=[node_container(args, pulumi.Output.concat(ctld_addr, f":{SLURMCTLD_PORT}"))],
             volumes=[pods.keys_volume(args.munge_secret_name),  # the munge key alone
                      pods.directory_volume(args.directory_config_map),

@@ -122,6 +122,9 @@ MAX_NODES = 64  # config `nodes`' upper bound; the distributed deployment's MaxN
 # What Slurm keeps of a distributed node pod's memory for its own daemons (munged, slurmd, each step's slurmstepd:
 # 5-20 MB each), slurm.conf MemSpecLimit: the pod's whole memory is RealMemory, jobs get RealMemory minus this.
 DISTRIBUTED_MEM_SPEC_MB = 128
+# A distributed node pod's terminationGracePeriodSeconds beyond config distributed.drainGraceSeconds: its preStop hook
+# (distributed.sh drain) sets the node DOWN and deletes it after the grace, then munged and slurmd stop on SIGTERM.
+DRAIN_MARGIN_S = 30
 DYNAMIC_NODES_MISSING = ("its dynamic nodes (slurmd -Z) join a partition only through the alias list and "
                          "TreeWidth=65533, which this deployment does not do; use 24.11 or 26.05")
 

@@ -38,6 +38,7 @@ from components.slurm_files import (
     DEFAULT_NODES,
     DEFAULT_SLURM_VERSION,
     DISTRIBUTED_MEM_SPEC_MB,
+    DRAIN_MARGIN_S,
     GRES_TYPE,
     MAX_NODES,
     MIN_MEMORY_MB_PER_NODE,
@@ -250,6 +251,11 @@ class Distributed:
     node_cpu_request: Optional[CpuMilli] = key(
         None, "each node pod's CPU request (default: node.cpus, its whole limit, so that Kubernetes reserves what "
               "Slurm hands out); lower only where node pods may share CPUs, e.g. a trial on one machine", example="250m")
+    drain_grace_seconds: int = key(
+        300, "seconds a node pod that stops (`nodes` lowered, pod deleted or evicted) waits, drained, for its running "
+             "jobs to finish before its Slurm node is set DOWN, ending them NODE_FAIL (requeued if they may be), and "
+             "deleted (README \"Distributed deployment\"); its pod's terminationGracePeriodSeconds is this plus "
+             f"{DRAIN_MARGIN_S}", between(0, 7 * 24 * 3600))
 
 
 @dataclass(frozen=True, kw_only=True)

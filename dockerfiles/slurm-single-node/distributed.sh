@@ -7,6 +7,9 @@
 #   distributed.sh node         munged, the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
 #                               hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER), registering with
 #                               $SLURMD_NODE_CONF (the pod's CPUs and memory)
+#   distributed.sh drain        a node pod's preStop hook: drains its Slurm node, waits up to $SLURM_DRAIN_GRACE_S for
+#                               its jobs, sets it DOWN if some still run (they end NODE_FAIL), then deletes the node
+#                               (a replacement pod registers it again: slurmd -Z)
 #   distributed.sh ready        the probes: the mode's daemons answered once and still answer
 # Each daemon is supervised as in the single node (lib.sh): one that dies ends the container, and Kubernetes starts it
 # again. The single node's parts (database.sh, accounting.sh, homes.sh) do the shared steps.
@@ -21,6 +24,8 @@ READY="$FACT_RUN_DIR/ready"
 MODE_FILE="$FACT_RUN_DIR/mode"
 LOGS="$FACT_LOG_DIR"
 DB_WAIT_S="${SLURM_ACCOUNTING_WAIT_S:-600}"  # the controller's wait for a first start's new database
+DRAIN_REASON="pod stopping"  # the Reason a stopping node pod drains its node with (drain; node resumes it)
+DELETE_WAIT_S=20  # drain: how long the node's DOWN jobs may take to end before it is deleted (within DRAIN_MARGIN_S)
 
 install_files() {  # install_files FILE...: the mounted Slurm files into /etc/slurm; slurm-image.env's variables
   local f
@@ -127,9 +132,43 @@ node() {
   sup_start slurmd "$LOGS/slurmd.out" "$LOGS/slurmd-$(hostname).log" \
     /usr/sbin/slurmd -D -Z --conf-server "$SLURM_CONF_SERVER" --conf "$SLURMD_NODE_CONF"
   sup_wait "node $(hostname) to register with slurmctld" node_known
+  # A pod whose preStop hook drained its node but could not delete it (slurmctld away): this one resumes it.
+  if timeout 5 scontrol show node "$(hostname)" 2>/dev/null | grep -q "Reason=$DRAIN_REASON"; then
+    timeout 10 scontrol update nodename="$(hostname)" state=resume && log "resumed node $(hostname), left drained"
+  fi
   touch "$READY"
   log "ready: node $(hostname) ($SLURMD_NODE_CONF)"
   sup_watch
+}
+
+jobs_on() {  # jobs_on NODE: it runs or ends a job, or slurmctld does not say that it does not
+  local out
+  out="$(timeout 10 squeue -h -w "$1" -o %i 2>/dev/null)" || return 0
+  [[ -n "$out" ]]
+}
+
+drain() {  # the node pod's preStop hook: Kubernetes sends SIGTERM once it returns, or at the pod's grace period's end
+  PROG=slurm-drain
+  exec >>/proc/1/fd/1 2>&1 || true  # into the pod's log: an exec hook's own output is shown nowhere
+  local node grace end
+  node="$(hostname)"; grace="${SLURM_DRAIN_GRACE_S:-300}"
+  if ! timeout 10 scontrol update nodename="$node" state=drain reason="$DRAIN_REASON"; then
+    log "slurmctld did not drain node $node (gone, or the node unknown): stopping at once"
+    return 0
+  fi
+  log "drained node $node; waiting up to ${grace}s for its jobs"
+  end=$((SECONDS + grace))
+  while jobs_on "$node" && (( SECONDS < end )); do sleep 1; done
+  if jobs_on "$node"; then
+    log "grace of ${grace}s over: node $node DOWN, its jobs end NODE_FAIL (or are requeued)"
+    timeout 10 scontrol update nodename="$node" state=down reason="$DRAIN_REASON, grace over" || true
+  fi
+  end=$((SECONDS + DELETE_WAIT_S))
+  until timeout 10 scontrol delete nodename="$node"; do  # refused while it has jobs (dynamic_nodes.html)
+    (( SECONDS < end )) || { log "could not delete node $node: it stays drained until a pod of its name resumes it"; return 0; }
+    sleep 1
+  done
+  log "deleted node $node after ${SECONDS}s"
 }
 
 ready() {  # the probe: the mode's start finished, and its main daemon still answers
@@ -143,6 +182,6 @@ ready() {  # the probe: the mode's start finished, and its main daemon still ans
 }
 
 case "${1:-}" in
-  accounting|controller|node|ready) "$1" ;;
-  *) die "usage: distributed.sh accounting|controller|node|ready" ;;
+  accounting|controller|node|drain|ready) "$1" ;;
+  *) die "usage: distributed.sh accounting|controller|node|drain|ready" ;;
 esac

@@ -8,7 +8,11 @@ never touches, then destroyed at the end of the module.
 - an association removed and added again in accounting refuses, then admits, bob's jobs without slurmctld's restart;
 - slurmctld's pod deleted with jobs running and queued: every job is still known when its replacement answers, every
   one completes, and accounting lost no record (sacct's count before and after);
-- a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again.
+- a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again;
+- `nodes` raised from 2 to 3 (a copy of the stack's config): the third node pod registers, idle, and runs a job;
+- `nodes` lowered from 3 to 1 with a job running on each node that goes: the short one (within the stack's
+  `distributed.drainGraceSeconds`) COMPLETED, the one longer than the grace NODE_FAIL, both Slurm nodes deleted (not
+  left DOWN in sinfo) once `pulumi up` returns. Last: it leaves one node.
 
 Run alone: `.venv/bin/python -m pytest tests/e2e/test_10_distributed.py` (needs `toolchain/kube up`; the `cluster`
 fixture runs it).
@@ -26,7 +30,7 @@ from components import distributed
 from tests.e2e.deployment import TIMINGS
 from tests.e2e.kube import Kube, Pod
 from tests.images.slurm_containers import wait_until
-from tests.project_env import pulumi
+from tests.project_env import ROOT, pulumi
 
 STACK = "dist"
 NAMESPACE = "slurm-dist"  # Pulumi.dist.yaml
@@ -34,6 +38,7 @@ CLUSTER = "dist"
 NODES = [f"{CLUSTER}-node-0", f"{CLUSTER}-node-1"]
 CPUS, MEMORY_MB = 1, 768  # Pulumi.dist.yaml node.cpus, node.memoryMb
 USER = "alice"
+GRACE_S = 30  # Pulumi.dist.yaml distributed.drainGraceSeconds
 
 
 def deployed() -> bool:
@@ -180,3 +185,53 @@ def test_a_deleted_node_pod_rejoins_as_the_same_slurm_node(dist):
     assert addr == dist.pod(node).ip, f"slurmctld knows {node} at {addr}, its new pod is at {dist.pod(node).ip}"
     out = dist.slurm("srun", "-w", node, "hostname", user=USER, timeout=120)
     assert out.split() == [node], out
+
+
+def up_with_nodes(tmp_path, nodes: int) -> float:
+    """`pulumi up` of the stack with `nodes` changed in a copy of its config (Pulumi.dist.yaml stays as committed):
+    its seconds."""
+    config = tmp_path / f"Pulumi.{STACK}.yaml"
+    config.write_text((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    pulumi("config", "set", "nodes", str(nodes), stack=STACK, config_file=config)
+    t0 = time.monotonic()
+    pulumi("up", "--yes", "--skip-preview", stack=STACK, config_file=config, timeout=900)
+    return time.monotonic() - t0
+
+
+def test_more_nodes_add_an_idle_slurm_node_that_runs_jobs(dist, tmp_path):
+    new = f"{CLUSTER}-node-2"
+    t0 = time.monotonic()
+    TIMINGS["dist: nodes 2 -> 3, pulumi up"] = up_with_nodes(tmp_path, 3)
+    wait_until(lambda: dist.nodes().get(new, ("",))[0] == "idle", 120, f"{new} idle", lambda: str(dist.nodes()))
+    TIMINGS["dist: nodes 2 -> 3, pulumi up to the new node idle"] = time.monotonic() - t0
+    assert dist.nodes() == {n: ("idle", str(CPUS), str(MEMORY_MB)) for n in [*NODES, new]}, dist.nodes()
+    out = dist.slurm("srun", "-w", new, "hostname", user=USER, timeout=120)
+    assert out.split() == [new], out
+
+
+def test_fewer_nodes_drain_the_ones_that_go_and_delete_them_after_their_jobs(dist, tmp_path):
+    """3 -> 1: dist-node-2 runs a job shorter than the grace, dist-node-1 one longer. Both pods' preStop hooks drain
+    their nodes; the short job completes, the long one ends NODE_FAIL at the grace's end (its node set DOWN); both
+    nodes are deleted, so sinfo shows dist-node-0 alone, idle."""
+    assert sorted(dist.nodes()) == [*NODES, f"{CLUSTER}-node-2"], "runs after the scale-out test"
+
+    def sbatch(node: str, seconds: int) -> str:
+        return dist.slurm("sbatch", "--parsable", "-w", node, "-o", "/dev/null", "--wrap",
+                          f"'sleep {seconds}'", user=USER).strip()
+
+    short, long = sbatch(f"{CLUSTER}-node-2", 20), sbatch(f"{CLUSTER}-node-1", 10 * GRACE_S)
+    wait_until(lambda: (q := dist.queue()).get(short) == q.get(long) == "RUNNING", 60, "both jobs running",
+               lambda: str(dist.queue()))
+    started = time.monotonic()
+    seconds = up_with_nodes(tmp_path, 1)
+    TIMINGS["dist: nodes 3 -> 1 (a 20 s job running), pulumi up"] = seconds
+    nodes = dist.nodes()
+    wait_until(lambda: dist.nodes() == {NODES[0]: ("idle", str(CPUS), str(MEMORY_MB))}, 60,
+               "dist-node-0 alone, idle", lambda: str(dist.nodes()))
+    TIMINGS["dist: nodes 3 -> 1, pulumi up to the nodes deleted"] = time.monotonic() - started
+    records = wait_until(lambda: (r := dist.records()).get(short) in ("COMPLETED",) and r.get(long) != "RUNNING" and r,
+                         60, "both jobs ended", lambda: str(dist.records()))
+    assert records[short] == "COMPLETED", f"the job within the grace: {records[short]}"
+    assert records[long] == "NODE_FAIL", f"the job beyond the grace: {records[long]}"
+    assert set(nodes) <= {NODES[0]}, f"pulumi up returned while these nodes were still there: {nodes}"
+    assert seconds >= GRACE_S, f"pulumi up returned after {seconds:.1f}s, before the grace of the long job's node"

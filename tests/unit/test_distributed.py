@@ -10,6 +10,7 @@ from components import distributed, network, single_node
 from components.config import ConfigError, parse
 from components.slurm_files import (
     DISTRIBUTED_MEM_SPEC_MB,
+    DRAIN_MARGIN_S,
     SLURMCTLD_PORT,
     SLURMDBD_PORT,
     Distributed,
@@ -18,6 +19,7 @@ from components.slurm_files import (
 )
 from tests.unit.config_values import with_
 from tests.unit.dist_stack import DIST, STATEFULSET, container, dist, pod, slurm_conf, statefulset
+from tests.unit.stacks import run
 from tests.workload_rules import check_workload
 
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -40,6 +42,8 @@ def test_the_single_node_stays_the_default_and_distributed_is_chosen_beside_it()
     ({**DIST, "node": {"memoryMb": "300"}}, "node.memoryMb", f"{256 + DISTRIBUTED_MEM_SPEC_MB}"),
     ({**DIST, "distributed": {"nodeCpuRequest": "3"}}, "distributed.nodeCpuRequest", "more than the node pod's limit"),
     ({**DIST, "distributed": {"nodeCpuRequest": "lots"}}, "distributed.nodeCpuRequest", "Kubernetes quantity"),
+    ({**DIST, "distributed": {"drainGraceSeconds": -1}}, "distributed.drainGraceSeconds", "604800"),
+    ({**DIST, "distributed": {"drainGraceSeconds": "soon"}}, "distributed.drainGraceSeconds", "soon"),
     ({**DIST, "ldap": {"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org"}, "users": None},
      "ldap", "only the single node follows a directory"),
 ])
@@ -51,7 +55,8 @@ def test_a_bad_distributed_config_names_its_key(changes, key, words):
 
 def test_the_control_config_parses():
     """Control for the refusals above: the same keys with good values pass."""
-    parse(with_(**DIST, slurmVersion="26.05", node={"memoryMb": 384}, distributed={"nodeCpuRequest": "1"}))
+    parse(with_(**DIST, slurmVersion="26.05", node={"memoryMb": 384},
+                distributed={"nodeCpuRequest": "1", "drainGraceSeconds": 0}))
 
 
 # --- slurm.conf --------------------------------------------------------------------------------------------------
@@ -238,3 +243,22 @@ def test_a_single_node_stack_has_no_edge_of_the_distributed_roles():
     roles = {distributed.CONTROLLER_APP, distributed.ACCOUNTING_APP, distributed.NODE_APP}
     assert not [e for e in edges(graph) if e[0] in roles or e[1] in roles]
     assert [e for e in edges(graph) if e[1] == single_node.APP]
+
+
+def test_a_stopping_node_pod_drains_its_slurm_node_within_the_configured_grace():
+    """The node container's preStop hook (distributed.sh drain) waits up to distributed.drainGraceSeconds for the
+    node's jobs; the pod's grace period is that plus the margin for the DOWN, the delete and the daemons' stop."""
+    result = dist()  # Pulumi.dist.yaml: drainGraceSeconds 30
+    c = container(result, "node")
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == [distributed.ENTRYPOINT, "drain"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["SLURM_DRAIN_GRACE_S"] == "30"
+    assert pod(result, "node")["terminationGracePeriodSeconds"] == 30 + DRAIN_MARGIN_S
+    other = run("dist", distributed={"nodeCpuRequest": "100m", "drainGraceSeconds": 900})
+    assert pod(other, "node")["terminationGracePeriodSeconds"] == 900 + DRAIN_MARGIN_S
+    assert {e["name"]: e["value"] for e in container(other, "node")["env"]}["SLURM_DRAIN_GRACE_S"] == "900"
+    assert "lifecycle" not in container(result, "slurmctld"), "only the node pods drain"
+
+
+def test_the_default_grace_is_five_minutes():
+    assert parse(with_(**DIST)).distributed.drain_grace_seconds == 300
