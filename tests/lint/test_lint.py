@@ -211,6 +211,15 @@ def test_no_test_module_imports_another(tmp_path):
         "tests.e2e.test_02_rest", "tests.unit.test_config"]
 
 
+def test_no_two_test_modules_share_a_name():
+    """pytest imports test modules by their basename (the suites are not packages): a second module of one name is
+    an "import file mismatch" error when both are collected, as `scripts/test` does."""
+    names: dict[str, list[str]] = {}
+    for p in sorted((ROOT / "tests").rglob("test_*.py")):
+        names.setdefault(p.name, []).append(p.relative_to(ROOT).as_posix())
+    assert {n: ps for n, ps in names.items() if len(ps) > 1} == {}
+
+
 def collected_ids(*args: str, cache: Path | None = None) -> list[str]:
     """The node ids of the tests that `pytest --collect-only ARGS` collects, in the order they would run; with
     `cache`, pytest's cache plugin on and reading that cache directory (--ff, --nf), else off."""
