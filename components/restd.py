@@ -22,6 +22,7 @@ from components.slurm_files import SLURMRESTD_PORT
 
 APP = "slurmrestd"
 BACKEND = "127.0.0.1:6880"  # where slurmrestd itself listens, behind the gate (SLURMRESTD_BACKEND)
+GATE_DIR = "/run/slurm-rest-gate"  # the gate's nginx.conf and its cache of checks (slurm-client-entrypoint)
 # Ready once slurmrestd answers behind the gate (a TCP probe of 6820 would reach only the gate).
 READY = ("bash", "-c", f"exec 3<>/dev/tcp/{BACKEND.replace(':', '/')} 4<>/dev/tcp/127.0.0.1/{SLURMRESTD_PORT}")
 
@@ -56,8 +57,12 @@ class SlurmRestd(pulumi.ComponentResource):
             # GET /jobs holds its whole answer: about 160 KB a job slurmctld knows (jobs end, then stay MinJobAge,
             # 300 s), 558 MB with 3500 (lib.sh slurmrestd_command); 512Mi ended it at about 1500 jobs.
             resources=pods.resources("100m", "128Mi", "1", "1Gi"),
-            volumes=[*volumes, pods.directory_volume(args.directory_config_map, args.directory_secret)],
-            volume_mounts=[*mounts, *pods.directory_mounts(home=False)],
+            volumes=[*volumes, pods.directory_volume(args.directory_config_map, args.directory_secret),
+                     # The REST gate's checks, keyed by users' tokens (slurm-rest-gate.conf): in memory, not on disk.
+                     k8s.core.v1.VolumeArgs(name="rest-gate", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
+                         medium="Memory", size_limit="16Mi"))],
+            volume_mounts=[*mounts, *pods.directory_mounts(home=False),
+                           k8s.core.v1.VolumeMountArgs(name="rest-gate", mount_path=GATE_DIR)],
             network_policy=args.network_policy,
             env=pods.env({**args.slurm_env, "SLURMRESTD_BACKEND": BACKEND}),
             policy="clients", replicas=args.replicas, image_pull_secret=args.image_pull_secret,

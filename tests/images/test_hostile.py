@@ -239,6 +239,11 @@ def test_the_rest_gate_checks_a_token_once_for_a_burst_and_never_keeps_a_refusal
         for t, u in ((forged, "nobody"), (token, "daemon")):
             r = SlurmRest(url, api, token=t, user=u).request("GET", "ping")
             assert r.status_code == 401, (u, r.status_code, r.text)
+        # slurmrestd also takes the token as `Authorization: Bearer`: a check kept for one is none for another.
+        for bearer in (token, forged):
+            r = requests.get(f"{url}/slurm/{api}/ping", timeout=10,
+                             headers={"X-SLURM-USER-NAME": "nobody", "Authorization": f"Bearer {bearer}"})
+        assert r.status_code == 401 and "REST gate: the token" in r.text, (r.status_code, r.text)
 
 
 def test_the_rest_gate_keeps_unauthenticated_requests_from_slurmrestd(images, single_node, version):

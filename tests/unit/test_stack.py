@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from components import directory
+from components import directory, restd
 from components.jupyterhub import hub_extra_config
 from components.slurm_files import CONFIG_FILES, SECRET_FILES
 from tests import helm
@@ -502,6 +502,16 @@ def test_restd_admits_only_allowed_clients(stack):
         {"key": "app.kubernetes.io/name", "operator": "In", "values": ["slurm-jupyter"]}]}}
     assert hub_users == HUB_USER_PODS, "of the chart's pods, its user pods only (not the hub, proxy or pullers)"
     assert pod_labels(result, "jupyter-deployment")["app.kubernetes.io/name"] == "slurm-jupyter"
+
+
+def test_the_rest_gates_cache_of_checks_is_in_memory(stack):
+    """Its files hold users' tokens (slurm-rest-gate.conf): a tmpfs, never the node's disk."""
+    _, result = stack
+    spec = pod_spec(result.one(DEPLOYMENT, "slurmrestd-deployment"))
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "rest-gate"]
+    assert volume["emptyDir"]["medium"] == "Memory", volume
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert {"name": "rest-gate", "mountPath": restd.GATE_DIR} in mounts
 
 
 def test_restd_allowed_clients_come_from_config():
