@@ -157,6 +157,13 @@ def node_grace_s(drain_grace_s: int) -> int:
     return drain_grace_s + DRAIN_MARGIN_S
 
 
+def node_timeouts(nodes: int, drain_grace_s: int) -> pulumi.CustomTimeouts:
+    """How long `pulumi up` and `destroy` wait for the node StatefulSet: its rolling update replaces the pods one at a
+    time, each after its drain (node_grace_s()), so `nodes` of them beyond the provider's 10 minutes."""
+    seconds = 600 + nodes * node_grace_s(drain_grace_s)
+    return pulumi.CustomTimeouts(create=f"{seconds}s", update=f"{seconds}s", delete=f"{seconds}s")
+
+
 def node_container(args: SlurmDistributedArgs, conf_server: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
     memory = f"{args.node_memory_mb}Mi"
     gpus = {args.gpus.resource: str(args.gpus.count)} if args.gpus else {}
@@ -282,7 +289,8 @@ class SlurmDistributed(pulumi.ComponentResource):
             topology_spread_constraints=[k8s.core.v1.TopologySpreadConstraintArgs(
                 max_skew=1, topology_key=HOSTNAME_TOPOLOGY, when_unsatisfiable="ScheduleAnyway",
                 label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(NODE_APP)))]),
-            claim=False, opts=child)
+            claim=False, opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                custom_timeouts=node_timeouts(args.nodes, args.drain_grace_s))))
         policy("node", NODE_APP, args.node_policy)
 
         self.controller_addr = pods.service_host(ctld_svc.metadata.name, args.namespace)

@@ -123,14 +123,14 @@ MAX_NODES = 64  # config `nodes`' upper bound; the distributed deployment's MaxN
 # 5-20 MB each), slurm.conf MemSpecLimit: the pod's whole memory is RealMemory, jobs get RealMemory minus this.
 DISTRIBUTED_MEM_SPEC_MB = 128
 # A distributed node pod's terminationGracePeriodSeconds beyond config distributed.drainGraceSeconds: its preStop hook
-# (distributed.sh drain) sets the node DOWN and deletes it after the grace, then munged and slurmd stop on SIGTERM.
-DRAIN_MARGIN_S = 30
+# (distributed.sh drain) sets the node DOWN and deletes it after the grace (up to 50 s of timeouts), then munged and
+# slurmd stop on SIGTERM.
+DRAIN_MARGIN_S = 60
 DYNAMIC_NODES_MISSING = ("its dynamic nodes (slurmd -Z) join a partition only through the alias list and "
                          "TreeWidth=65533, which this deployment does not do; use 24.11 or 26.05")
 
 
-NVIDIA_RESOURCE_PREFIX = "nvidia.com/"  # the NVIDIA device plugin's extended resources
-DEFAULT_GPU_RESOURCE = NVIDIA_RESOURCE_PREFIX + "gpu"
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"  # the NVIDIA device plugin's whole GPUs: the only ones AutoDetect=nvidia counts
 GRES_TYPE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # no ':' ',' '=' or space: Gres= and gres.conf split on them
 _GRES_TYPE = re.compile(GRES_TYPE)
 # gres.conf(5) File: a path with an optional numeric range suffix, /dev/nvidia[0-3].
@@ -347,8 +347,8 @@ def _check_gpus(gpus: Gpus) -> None:
     if gpus.type is not None and not (isinstance(gpus.type, str) and _GRES_TYPE.match(gpus.type)):
         raise ValueError(f"bad GRES type {gpus.type!r}: use letters, digits, '_', '.', '-'")
     if gpus.file is None:
-        if not str(gpus.resource).startswith(NVIDIA_RESOURCE_PREFIX):
-            raise ValueError(f"GPUs of {gpus.resource!r} need their device files: AutoDetect=nvidia finds only "
-                             f"{NVIDIA_RESOURCE_PREFIX}* devices")
+        if gpus.resource != DEFAULT_GPU_RESOURCE:
+            raise ValueError(f"GPUs of {gpus.resource!r} need their device files: AutoDetect=nvidia finds whole "
+                             f"NVIDIA GPUs ({DEFAULT_GPU_RESOURCE}), not MIG slices or shared GPUs")
     elif device_file_count(gpus.file) != gpus.count:
         raise ValueError(f"{gpus.file!r} names {device_file_count(gpus.file)} device files, not the {gpus.count} GPUs")

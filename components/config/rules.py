@@ -10,10 +10,10 @@ from components.config.schema import ensure
 from components.config.table import DAEMONS_CPU_MILLI, DAEMONS_MEMORY_MIB, StackConfig
 from components.errors import ConfigError
 from components.slurm_files import (
+    DEFAULT_GPU_RESOURCE,
     DISTRIBUTED_MEM_SPEC_MB,
     DYNAMIC_NODES_MISSING,
     MIN_MEMORY_MB_PER_NODE,
-    NVIDIA_RESOURCE_PREFIX,
     VERSIONS,
     device_file_count,
 )
@@ -178,8 +178,9 @@ def _check_gpus(cfg: StackConfig) -> None:
            "deployment's node pods request GPUs (the single node's slurmd share one pod)",
            "set components.distributed to true and components.singleNode to false, or remove node.gpus")
     if gpus.file is None:
-        ensure(gpus.resource.startswith(NVIDIA_RESOURCE_PREFIX), "node.gpus.file", f"is missing but node.gpus.resource "
-               f"is {gpus.resource}: slurmd finds only NVIDIA's GPUs itself (gres.conf AutoDetect=nvidia)",
+        ensure(gpus.resource == DEFAULT_GPU_RESOURCE, "node.gpus.file", f"is missing but node.gpus.resource "
+               f"is {gpus.resource}: slurmd finds only whole NVIDIA GPUs ({DEFAULT_GPU_RESOURCE}) itself (gres.conf "
+               "AutoDetect=nvidia; not MIG slices or shared GPUs)",
                f"name the device files each node pod gets: {how_to_set('node.gpus.file')}")
     else:
         files = device_file_count(gpus.file)

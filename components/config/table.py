@@ -212,8 +212,9 @@ class NodeGpus:
                               matches(GRES_TYPE, "a Slurm GRES type", "use letters, digits, '_', '.', '-'"),
                               example="a100")
     file: Optional[str] = key(None, "gres.conf `File=`: the device files each node pod gets, `count` of them "
-                                    "(e.g. `/dev/dri/renderD[128-129]`); required for a `resource` outside "
-                                    "`nvidia.com/` (NVIDIA's GPUs slurmd finds itself: `AutoDetect=nvidia`)",
+                                    "(e.g. `/dev/dri/renderD[128-129]`, the same in every pod); required for a "
+                                    "`resource` other than `nvidia.com/gpu` (whole NVIDIA GPUs slurmd finds itself: "
+                                    "`AutoDetect=nvidia`)",
                               check_device_files, example="/dev/dri/renderD[128-129]")
 
     @property

@@ -133,7 +133,9 @@ node() {
     /usr/sbin/slurmd -D -Z --conf-server "$SLURM_CONF_SERVER" --conf "$SLURMD_NODE_CONF"
   sup_wait "node $(hostname) to register with slurmctld" node_known
   # A pod whose preStop hook drained its node but could not delete it (slurmctld away): this one resumes it.
-  if timeout 5 scontrol show node "$(hostname)" 2>/dev/null | grep -q "Reason=$DRAIN_REASON"; then
+  local show
+  show="$(timeout 5 scontrol show node "$(hostname)" 2>/dev/null)" || true
+  if [[ "$show" == *"Reason=$DRAIN_REASON"* ]]; then
     timeout 10 scontrol update nodename="$(hostname)" state=resume && log "resumed node $(hostname), left drained"
   fi
   touch "$READY"
@@ -141,25 +143,41 @@ node() {
   sup_watch
 }
 
-jobs_on() {  # jobs_on NODE: it runs or ends a job, or slurmctld does not say that it does not
+jobs_on() {  # jobs_on NODE: 0 it runs or ends a job, 1 it runs none, 2 slurmctld did not answer
   local out
-  out="$(timeout 10 squeue -h -w "$1" -o %i 2>/dev/null)" || return 0
+  out="$(timeout 10 squeue -h -w "$1" -o %i 2>/dev/null)" || return 2
   [[ -n "$out" ]]
 }
 
 drain() {  # the node pod's preStop hook: Kubernetes sends SIGTERM once it returns, or at the pod's grace period's end
   PROG=slurm-drain
   exec >>/proc/1/fd/1 2>&1 || true  # into the pod's log: an exec hook's own output is shown nowhere
-  local node grace end
+  local node grace end show rc=1 failures=0
   node="$(hostname)"; grace="${SLURM_DRAIN_GRACE_S:-300}"
+  if ! show="$(timeout 10 scontrol show node "$node" 2>/dev/null)"; then
+    log "slurmctld did not answer for node $node (gone, or the node unknown): stopping at once"
+    return 0
+  fi
+  if [[ "$show" =~ State=[^[:space:]]*DRAIN && "$show" == *"Reason="* && "$show" != *"Reason=$DRAIN_REASON"* ]]; then
+    log "node $node was drained by an operator: left drained, and a pod of its name joins it so"
+    return 0
+  fi
   if ! timeout 10 scontrol update nodename="$node" state=drain reason="$DRAIN_REASON"; then
-    log "slurmctld did not drain node $node (gone, or the node unknown): stopping at once"
+    log "slurmctld did not drain node $node: stopping at once"
     return 0
   fi
   log "drained node $node; waiting up to ${grace}s for its jobs"
   end=$((SECONDS + grace))
-  while jobs_on "$node" && (( SECONDS < end )); do sleep 1; done
-  if jobs_on "$node"; then
+  while (( SECONDS < end )); do
+    rc=0; jobs_on "$node" || rc=$?
+    case "$rc" in
+      0) failures=0 ;;
+      1) break ;;
+      *) (( ++failures < 3 )) || { log "slurmctld did not answer 3 times: stopping at once"; return 0; } ;;
+    esac
+    sleep 1
+  done
+  if (( rc != 1 )) && jobs_on "$node"; then
     log "grace of ${grace}s over: node $node DOWN, its jobs end NODE_FAIL (or are requeued)"
     timeout 10 scontrol update nodename="$node" state=down reason="$DRAIN_REASON, grace over" || true
   fi

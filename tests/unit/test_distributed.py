@@ -260,5 +260,10 @@ def test_a_stopping_node_pod_drains_its_slurm_node_within_the_configured_grace()
     assert "lifecycle" not in container(result, "slurmctld"), "only the node pods drain"
 
 
+def test_pulumi_waits_for_a_rolling_update_that_drains_each_node_pod_in_turn():
+    timeouts = distributed.node_timeouts(nodes=3, drain_grace_s=300)
+    assert timeouts.update == timeouts.delete == f"{600 + 3 * (300 + DRAIN_MARGIN_S)}s"
+
+
 def test_the_default_grace_is_five_minutes():
     assert parse(with_(**DIST)).distributed.drain_grace_seconds == 300

@@ -49,6 +49,7 @@ def test_gpus_parse_with_nvidias_resource_by_default():
     ({**DIST, "node": {"gpus": {"count": 1, "resource": "kubernetes.io/gpu"}}}, "node.gpus.resource", "extended"),
     ({**DIST, "node": {"gpus": {"count": 1, "type": "a100:80gb"}}}, "node.gpus.type", "GRES type"),
     ({**DIST, "node": {"gpus": {"count": 1, "resource": "amd.com/gpu"}}}, "node.gpus.file", "AutoDetect=nvidia"),
+    ({**DIST, "node": {"gpus": {"count": 1, "resource": "nvidia.com/mig-1g.5gb"}}}, "node.gpus.file", "MIG"),
     ({**DIST, "node": {"gpus": {"count": 1, "resource": "amd.com/gpu", "file": "/etc/passwd"}}},
      "node.gpus.file", "bad device files"),
     ({**DIST, "node": {"gpus": {"count": 1, "resource": "amd.com/gpu", "file": "/dev/dri/renderD[128-129]"}}},
