@@ -109,3 +109,25 @@ def test_an_unauthenticated_request_never_reaches_slurmrestd_and_a_crash_ends_no
     assert (restarts(d, restd), restarts(d, slurm)) == (before, slurm_before)
     d.kube.wait_ready([restd])
     d.wait_job(running, "COMPLETED", timeout=60, pod=d.jupyter)
+
+
+def test_a_kept_token_check_lets_no_other_token_reach_slurmrestd(deployment):
+    """The REST gate keeps a passed check 5 s per user name and token (X-SLURM-USER-TOKEN or Authorization: Bearer):
+    right after the user's own Bearer request passed, a forged Bearer with a crashing body under their name is still
+    refused before slurmrestd. The kept checks, which hold tokens, are in memory (tmpfs), not on the node's disk."""
+    d = deployment
+    restd, user = d.restd, d.lab_user
+    api = d.image_env()["SLURM_REST_API_VERSION"]
+    pid = restd_pid(d, restd)
+    token = d.token(user)
+    with d.kube.port_forward(f"pod/{restd.name}", SLURMRESTD_PORT) as port:
+        base = f"http://127.0.0.1:{port}/slurm/{api}"
+        ok = requests.get(f"{base}/ping", timeout=10,
+                          headers={"X-SLURM-USER-NAME": user, "Authorization": f"Bearer {token}"})
+        forged = requests.post(f"{base}/job/submit", json=BAD_SUBMIT, timeout=10,
+                               headers={"X-SLURM-USER-NAME": user, "Authorization": f"Bearer {token[:-4]}AAAA"})
+    refused_by_gate = "REST gate: the token" in forged.text or "<center>nginx" in forged.text  # slurmrestd's: JSON
+    assert forged.status_code == 401 and refused_by_gate, (ok.status_code, forged.status_code, forged.text)
+    assert restd_pid(d, restd) == pid, "the forged request reached slurmrestd"
+    fs = d.kube.exec(restd, "stat", "-f", "-c", "%T", "/run/slurm-rest-gate/checks").stdout.strip()
+    assert fs == "tmpfs", fs
