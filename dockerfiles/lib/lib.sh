@@ -82,14 +82,14 @@ nslcd_install() {
 nslcd_ok() { [[ -S /run/nslcd/socket ]]; }  # does it listen yet?
 
 # --- waiting -------------------------------------------------------------------------------------------------
-# retry_until SECONDS CMD...: runs CMD (output discarded) every 0.05 s until it succeeds (0) or SECONDS pass (1).
-# While daemons are supervised, one that dies ends the script (sup_check).
+# retry_until SECONDS CMD...: runs CMD (output discarded) every RETRY_INTERVAL_S (0.05 s) until it succeeds (0) or
+# SECONDS pass (1). While daemons are supervised, one that dies ends the script (sup_check).
 retry_until() {
   local deadline=$(( EPOCHSECONDS + $1 )); shift
   until "$@" >/dev/null 2>&1; do
     if (( ${#SUP_PID[@]} )); then sup_check; fi
     if (( EPOCHSECONDS >= deadline )); then return 1; fi
-    sleep 0.05
+    sleep "${RETRY_INTERVAL_S:-0.05}"
   done
 }
 

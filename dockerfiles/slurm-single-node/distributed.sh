@@ -149,10 +149,21 @@ jobs_on() {  # jobs_on NODE: 0 it runs or ends a job, 1 it runs none, 2 slurmctl
   [[ -n "$out" ]]
 }
 
+UNANSWERED=0  # drain: squeues in a row that slurmctld did not answer
+jobs_done() {  # jobs_done NODE: its jobs ended, or slurmctld is gone (3 squeues unanswered: pulumi destroy)
+  local rc=0
+  jobs_on "$1" || rc=$?
+  case "$rc" in
+    0) UNANSWERED=0; return 1 ;;
+    1) return 0 ;;
+    *) (( ++UNANSWERED >= 3 )) ;;
+  esac
+}
+
 drain() {  # the node pod's preStop hook: Kubernetes sends SIGTERM once it returns, or at the pod's grace period's end
   PROG=slurm-drain
   exec >>/proc/1/fd/1 2>&1 || true  # into the pod's log: an exec hook's own output is shown nowhere
-  local node grace end show rc=1 failures=0
+  local node grace show
   node="$(hostname)"; grace="${SLURM_DRAIN_GRACE_S:-300}"
   if ! show="$(timeout 10 scontrol show node "$node" 2>/dev/null)"; then
     log "slurmctld did not answer for node $node (gone, or the node unknown): stopping at once"
@@ -167,26 +178,20 @@ drain() {  # the node pod's preStop hook: Kubernetes sends SIGTERM once it retur
     return 0
   fi
   log "drained node $node; waiting up to ${grace}s for its jobs"
-  end=$((SECONDS + grace))
-  while (( SECONDS < end )); do
-    rc=0; jobs_on "$node" || rc=$?
-    case "$rc" in
-      0) failures=0 ;;
-      1) break ;;
-      *) (( ++failures < 3 )) || { log "slurmctld did not answer 3 times: stopping at once"; return 0; } ;;
-    esac
-    sleep 1
-  done
-  if (( rc != 1 )) && jobs_on "$node"; then
+  local RETRY_INTERVAL_S=1  # retry_until: one squeue a second per stopping node
+  if ! retry_until "$grace" jobs_done "$node"; then
     log "grace of ${grace}s over: node $node DOWN, its jobs end NODE_FAIL (or are requeued)"
     timeout 10 scontrol update nodename="$node" state=down reason="$DRAIN_REASON, grace over" || true
+  elif (( UNANSWERED >= 3 )); then
+    log "slurmctld did not answer 3 times: stopping at once"
+    return 0
   fi
-  end=$((SECONDS + DELETE_WAIT_S))
-  until timeout 10 scontrol delete nodename="$node"; do  # refused while it has jobs (dynamic_nodes.html)
-    (( SECONDS < end )) || { log "could not delete node $node: it stays drained until a pod of its name resumes it"; return 0; }
-    sleep 1
-  done
-  log "deleted node $node after ${SECONDS}s"
+  # refused while the node has jobs (dynamic_nodes.html): the DOWN ones take a moment to end
+  if retry_until "$DELETE_WAIT_S" timeout 10 scontrol delete nodename="$node"; then
+    log "deleted node $node after ${SECONDS}s"
+  else
+    log "could not delete node $node: it stays drained until a pod of its name resumes it"
+  fi
 }
 
 ready() {  # the probe: the mode's start finished, and its main daemon still answers
