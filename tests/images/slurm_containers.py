@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional
 
 from components import single_node
 from components.images import CLIENT_BASED, build_context, dockerfile, extra_ca_certs
+from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import DEFAULT_SLURM_VERSION, SLURMRESTD_PORT, render_slurm_files, version_facts
 from tests.project_env import ROOT
 
@@ -169,10 +170,24 @@ def make_files(version: str, controller_host: str, nodes: int = 2, cluster_name:
     return out
 
 
-def write_key_dir(munge_key: bytes) -> str:
+def write_key_dir(key: bytes, name: str = "munge.key") -> str:
+    """A directory holding the key file `name` (munge.key, or an auth/slurm site's slurm.key) as Kubernetes mounts a
+    Secret's file: root's, 0400."""
     d = tempfile.mkdtemp(prefix="sci-keys-")
-    _write(os.path.join(d, "munge.key"), munge_key, 0o400)
+    _write(os.path.join(d, name), key, 0o400)
     return d
+
+
+def write_client_config(site, version: str, parent: str) -> str:
+    """A client's /etc/slurm-config for the outside `site` (tests/site_cluster.py): its slurm.conf and the
+    slurm-image.env derived from it, in `parent`/config; returns that directory."""
+    conf = os.path.join(parent, "config")
+    os.makedirs(conf)
+    shutil.copy(site.slurm_conf_path, conf)
+    for name, text in existing_cluster_image_env(site.slurm_conf, "site", version).items():
+        with open(os.path.join(conf, name), "w") as f:
+            f.write(text)
+    return conf
 
 
 def _write(path: str, data: bytes, mode: int):

@@ -14,7 +14,7 @@ import pytest
 
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
-from tests.images.slurm_containers import EXAMPLES, podman, wait_until, write_key_dir
+from tests.images.slurm_containers import EXAMPLES, podman, wait_until, write_client_config, write_key_dir
 from tests.site_cluster import USERS, SiteCluster
 from tests.slurm_rest import SlurmRest, SlurmRestError, hs256_token
 
@@ -33,12 +33,7 @@ def site(images, version):
 def client_files(site, version):
     """The client's /etc/slurm-config (the site's slurm.conf + derived slurm-image.env) and /etc/slurm-keys."""
     d = tempfile.mkdtemp(prefix="sci-site-client-")
-    conf = os.path.join(d, "config")
-    os.makedirs(conf)
-    shutil.copy(site.slurm_conf_path, conf)
-    for name, text in existing_cluster_image_env(site.slurm_conf, "site", version).items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text)
+    conf = write_client_config(site, version, d)
     keys = write_key_dir(site.munge_key)
     yield {"config": conf, "keys": keys}
     shutil.rmtree(d)

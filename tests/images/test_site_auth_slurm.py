@@ -20,7 +20,14 @@ import pytest
 from components import site as site_facts
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
-from tests.images.slurm_containers import EXAMPLES, podman, slurm_version, wait_until
+from tests.images.slurm_containers import (
+    EXAMPLES,
+    podman,
+    slurm_version,
+    wait_until,
+    write_client_config,
+    write_key_dir,
+)
 from tests.site_cluster import USERS, SiteCluster
 from tests.slurm_rest import SlurmRest, hs256_token
 
@@ -42,31 +49,16 @@ def site(images, version):
         yield s
 
 
-def key_dir(key: bytes) -> str:
-    """A directory holding slurm.key as Kubernetes mounts a Secret's file: root's, 0400."""
-    d = tempfile.mkdtemp(prefix="sci-slurm-key-")
-    path = os.path.join(d, "slurm.key")
-    with open(path, "wb") as f:
-        f.write(key)
-    os.chmod(path, 0o400)
-    return d
-
-
 @pytest.fixture(scope="module")
 def files(site, version):
     """The clients' /etc/slurm-config (the site's slurm.conf + derived slurm-image.env) and key directories: the
     site's slurm.key, and another one."""
     d = tempfile.mkdtemp(prefix="sci-auth-slurm-client-")
-    conf = os.path.join(d, "config")
-    os.makedirs(conf)
-    shutil.copy(site.slurm_conf_path, conf)
-    for name, text in existing_cluster_image_env(site.slurm_conf, "site", version).items():
-        with open(os.path.join(conf, name), "w") as f:
-            f.write(text)
+    conf = write_client_config(site, version, d)
     configless = os.path.join(d, "configless")  # a configless client's mount: slurm-image.env alone
     os.makedirs(configless)
     shutil.copy(os.path.join(conf, "slurm-image.env"), configless)
-    keys, other = key_dir(site.slurm_key), key_dir(os.urandom(1024))
+    keys, other = write_key_dir(site.slurm_key, "slurm.key"), write_key_dir(os.urandom(1024), "slurm.key")
     yield {"config": conf, "configless": configless, "keys": keys, "other": other}
     for path in (d, keys, other):
         shutil.rmtree(path)
