@@ -50,6 +50,7 @@ class ClientApp:
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     startup_probe: Optional[k8s.core.v1.ProbeArgs] = None  # e.g. the readiness check at a short period
     sidecars: Sequence[k8s.core.v1.ContainerArgs] = ()  # after the app's container, e.g. pods.nslcd_sidecar()
+    init_containers: Sequence[k8s.core.v1.ContainerArgs] = ()  # before it, e.g. a native pods.nslcd_sidecar()
 
 
 def slurm_volumes(config_map_name: pulumi.Input[str], munge_secret_name: pulumi.Input[str],
@@ -89,6 +90,7 @@ def client_app(name: str, spec: ClientApp, parent: pulumi.Resource) -> k8s.core.
                     resources=spec.resources,
                 ), *spec.sidecars],
                 volumes=spec.volumes,
+                init_containers=list(spec.init_containers) or None,
             ),
         ),
         # One at a time (Recreate): replaced, not updated, when its pod changes, so that `pulumi up` returns only

@@ -2,6 +2,12 @@
 
 Its token is generated (pulumi-random), kept in a Kubernetes Secret and reaches the container through a
 secretKeyRef (JUPYTER_TOKEN, which the image's entrypoint requires); the stack exports it as a secret.
+
+With the site's LDAP directory (config `ldap`) the pod resolves it through an nslcd beside JupyterLab
+(pods.nslcd_sidecar(native=True): the only container that gets the directory's Secret, with the bind password; an
+emptyDir shares /run/nslcd). It is a native sidecar, whose startup probe passes once nslcd listens: JupyterLab's
+container starts only then, so its entrypoint finds `user` (NB_USER) in the directory at start, runs JupyterLab as
+them, and `id`, `ls -l` and Slurm's commands in its terminal show the directory's names.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class SlurmJupyterArgs:
     slurm_env: Mapping[str, str] = field(default_factory=dict)  # SlurmConfig.client_env
     image_pull_secret: Optional[pulumi.Input[str]] = None  # components.registry.pull_secret()
     key_file: str = MUNGE_KEY_FILE  # the file of that Secret: munge.key, or an auth/slurm site's slurm.key
+    directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: Core.directory_secret, for its nslcd
+    nslcd_image: Optional[pulumi.Input[str]] = None  # with it: slurm-client by digest, the nslcd sidecar's
 
 
 class SlurmJupyter(pulumi.ComponentResource):
@@ -62,6 +70,14 @@ class SlurmJupyter(pulumi.ComponentResource):
         )
 
         volumes, mounts = slurm_volumes(args.config_map_name, args.munge_secret_name, args.key_file)
+        volumes += [pods.directory_volume(args.directory_config_map), pods.home_volume(args.home_claim)]
+        mounts += pods.directory_mounts(home=True)
+        init_containers = []
+        if args.directory_secret is not None:
+            nslcd = pods.nslcd_sidecar(args.nslcd_image, args.directory_config_map, args.directory_secret, native=True)
+            volumes += nslcd.volumes
+            mounts.append(nslcd.mount)
+            init_containers.append(nslcd.container)
         service = client_app(name, ClientApp(
             app=APP, component="notebook", name=args.name, namespace=args.namespace, container="jupyterlab",
             image=args.image, port=PORT,
@@ -71,8 +87,7 @@ class SlurmJupyter(pulumi.ComponentResource):
             readiness_probe=pods.http_probe("/api", PORT, period=5),
             liveness_probe=pods.http_probe("/api", PORT, period=20, initial_delay=30),
             resources=pods.resources("250m", "512Mi", "2", "4Gi"),
-            volumes=[*volumes, pods.directory_volume(args.directory_config_map), pods.home_volume(args.home_claim)],
-            volume_mounts=[*mounts, *pods.directory_mounts(home=True)],
+            volumes=volumes, volume_mounts=mounts, init_containers=init_containers,
             network_policy=args.network_policy, policy="ingress",
             env=[k8s.core.v1.EnvVarArgs(
                 name=TOKEN_ENV,

@@ -9,6 +9,7 @@ the components only call these helpers, so a path or a mode is written here once
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
@@ -119,19 +120,44 @@ def directory_volume(config_map_name: pulumi.Input[str],
 
 
 NSLCD_SOCKET_DIR = "/run/nslcd"  # libnss-ldapd's socket directory (compiled in)
+NSLCD_VOLUME, NSLCD_SOCKET_VOLUME = "users-ldap", "nslcd"  # the sidecar's directory volume, the shared socket's
+NSLCD_STARTUP_S = 30  # a native sidecar's nslcd must listen within this, or the kubelet restarts it
 
 
-def nslcd_sidecar(image: pulumi.Input[str], volume: str, socket_volume: str) -> k8s.core.v1.ContainerArgs:
+@dataclass(frozen=True)
+class NslcdSidecar:
+    """What a pod whose own containers run as users needs to resolve the site's directory (config `ldap`)."""
+    volumes: list[k8s.core.v1.VolumeArgs]  # the directory with the Secret (nslcd's alone) and the socket's emptyDir
+    mount: k8s.core.v1.VolumeMountArgs  # for the pod's other containers: the socket directory, nothing else
+    container: k8s.core.v1.ContainerArgs  # among the containers, or (native) the init containers
+
+
+def nslcd_sidecar(image: pulumi.Input[str], directory_config_map: pulumi.Input[str],
+                  directory_secret: pulumi.Input[str], *, native: bool = False) -> NslcdSidecar:
     """nslcd for a pod whose own containers run as users (config `ldap`): slurm-client's `nslcd` command, started as
-    root (it drops to its user), with the directory volume `volume` (directory_volume() with the site's Secret) and
-    the emptyDir `socket_volume` at NSLCD_SOCKET_DIR, which the other containers mount to resolve the directory."""
+    root (it drops to its user), the only container given the directory volume with the site's Secret (nslcd.conf
+    with the bind password; directory_volume()); an emptyDir at NSLCD_SOCKET_DIR, which the other containers mount
+    (`mount`) to resolve the directory through its socket. `native`: a Kubernetes native sidecar (an init container
+    with restartPolicy Always, Kubernetes 1.29+) whose startup probe passes once nslcd listens, so the pod's
+    containers start only then: for an entrypoint that resolves its user at start (JupyterLab's). Otherwise a
+    container beside the others, for a service that asks at each request (the token service's)."""
     socket = f"{NSLCD_SOCKET_DIR}/socket"
-    return container(
-        "nslcd", image, args=["nslcd"],
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=volume, mount_path=EXTRAUSERS_DIR, read_only=True),
-                       k8s.core.v1.VolumeMountArgs(name=socket_volume, mount_path=NSLCD_SOCKET_DIR)],
-        readiness_probe=exec_probe(["test", "-S", socket], period=10, timeout=2),
+    listens = ["test", "-S", socket]
+    directory = directory_volume(directory_config_map, directory_secret)
+    container_fields = dict(
+        args=["nslcd"],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name=NSLCD_VOLUME, mount_path=EXTRAUSERS_DIR, read_only=True),
+                       k8s.core.v1.VolumeMountArgs(name=NSLCD_SOCKET_VOLUME, mount_path=NSLCD_SOCKET_DIR)],
+        readiness_probe=exec_probe(listens, period=10, timeout=2),
         resources=resources("10m", "16Mi", "100m", "64Mi"))
+    if native:
+        container_fields.update(restart_policy="Always",
+                                startup_probe=exec_probe(listens, period=1, timeout=2, failures=NSLCD_STARTUP_S))
+    return NslcdSidecar(
+        volumes=[k8s.core.v1.VolumeArgs(name=NSLCD_VOLUME, projected=directory.projected),
+                 k8s.core.v1.VolumeArgs(name=NSLCD_SOCKET_VOLUME, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+        mount=k8s.core.v1.VolumeMountArgs(name=NSLCD_SOCKET_VOLUME, mount_path=NSLCD_SOCKET_DIR),
+        container=container("nslcd", image, **container_fields))
 
 
 def home_volume(claim_name: pulumi.Input[str]) -> k8s.core.v1.VolumeArgs:

@@ -66,7 +66,8 @@ class Core:
     slurm: SlurmConfig  # the Slurm files (ConfigMap, Secret) and the clients' environment
     users: pulumi.Output[str]  # the user directory's ConfigMap
     # Config `ldap`: the Secret of nslcd.conf (with the bind password) and the site's CA, which the pods whose
-    # entrypoint runs nslcd (the single node, slurmrestd) get in their directory volume beside the ConfigMap's files.
+    # entrypoint runs nslcd (the single node, slurmrestd) get in their directory volume beside the ConfigMap's files,
+    # and the nslcd sidecars of the pods whose containers run as users (the token service, JupyterLab).
     directory_secret: Optional[pulumi.Output[str]]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
     pull_secret: Optional[pulumi.Output[str]]  # the registry's, if the stack has its credentials
@@ -219,6 +220,7 @@ def deploy_jupyter(core: Core) -> dict[str, pulumi.Input]:
         namespace=core.namespace, name=name, image=core.images.refs[JUPYTER],
         config_map_name=core.slurm.config_map_name, munge_secret_name=core.munge_secret, key_file=core.keys.key_file,
         directory_config_map=core.users, home_claim=core.home_claim, user=cfg.jupyter_user,
+        directory_secret=core.directory_secret, nslcd_image=core.images.refs[CLIENT],
         rotation=cfg.key_rotation, network_policy=core.network.ingress(network.LAB), slurm_env=core.slurm.client_env,
         image_pull_secret=core.pull_secret), opts=core.opts)
     token = SHOW_SECRET.format("jupyterToken")

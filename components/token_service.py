@@ -69,11 +69,10 @@ class TokenService(pulumi.ComponentResource):
         sidecars = []
         if args.directory_secret is not None:
             env["SLURM_TOKEN_DIRECTORY"] = "nss"
-            ldap_volume = pods.directory_volume(args.directory_config_map, args.directory_secret)
-            volumes += [k8s.core.v1.VolumeArgs(name="users-ldap", projected=ldap_volume.projected),
-                        k8s.core.v1.VolumeArgs(name="nslcd", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
-            mounts.append(k8s.core.v1.VolumeMountArgs(name="nslcd", mount_path=pods.NSLCD_SOCKET_DIR))
-            sidecars.append(pods.nslcd_sidecar(args.nslcd_image, "users-ldap", "nslcd"))
+            nslcd = pods.nslcd_sidecar(args.nslcd_image, args.directory_config_map, args.directory_secret)
+            volumes += nslcd.volumes
+            mounts.append(nslcd.mount)
+            sidecars.append(nslcd.container)
         service = client_app(name, ClientApp(
             app=APP, component="tokens", name=args.name, namespace=args.namespace, container="slurm-token",
             image=args.image, port=PORT, command=COMMAND, run_as=RUN_AS,

@@ -180,3 +180,37 @@ def test_the_token_service_checks_the_directory_through_an_nslcd_beside_it_that_
     spec = plain.one(DEPLOYMENT, "slurm-token-deployment").plain["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["slurm-token"]
     assert {"name": "SLURM_TOKEN_DIRECTORY", "value": "/var/lib/extrausers/passwd"} in spec["containers"][0]["env"]
+
+
+def test_jupyterlab_resolves_the_directory_through_a_native_nslcd_sidecar_that_alone_gets_the_secret():
+    """JupyterLab's entrypoint looks its user up at start: its nslcd is an init container that Kubernetes keeps
+    running (restartPolicy Always) whose startup probe waits for the socket, so the lab's container starts after it."""
+    values = stack_values("cluster", users=None, groups=None, jupyter={"user": "christopher"},
+                          ldap={"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org",
+                                "bindDn": "cn=nslcd,dc=example,dc=org", "bindPassword": "s3cret-pw"})
+    result = run_values(values, {"ldap"})
+    secret = result.one(SECRET, "directory-ldap").plain["metadata"]["name"]
+    spec = result.one(DEPLOYMENT, "jupyter-deployment").plain["spec"]["template"]["spec"]
+    [lab] = spec["containers"]
+    [nslcd] = spec["initContainers"]
+    assert lab["name"] == "jupyterlab" and {"name": "NB_USER", "value": "christopher"} in lab["env"]
+    assert nslcd["name"] == "nslcd" and nslcd["args"] == ["nslcd"] and nslcd["image"].split("@")[0].endswith("slurm-client")
+    assert nslcd["restartPolicy"] == "Always"
+    assert nslcd["startupProbe"]["exec"]["command"] == ["test", "-S", "/run/nslcd/socket"]
+    assert nslcd["startupProbe"]["periodSeconds"] == 1
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    holds_secret = {name for name, v in volumes.items()
+                    if any(s.get("secret", {}).get("name") == secret for s in v.get("projected", {}).get("sources", []))}
+    assert holds_secret == {"users-ldap"}
+    assert volumes["nslcd"] == {"name": "nslcd", "emptyDir": {}}
+    assert {m["name"] for m in nslcd["volumeMounts"]} == {"users-ldap", "nslcd"}
+    lab_mounts = {m["name"]: m["mountPath"] for m in lab["volumeMounts"]}
+    assert "users-ldap" not in lab_mounts  # no bind password, no nslcd.conf in the lab's container
+    assert lab_mounts["nslcd"] == "/run/nslcd" and lab_mounts["users"] == "/var/lib/extrausers"
+    assert "configMap" in volumes["users"]  # the static directory's (empty) files, without the Secret
+    # Control: without `ldap`, the lab alone, no init container, no socket volume, the directory's ConfigMap only.
+    plain = run_values(stack_values("cluster"), set())
+    spec = plain.one(DEPLOYMENT, "jupyter-deployment").plain["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["jupyterlab"] and not spec.get("initContainers")
+    assert {v["name"] for v in spec["volumes"]} == {"slurm-config", "slurm-keys", "users", "home"}
+    assert "nslcd" not in {m["name"] for m in spec["containers"][0]["volumeMounts"]}
