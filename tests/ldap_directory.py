@@ -7,6 +7,7 @@ fixed address of it (so clients keep reaching it at the same `uri` when slapd is
 
     with LdapDirectory(network) as ldap:         # or ldap.start() ... ldap.remove()
         ldap.uri, ldap.base, ldap.bind_dn, ldap.bind_password, ldap.ca_cert (with tls=True)
+        ldap.ip, ldap.ip_uri                     # by address: ldaps://IP (the certificate names the IP too)
         ldap.add_user("dave", 10004); ldap.remove_user("dave")
         ldap.stop_slapd(); ldap.start_slapd()    # the directory down (connections refused) and back
 
@@ -85,8 +86,12 @@ def directory_ldif(bind_password: str, users=USERS, groups=GROUPS) -> str:
     return out
 
 
-def make_test_ca(directory: str, hostname: str = HOSTNAME) -> None:
-    """ca.crt, server.crt and server.key (for `hostname`) in `directory`, made now with openssl; never kept."""
+def make_test_ca(directory: str, hostname: str = HOSTNAME, ip: Optional[str] = None) -> None:
+    """ca.crt, server.crt and server.key (for `hostname`, and for the address `ip` too, so that clients that cannot
+    map the name, such as Kubernetes pods, check it as ldaps://IP) in `directory`, made now with openssl; never kept.
+    The address is both an IP entry of subjectAltName (what libldap, so nslcd, and Python's ssl match) and a DNS
+    entry: ldap3 2.9.1 (the hub's) on Python 3.12+ matches with its own backport of ssl.match_hostname, which reads
+    only DNS entries, and refuses ldaps://IP with the IP entry alone (tests/images/test_site_ldap.py)."""
     def ssl(*args: str) -> None:
         run("openssl", *args, timeout=60)
     d = directory
@@ -97,7 +102,7 @@ def make_test_ca(directory: str, hostname: str = HOSTNAME) -> None:
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}", "-keyout", f"{d}/server.key",
         "-out", f"{d}/server.csr")
     with open(f"{d}/ext.cnf", "w") as f:
-        f.write(f"subjectAltName=DNS:{hostname}\nextendedKeyUsage=serverAuth\n"
+        f.write(f"subjectAltName=DNS:{hostname}{f',IP:{ip},DNS:{ip}' if ip else ''}\nextendedKeyUsage=serverAuth\n"
                 "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
     ssl("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
         "-days", "2", "-extfile", f"{d}/ext.cnf", "-out", f"{d}/server.crt")
@@ -128,9 +133,11 @@ def free_address(network: str, taken_from: int = 200) -> str:
 
 
 class LdapDirectory:
-    """The directory's server on `network`. `tls`: also ldaps:// with a test CA (`ca_cert`: its file)."""
+    """The directory's server on `network`. `tls`: also ldaps:// with a test CA (`ca_cert`: its file) whose server
+    certificate names both `hostname` and the address `ip`. `network` may be given later, before start(): a
+    SiteCluster given an LdapDirectory that is not started starts it on the site's own network."""
 
-    def __init__(self, network: str, tls: bool = False, version: Optional[str] = None, users=USERS, groups=GROUPS):
+    def __init__(self, network: Optional[str] = None, tls: bool = False, version: Optional[str] = None, users=USERS, groups=GROUPS):
         self.network, self.tls, self.version = network, tls, version
         self.users, self.groups = tuple(users), dict(groups)
         self.name = f"sci-ldap-{secrets.token_hex(3)}"
@@ -149,6 +156,12 @@ class LdapDirectory:
         return f"ldaps://{self.hostname}"
 
     @property
+    def ip_uri(self) -> str:
+        """The server by its address (after start()): ldaps://IP with tls, else ldap://IP. For clients that cannot
+        map the name (Kubernetes pods: no --add-host); the certificate names the address."""
+        return f"{'ldaps' if self.tls else 'ldap'}://{self.ip}"
+
+    @property
     def ca_cert(self) -> str:
         return os.path.join(self.dir, "tls", "ca.crt")
 
@@ -164,7 +177,10 @@ class LdapDirectory:
         self.remove()
 
     def start(self) -> "LdapDirectory":
+        if not self.network:
+            raise ValueError("LdapDirectory.start(): no network (give one, or the LdapDirectory to a SiteCluster)")
         image = build_ldap_image(self.version)
+        self.ip = free_address(self.network)  # first: the certificate names it
         self.dir = tempfile.mkdtemp(prefix="sci-ldap-")
         os.chmod(self.dir, 0o755)
         with open(os.path.join(self.dir, "directory.ldif"), "w") as f:
@@ -172,8 +188,7 @@ class LdapDirectory:
         os.chmod(os.path.join(self.dir, "directory.ldif"), 0o644)
         if self.tls:
             os.makedirs(os.path.join(self.dir, "tls"))
-            make_test_ca(os.path.join(self.dir, "tls"))
-        self.ip = free_address(self.network)
+            make_test_ca(os.path.join(self.dir, "tls"), self.hostname, self.ip)
         podman("run", "-d", "--name", self.name, "--hostname", self.hostname, "--network", self.network,
                "--ip", self.ip, "-v", f"{self.dir}:/ldap:ro", "-e", f"LDAP_BASE={self.base}",
                "-e", f"LDAP_ADMIN_PW={self.admin_password}", "-e", f"LDAP_BIND_DN={self.bind_dn}", image)
@@ -232,10 +247,11 @@ class LdapDirectory:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def write_ldap_directory(path: str, ldap: LdapDirectory) -> None:
-    """The directory volume as the stack fills it with config `ldap`: no static users, nslcd.conf and the CA."""
-    settings = ldap_files.Settings(uri=ldap.ldaps_uri, base_dn=ldap.base, bind_dn=ldap.bind_dn,
-                                   ca=open(ldap.ca_cert).read())
+def write_ldap_directory(path: str, ldap: LdapDirectory, uri: Optional[str] = None) -> None:
+    """The directory volume as the stack fills it with config `ldap`: no static users, nslcd.conf and the CA.
+    `uri`: the server as nslcd reaches it (default ldap.ldaps_uri, by name; ldap.ip_uri by address)."""
+    settings = ldap_files.Settings(uri=uri or ldap.ldaps_uri, base_dn=ldap.base, bind_dn=ldap.bind_dn,
+                                   ca=open(ldap.ca_cert).read() if ldap.tls else None)
     files = {"passwd": "", "group": "", **ldap_files.directory_files(settings, ldap.bind_password)}
     for name, text in files.items():
         with open(os.path.join(path, name), "w") as f:
