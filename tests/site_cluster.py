@@ -6,13 +6,24 @@ The site's files are `tests/site/` (slurm.conf, slurmdbd.conf, cgroup.conf with 
 boot script `site-host`); the slurm-single-node image of the Slurm version under test serves only as a set of
 Debian's Slurm packages (its entrypoint is replaced by `site-host`). Its munge and JWT keys and database password
 are generated per start into a private temp dir, deleted at stop. With `auth="slurm"` (Slurm 25.05+) the site
-authenticates with Slurm's own auth/slurm and cred/slurm instead of munge: one generated slurm.key, no munged. Its users (its "LDAP", a libnss-extrausers
-directory mounted in every host) are alice 2001 and bob 2002 in group research 3000, as in Pulumi.cluster.yaml;
-their homes are in the site's /home, a host directory mounted in every host; accounting has them in the account
-`research`.
+authenticates with Slurm's own auth/slurm and cred/slurm instead of munge: one generated slurm.key, no munged.
+
+Its users, by default (a libnss-extrausers directory mounted in every host), are alice 2001 and bob 2002 in group
+research 3000, as in Pulumi.cluster.yaml. With `ldap=` (issue 23) they are instead the users of an LDAP directory
+(tests/ldap_directory.py's slapd), which every host resolves through nslcd (the image's NSS: files extrausers ldap)
+from an nslcd.conf rendered as the stack renders its own (components/ldap.py), by the server's address
+(ldaps://IP, checked against the test CA). Either way their homes are in the site's /home, a host directory mounted
+in every host (0700, theirs), and accounting has them in the account `research`: what a site does for its users
+itself (tests/site/admit-users; at boot for every user the directory lists, and `admit(name)` for one added later).
 
     with SiteCluster() as site:          # or site.start() ... site.stop()
         site.exec("sinfo")
+
+    # The site and the directory on the site's network: both reachable from pods on this host, the directory as
+    # ldaps://IP (site.ldap.ip_uri) with its CA (site.ldap.ca_cert), the site's hosts resolving its users.
+    with SiteCluster(ldap=LdapDirectory(tls=True)) as site:
+        site.exec("sbatch", "--wrap", "id", user="christopher")   # runs as uid 54321 on cn1 or cn2
+        site.ldap.add_user("dora", 10007); site.admit("dora")     # a new user: resolves at once; home, association
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from typing import Optional
 
 from components.slurm_files import parse_slurm_conf, version_facts
 from tests.images.slurm_containers import CommandFailed, WaitTimeout, build_image, podman, slurm_version, wait_until
+from tests.ldap_directory import LdapDirectory, write_ldap_directory
 from tests.project_env import ROOT
 
 SITE_FILES = os.path.join(ROOT, "tests", "site")
@@ -45,19 +57,31 @@ class SiteCluster:
     `image`: the slurm-single-node image to take Slurm from (default: built/cached by build_image);
     `timeout`: seconds start() waits for both nodes to be idle; `auth`: "munge" (AuthType=auth/munge) or "slurm"
     (AuthType=auth/slurm, CredType=cred/slurm: a slurm.key, no munged).
+    `ldap`: the site's users from this LDAP directory instead of alice and bob (the static directory is then empty).
+    Not started yet: start() starts it on the site's network (after creating it, before the hosts) and stop() removes
+    it, so the directory is reachable wherever the site is (pods on this host included). Already started (on another
+    network): the site uses it as it is (it must route to the site's network), and the caller removes it.
+    `ldap_uri`: the server as the hosts' nslcd reaches it (default ldap.ip_uri: ldaps://IP with TLS, checked against
+    its CA; the hosts also map ldap.hostname to the address, for ldap.ldaps_uri).
 
     After start(): `slurm_conf` (text), `slurm_conf_path` (host file, what a client copies), `munge_key` and
     `jwt_key` (bytes; with auth "slurm" `slurm_key` instead of `munge_key`), `controller_addr`, `conf_server`
     ("addr:port", for configless clients), `ports` (slurmctld's
     ports then slurmdbd's), `slurmctld_ports`, `slurmdbd_port`, `home` (host directory mounted as the site's
-    /home), `directory` (host directory with the site's passwd and group files, libnss-extrausers format),
-    `network`, `addresses` ({host: address}), `timings` (seconds: "idle" = start() to both nodes idle).
+    /home), `directory` (host directory with the site's passwd and group files, libnss-extrausers format; with
+    `ldap` also nslcd.conf and the CA, ldap-ca.crt), `network`, `addresses` ({host: address}), `timings` (seconds:
+    "idle" = start() to both nodes idle), `ldap` (the directory or None), `admitted` (with `ldap`: the names the site
+    admitted at boot, sorted).
     """
 
     def __init__(self, version: Optional[str] = None, subnet: Optional[str] = None, name: Optional[str] = None,
-                 image: Optional[str] = None, timeout: float = 90, auth: str = "munge"):
+                 image: Optional[str] = None, timeout: float = 90, auth: str = "munge",
+                 ldap: Optional[LdapDirectory] = None, ldap_uri: Optional[str] = None):
         assert auth in ("munge", "slurm"), auth
         self.auth = auth
+        self.ldap, self.ldap_uri = ldap, ldap_uri
+        self._owns_ldap = False
+        self.admitted: list[str] = []
         self.version = version or slurm_version()
         self.facts = version_facts(self.version)
         net = ipaddress.ip_network(subnet or os.environ.get("SCI_SITE_SUBNET", "10.89.77.0/24"))
@@ -87,6 +111,8 @@ class SiteCluster:
         try:
             self._write_files()
             podman("network", "create", "--subnet", self.subnet, "--gateway", self.gateway, self.network)
+            if self.ldap:
+                self._start_ldap()
             self._run("ctl", "controller")
             for node in ("cn1", "cn2"):
                 self._run(node, "node", node)
@@ -95,12 +121,26 @@ class SiteCluster:
             self.stop()
             raise
         self.timings["idle"] = time.monotonic() - t0
+        if self.ldap:
+            out = podman("logs", self.containers["ctl"]).stdout
+            self.admitted = next(line.split()[1:] for line in out.splitlines() if line.startswith("admitted "))
         return self
+
+    def _start_ldap(self):
+        """The directory (started here on the site's network unless it runs already) and the hosts' nslcd.conf."""
+        if not self.ldap.ip:
+            self.ldap.network = self.network
+            self._owns_ldap = True
+            self.ldap.start()
+        write_ldap_directory(self.directory, self.ldap, self.ldap_uri or self.ldap.ip_uri)
 
     def stop(self):
         """Remove the containers, the network and the temp dir (keys, files, homes); AssertionError if any is left."""
         for c in self.containers.values():
             podman("rm", "-f", "-t", "5", c, check=False, timeout=60)
+        if self._owns_ldap:
+            self.ldap.remove()
+            self.ldap.ip, self._owns_ldap = "", False
         podman("network", "rm", "-f", self.network, check=False)
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -145,6 +185,10 @@ class SiteCluster:
             self.slurm_key = secrets.token_bytes(1024)
             _write(os.path.join(self.keys, "slurm.key"), self.slurm_key, 0o400)
         _write(os.path.join(self.keys, "jwt_hs256.key"), self.jwt_key, 0o400)
+        if self.ldap:  # the users come from the directory: nothing static (nslcd.conf is written in start())
+            for f in ("passwd", "group"):
+                _write(os.path.join(self.directory, f), b"", 0o644)
+            return
         group, gid = GROUP
         passwd = "".join(f"{u}:x:{uid}:{uid}:{u}:/home/{u}:/bin/bash\n" for u, uid in USERS.items())
         groups = "".join(f"{u}:x:{uid}:\n" for u, uid in USERS.items()) + f"{group}:x:{gid}:{','.join(USERS)}\n"
@@ -166,6 +210,8 @@ class SiteCluster:
                "--network", self.network, "--ip", self.addresses[host]]
         for h, addr in self.addresses.items():
             cmd += ["--add-host", f"{h}:{addr}"]
+        if self.ldap:
+            cmd += self.ldap.add_host
         for src, dst in mounts:
             cmd += ["-v", f"{src}:{dst}:ro"]
         cmd += ["-v", f"{self.home}:/home", "--entrypoint", "/site/site-host", self.image, *args]
@@ -189,11 +235,28 @@ class SiteCluster:
 
     def exec(self, *cmd: str, user: Optional[str] = None, check: bool = True, timeout: float = 30,
              input: Optional[str] = None) -> subprocess.CompletedProcess:
-        """Run CMD in ctl (as `user`, default root); CommandFailed on a non-zero exit when `check`."""
-        if user in USERS:  # podman resolves -u only in the container's /etc/passwd, not the site's directory
-            user = f"{USERS[user]}:{USERS[user]}"
+        """Run CMD in ctl (as `user`, default root; a name of the site's users or uid[:gid]); CommandFailed on a
+        non-zero exit when `check`."""
+        if user and not user.replace(":", "").isdigit():  # podman resolves -u only in the container's /etc/passwd
+            user = self.ids(user)
         return podman("exec", "-i", *(["-u", user] if user else []), self.containers["ctl"], *cmd,
                       check=check, timeout=timeout, input=input)
+
+    def exec_on(self, host: str, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run CMD as root in one of the hosts (ctl, cn1, cn2)."""
+        return podman("exec", self.containers[host], *cmd, check=check, timeout=timeout)
+
+    def ids(self, name: str) -> str:
+        """"uid:gid" of one of the site's users, as the site resolves the name (CommandFailed if it does not)."""
+        if not self.ldap and name in USERS:
+            return f"{USERS[name]}:{USERS[name]}"
+        fields = self.exec("getent", "passwd", name).stdout.split(":")
+        return f"{fields[2]}:{fields[3]}"
+
+    def admit(self, *names: str) -> None:
+        """What the site does for a new user of its directory (tests/site/admit-users on ctl): a home in /home
+        (0700, theirs) and an association in `research`. CommandFailed if a name does not resolve on the site."""
+        self.exec("/site/admit-users", *names)
 
     def token(self, user: str, lifespan: int = 600) -> str:
         """A JWT for `user` minted on the site (scontrol token), valid `lifespan` seconds."""
