@@ -1,19 +1,23 @@
 #!/bin/bash
 # The distributed deployment's entrypoint (components/distributed.py): one role of Slurm per pod, from this image.
 #   distributed.sh accounting   munged, MariaDB (data on the state claim), slurmdbd; registers the cluster and the
-#                               directory's users (associations), as the single node does
+#                               directory's users (associations), as the single node does; with the site's LDAP
+#                               directory, follows its users' associations (directory.sh accounting)
 #   distributed.sh controller   munged, then slurmctld (StateSaveLocation on the state claim, configless) once the
 #                               accounting pod knows the cluster (slurmctld dies without slurmdbd's TRES)
 #   distributed.sh node         munged, the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
 #                               hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER), registering with
-#                               $SLURMD_NODE_CONF (the pod's CPUs and memory)
+#                               $SLURMD_NODE_CONF (the pod's CPUs and memory); with the site's LDAP directory, follows
+#                               its users' homes (directory.sh homes)
 #   distributed.sh drain        a node pod's preStop hook: drains its Slurm node, waits up to $SLURM_DRAIN_GRACE_S for
 #                               its jobs, sets it DOWN if some still run (they end NODE_FAIL), then deletes the node
 #                               (a replacement pod registers it again: slurmd -Z)
 #   distributed.sh ready        the probes: the mode's daemons answered once and still answer
-# Each daemon is supervised as in the single node (lib.sh): one that dies ends the container, and Kubernetes starts it
-# again. The single node's parts (database.sh, accounting.sh, homes.sh) do the shared steps.
-# shellcheck disable=SC2119  # sup_watch without names: no daemon here is restarted in place
+# With the site's LDAP directory (config `ldap`: nslcd.conf in the directory volume) each mode first starts nslcd, so
+# its daemons resolve the directory's users (slurmctld and slurmdbd their names and ids, slurmd and slurmstepd a job's
+# user). Each daemon is supervised as in the single node (lib.sh): nslcd and the directory's sync are started again
+# when they die; any other that dies ends the container, and Kubernetes starts it again. The single node's parts
+# (database.sh, accounting.sh, homes.sh, directory.sh) do the shared steps.
 set -euo pipefail
 PROG="slurm-${1:-distributed}"
 LIB=/usr/local/lib/slurm-single-node
@@ -23,6 +27,8 @@ CONFIG="${SLURM_CONFIG_DIR:-$FACT_CONFIG_MOUNT}"
 READY="$FACT_RUN_DIR/ready"
 MODE_FILE="$FACT_RUN_DIR/mode"
 LOGS="$FACT_LOG_DIR"
+# shellcheck source-path=SCRIPTDIR source=directory.sh
+source "$LIB/directory.sh"  # start_nslcd, follow_directory: every mode but drain and ready
 DB_WAIT_S="${SLURM_ACCOUNTING_WAIT_S:-600}"  # the controller's wait for a first start's new database
 DRAIN_REASON="pod stopping"  # the Reason a stopping node pod drains its node with (drain; node resumes it)
 DELETE_WAIT_S=20  # drain: how long the node's DOWN jobs may take to end before it is deleted (within DRAIN_MARGIN_S)
@@ -66,6 +72,7 @@ accounting() {
   install -m 0600 -o slurm -g slurm "$FACT_KEYS_MOUNT/$FACT_JWT_KEY_FILE" "$FACT_JWT_KEY_PATH"
   install -d -m 0755 "$FACT_STATE_DIR"
   sup_stop_on_signals
+  start_nslcd
   start_munged
   seed_database
   mariadb_command
@@ -79,10 +86,10 @@ accounting() {
   # sacctmgr reaches slurmdbd through its Service name (slurm.conf AccountingStorageHost), published before Ready.
   sup_wait "slurmdbd to answer (sacctmgr show cluster)" slurmdbd_clusters
   register_cluster "$SLURM_CLUSTER_NAME"
-  sync_users "$SLURM_CLUSTER_NAME"
+  if ldap_configured; then follow_directory accounting "$SLURM_CLUSTER_NAME"; else sync_users "$SLURM_CLUSTER_NAME"; fi
   touch "$READY"
   log "ready: slurmdbd of cluster $SLURM_CLUSTER_NAME (Slurm $SLURM_INSTALLED)"
-  sup_watch
+  sup_watch nslcd directory-sync
 }
 
 dbd_setting() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" /etc/slurm/slurmdbd.conf | tail -n1; }
@@ -101,6 +108,7 @@ controller() {
   install -d -m 0755 "$FACT_STATE_DIR"
   install -d -m 0700 -o slurm -g slurm "$FACT_STATE_DIR/slurmctld"
   sup_stop_on_signals
+  start_nslcd
   start_munged
   log "munged ready; waiting for the accounting pod to know cluster $SLURM_CLUSTER_NAME"
   START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmdbd to know cluster $SLURM_CLUSTER_NAME (sacctmgr show cluster)" cluster_known
@@ -108,7 +116,7 @@ controller() {
   sup_wait "slurmctld to answer (scontrol ping)" ctld_up
   touch "$READY"
   log "ready: slurmctld of cluster $SLURM_CLUSTER_NAME (Slurm $SLURM_INSTALLED, configless)"
-  sup_watch
+  sup_watch nslcd
 }
 
 ctld_listens() { timeout 2 bash -c "exec 3<>/dev/tcp/${SLURM_CONF_SERVER%:*}/${SLURM_CONF_SERVER##*:}"; }
@@ -126,6 +134,8 @@ node() {
   install -d -m 0755 "$FACT_STATE_DIR" "$FACT_STATE_DIR/slurmd"
   make_homes
   sup_stop_on_signals
+  start_nslcd
+  if ldap_configured; then follow_directory homes; fi  # the node pods mount the shared home: they make the homes
   start_munged
   log "munged ready; waiting for slurmctld at $SLURM_CONF_SERVER"
   START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmctld to listen at $SLURM_CONF_SERVER" ctld_listens
@@ -140,7 +150,7 @@ node() {
   fi
   touch "$READY"
   log "ready: node $(hostname) ($SLURMD_NODE_CONF)"
-  sup_watch
+  sup_watch nslcd directory-sync
 }
 
 jobs_on() {  # jobs_on NODE: 0 it runs or ends a job, 1 it runs none, 2 slurmctld did not answer

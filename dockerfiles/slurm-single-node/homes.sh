@@ -16,7 +16,11 @@ make_homes() {
     if [[ -L "$home" ]]; then
       log "WARNING: $home is a symbolic link, left as it is: $name has no home until it is a directory"
     elif [[ ! -e "$home" ]]; then
-      { mkdir -m 0700 "$home" && chown -h "$uid:$gid" "$home"; } || log "WARNING: could not make $home for $name"
+      if mkdir -m 0700 "$home" 2>/dev/null; then
+        chown -h "$uid:$gid" "$home" || log "WARNING: could not make $home theirs for $name"
+      elif [[ -L "$home" || ! -d "$home" ]]; then  # a directory there: another node pod made it just now
+        log "WARNING: could not make $home for $name"
+      fi
     elif [[ ! -d "$home" ]]; then
       log "WARNING: $home is not a directory, left as it is: $name has no home until it is one"
     elif [[ "$(stat -c %u "$home")" != "$uid" ]]; then

@@ -97,6 +97,54 @@ def test_accounting_stops_the_start_when_slurmdbd_cannot_list_the_users(bin_dir)
     assert p.returncode == 1 and "slurm-single-node: ERROR: sacctmgr show assoc failed" in p.stderr, p.stderr
 
 
+# --- directory.sh: the site's directory followed, by parts (the single node all, the distributed roles one each) ---
+DAVE = "dave:*:10004:10004:dave:/home/dave:/bin/bash"
+IMAGE_PASSWD = "\n".join(line for line in PASSWD.splitlines() if not line.startswith(("alice:", "bob:", "last:")))
+
+
+def directory_stubs(bin_dir: Path) -> None:
+    """The directory (getent -s ldap) lists dave, whom accounting lacks; mkdir, chown and chmod only record (the homes
+    are the image test's: tests/images/test_distributed_ldap.py), so nothing here touches this machine's /home."""
+    stub(bin_dir, "getent", f"""case "$*" in
+  "-s ldap passwd") echo '{DAVE}';;
+  "-s files passwd") cat <<'EOF'\n{IMAGE_PASSWD}\nEOF
+;;
+  *) exit 2;;
+esac""")
+    stub(bin_dir, "sacctmgr", 'case "$*" in *"show assoc"*) printf "|root\\nusers|\\nusers|jovyan\\n";; esac')
+    for name in ("mkdir", "chown", "chmod"):
+        stub(bin_dir, name, "")
+
+
+def changes(bin_dir: Path) -> list[str]:
+    return [c for c in calls(bin_dir) if c.startswith(("mkdir", "chown -h", "sacctmgr -i"))]
+
+
+HOME_MADE = ["mkdir -m 0700 /home/dave", "chown -h 10004:10004 /home/dave"]
+ASSOCIATED = ["sacctmgr -i add user name=dave account=users cluster=scitest"]
+
+
+@pytest.mark.parametrize("args, made", [
+    (("all", "scitest"), HOME_MADE + ASSOCIATED),  # the single node: both in its one pod
+    (("homes",), HOME_MADE),  # a distributed node pod: it mounts the shared home, and has no slurmdbd.conf
+    (("accounting", "scitest"), ASSOCIATED),  # the distributed accounting pod: slurmdbd's, no home mounted
+])
+def test_a_directory_sync_does_only_its_parts(bin_dir, args, made):
+    directory_stubs(bin_dir)
+    p = run(str(PARTS / "directory.sh"), *args, bin_dir=bin_dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert changes(bin_dir) == made, calls(bin_dir)
+    assert any(c.startswith("sacctmgr") for c in calls(bin_dir)) == (args[0] != "homes"), "a node pod asks no slurmdbd"
+
+
+@pytest.mark.parametrize("args, words", [(("accounting",), "no cluster named"), (("users", "x"), "is not all")])
+def test_a_directory_sync_refuses_unknown_parts_and_accounting_without_a_cluster(bin_dir, args, words):
+    directory_stubs(bin_dir)
+    p = run(str(PARTS / "directory.sh"), *args, bin_dir=bin_dir)
+    assert p.returncode == 1 and words in p.stderr, p.stdout + p.stderr
+    assert changes(bin_dir) == []
+
+
 # --- lost-jobs.sh ---------------------------------------------------------------------------------------------
 def test_jobs_that_ran_when_the_container_stopped_end_with_their_nodes_down(bin_dir):
     stub(bin_dir, "squeue", "printf '12 c1\\n13 c[1-2]\\n'")
