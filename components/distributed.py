@@ -19,6 +19,12 @@ Every pod runs the slurm-single-node image with the entrypoint mode of its role 
 distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
 deployment" says why). Each gets only the keys it needs: the node pods the munge key alone; slurmdbd.conf (the
 database password) only the accounting pod. Services give slurmctld and slurmdbd their stable DNS names (service()).
+
+With the site's LDAP directory (config `ldap`, `directory_secret`) each role's Slurm container gets its nslcd.conf
+(the bind password) in its directory volume, as the single node does, and its entrypoint mode runs nslcd: slurmctld
+and slurmdbd resolve the directory's users, slurmd and slurmstepd a job's. Each follows the directory where the same
+work is done for the static list: the accounting pod its users' associations, the node pods (which mount the shared
+home as root) their homes (distributed.sh, directory.sh). slurm-exporter, beside slurmctld, never gets it.
 """
 
 from __future__ import annotations
@@ -106,6 +112,7 @@ class SlurmDistributedArgs:
     annotate: bool = False  # its scrape annotations (no Prometheus Operator)
     gpus: Optional[Gpus] = None  # each node pod's (config node.gpus)
     drain_grace_s: int = 300  # config distributed.drainGraceSeconds: a stopping node pod's wait for its jobs
+    directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
 
 
 def state_claim(app: str, size: str, storage_class: Optional[str]) -> k8s.core.v1.PersistentVolumeClaimArgs:
@@ -257,7 +264,7 @@ class SlurmDistributed(pulumi.ComponentResource):
             containers=[accounting_container(args)],
             volumes=[pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                      pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
-                     pods.directory_volume(args.directory_config_map)]), claim=True, opts=replaced)
+                     pods.directory_volume(args.directory_config_map, args.directory_secret)]), claim=True, opts=replaced)
         policy("accounting", ACCOUNTING_APP, args.accounting_policy)
 
         # --- slurmctld, its state on its claim ----------------------------------------------------------------------
@@ -270,7 +277,7 @@ class SlurmDistributed(pulumi.ComponentResource):
             containers=[controller_container(args), *([exporter_container(args.image)] if args.metrics else [])],
             volumes=[pods.config_volume(args.config_map_name),  # no slurmdbd.conf: the accounting pod's alone
                      pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
-                     pods.directory_volume(args.directory_config_map),
+                     pods.directory_volume(args.directory_config_map, args.directory_secret),
                      *(exporter_volumes(args.config_map_name) if args.metrics else [])]),
             claim=True, opts=replaced)
         policy("slurmctld", CONTROLLER_APP, args.controller_policy)
@@ -282,7 +289,7 @@ class SlurmDistributed(pulumi.ComponentResource):
             termination_grace_period_seconds=node_grace_s(args.drain_grace_s),
             containers=[node_container(args, pulumi.Output.concat(ctld_addr, f":{SLURMCTLD_PORT}"))],
             volumes=[pods.keys_volume(args.munge_secret_name),  # the munge key alone
-                     pods.directory_volume(args.directory_config_map),
+                     pods.directory_volume(args.directory_config_map, args.directory_secret),
                      pods.home_volume(args.home_claim)],
             # Spread over Kubernetes nodes as evenly as they allow; ScheduleAnyway: a replacement pod still starts
             # while its own Kubernetes node is gone (DoNotSchedule would leave it pending, its Slurm node DOWN).

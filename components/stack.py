@@ -66,8 +66,9 @@ class Core:
     slurm: SlurmConfig  # the Slurm files (ConfigMap, Secret) and the clients' environment
     users: pulumi.Output[str]  # the user directory's ConfigMap
     # Config `ldap`: the Secret of nslcd.conf (with the bind password) and the site's CA, which the pods whose
-    # entrypoint runs nslcd (the single node, slurmrestd) get in their directory volume beside the ConfigMap's files,
-    # and the nslcd sidecars of the pods whose containers run as users (the token service, JupyterLab).
+    # entrypoint runs nslcd (the single node, the distributed roles, slurmrestd) get in their directory volume beside
+    # the ConfigMap's files, and the nslcd sidecars of the pods whose containers run as users (the token service,
+    # JupyterLab).
     directory_secret: Optional[pulumi.Output[str]]
     home_claim: pulumi.Input[str]  # the shared home (ReadWriteMany)
     pull_secret: Optional[pulumi.Output[str]]  # the registry's, if the stack has its credentials
@@ -188,7 +189,7 @@ def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
         config_map_name=core.slurm.config_map_name, config_secret_name=core.slurm.secret_name,
         config_secret_files=core.slurm.secret_files, munge_secret_name=core.keys.munge_secret_name,
         jwt_secret_name=core.keys.jwt_secret_name, directory_config_map=core.users, home_claim=core.home_claim,
-        storage_size=cfg.storage.size, storage_class=cfg.storage.class_name,
+        directory_secret=core.directory_secret, storage_size=cfg.storage.size, storage_class=cfg.storage.class_name,
         controller_policy=core.network.ingress(network.CONTROLLER),
         accounting_policy=core.network.ingress(network.ACCOUNTING), node_policy=core.network.ingress(network.NODES),
         image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator,

@@ -157,9 +157,6 @@ def _check_distributed(cfg: StackConfig) -> None:
     facts = VERSIONS[cfg.slurm_version]
     ensure(facts.dynamic_nodes, "slurmVersion", f"is {cfg.slurm_version} while components.distributed is true, but "
            f"Slurm {cfg.slurm_version} cannot run it: {DYNAMIC_NODES_MISSING}", "set slurmVersion to 24.11 or 26.05")
-    ensure(not cfg.ldap, "ldap", "is set while components.distributed is true, but only the single node follows a "
-           "directory yet (users' homes and associations)", "use `users` with the distributed deployment, or the "
-           "single node with ldap")
     need = MIN_MEMORY_MB_PER_NODE + DISTRIBUTED_MEM_SPEC_MB
     ensure(cfg.node.memory_mb >= need, "node.memoryMb", f"is {cfg.node.memory_mb} but a distributed node pod needs "
            f"at least {need} ({MIN_MEMORY_MB_PER_NODE} for jobs and the {DISTRIBUTED_MEM_SPEC_MB} Slurm keeps for its "

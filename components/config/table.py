@@ -440,8 +440,8 @@ class StackConfig:
                        example='{"physics": 3000}')
     ldap: Optional[Ldap] = key(
         None, "the site's LDAP directory as the source of users and groups, instead of `users` and `groups`: every "
-              "pod that runs as root at its start resolves it (nslcd), and the single node follows it (README \"Users, "
-              "homes and identity\")")
+              "pod that runs as root at its start resolves it (nslcd), and the stack's Slurm (the single node or the "
+              "distributed deployment) follows it (README \"Users, homes and identity\")")
     home: Home = key(Home, "the shared home volume, mounted at /home in the Slurm nodes and the Jupyter pods")
     jupyter: Jupyter = key(Jupyter, "JupyterLab (`components.jupyter`)")
     metrics: Metrics = key(Metrics, "Prometheus metrics and alerts")

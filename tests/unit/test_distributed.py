@@ -4,9 +4,11 @@ address), each role's StatefulSet with its claim, keys and resources, and the ne
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from components import distributed, network, single_node
+from components import distributed, ldap, network, single_node
 from components.config import ConfigError, parse
 from components.slurm_files import (
     DISTRIBUTED_MEM_SPEC_MB,
@@ -19,11 +21,14 @@ from components.slurm_files import (
 )
 from tests.unit.config_values import with_
 from tests.unit.dist_stack import DIST, STATEFULSET, container, dist, pod, slurm_conf, statefulset
-from tests.unit.stacks import run
+from tests.unit.stacks import run, run_values, stack_values
 from tests.workload_rules import check_workload
 
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SERVICE = "kubernetes:core/v1:Service"
+SECRET = "kubernetes:core/v1:Secret"
+LDAP = {"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org", "bindDn": "cn=nslcd,dc=example,dc=org",
+        "bindPassword": "s3cret-pw"}
 
 
 # --- config ------------------------------------------------------------------------------------------------------
@@ -44,8 +49,6 @@ def test_the_single_node_stays_the_default_and_distributed_is_chosen_beside_it()
     ({**DIST, "distributed": {"nodeCpuRequest": "lots"}}, "distributed.nodeCpuRequest", "Kubernetes quantity"),
     ({**DIST, "distributed": {"drainGraceSeconds": -1}}, "distributed.drainGraceSeconds", "604800"),
     ({**DIST, "distributed": {"drainGraceSeconds": "soon"}}, "distributed.drainGraceSeconds", "soon"),
-    ({**DIST, "ldap": {"uri": "ldap://ldap.example.org", "baseDn": "dc=example,dc=org"}, "users": None},
-     "ldap", "only the single node follows a directory"),
 ])
 def test_a_bad_distributed_config_names_its_key(changes, key, words):
     with pytest.raises(ConfigError) as err:
@@ -57,6 +60,12 @@ def test_the_control_config_parses():
     """Control for the refusals above: the same keys with good values pass."""
     parse(with_(**DIST, slurmVersion="26.05", node={"memoryMb": 384},
                 distributed={"nodeCpuRequest": "1", "drainGraceSeconds": 0}))
+
+
+def test_the_sites_ldap_directory_is_accepted_with_the_distributed_deployment():
+    """Preview refused `ldap` with components.distributed while only the single node followed a directory."""
+    cfg = parse(with_(**DIST, ldap=LDAP, users=None, jupyter={"user": "alice"}), {"ldap"})
+    assert cfg.components.distributed and cfg.ldap.uri == LDAP["uri"] and cfg.users == ()
 
 
 # --- slurm.conf --------------------------------------------------------------------------------------------------
@@ -267,3 +276,54 @@ def test_pulumi_waits_for_a_rolling_update_that_drains_each_node_pod_in_turn():
 
 def test_the_default_grace_is_five_minutes():
     assert parse(with_(**DIST)).distributed.drain_grace_seconds == 300
+
+
+# --- the site's LDAP directory (config `ldap`) ---------------------------------------------------------------------
+
+@functools.cache
+def dist_ldap():
+    """The dist stack with the site's directory instead of its `users` and `groups`."""
+    return run_values(stack_values("dist", users=None, groups=None, ldap=LDAP, metrics={"enabled": True}), {"ldap"})
+
+
+def secrets_of(spec: dict) -> dict[str, set[str]]:
+    """{volume name: the Secrets it projects} of a pod."""
+    return {v["name"]: {s["secret"]["name"] for s in v.get("projected", {}).get("sources", []) if "secret" in s}
+            for v in spec["volumes"]}
+
+
+def mounted_by(spec: dict, volume: str) -> set[str]:
+    return {c["name"] for c in spec["containers"] if any(m["name"] == volume for m in c.get("volumeMounts", []))}
+
+
+def test_with_ldap_every_slurm_role_gets_nslcd_conf_in_its_directory_volume():
+    """slurmctld, the accounting pod and the node pods resolve the directory (their entrypoint modes run nslcd from
+    the directory volume's nslcd.conf, as the single node's does): the Secret with the bind password is there."""
+    result = dist_ldap()
+    secret = result.one(SECRET, "directory-ldap")
+    name = secret.plain["metadata"]["name"]
+    assert "bindpw s3cret-pw" in secret.plain["stringData"][ldap.NSLCD_CONF_FILE].splitlines()
+    for role in ("slurmctld", "accounting", "node"):
+        spec = pod(result, role)
+        sources = next(v for v in spec["volumes"] if v["name"] == "users")["projected"]["sources"]
+        assert [(s["secret"]["name"], [(i["key"], i["mode"]) for i in s["secret"]["items"]])
+                for s in sources if "secret" in s] == [
+            (name, [(ldap.NSLCD_CONF_FILE, 0o400), (ldap.CA_FILE, 0o644)])], role
+        assert {"name": "users", "mountPath": "/var/lib/extrausers", "readOnly": True} in \
+            container(result, role)["volumeMounts"], role
+        assert {v for v, found in secrets_of(spec).items() if name in found} == {"users"}, role
+
+
+def test_with_ldap_only_the_slurm_containers_get_the_bind_password():
+    """slurm-exporter beside slurmctld runs as its own user and needs no directory: it never mounts the Secret."""
+    spec = pod(dist_ldap(), "slurmctld")
+    assert [c["name"] for c in spec["containers"]] == ["slurm", "slurm-exporter"]
+    assert mounted_by(spec, "users") == {"slurm"}
+
+
+def test_control_without_ldap_the_roles_directory_volume_is_the_configmap_alone():
+    result = dist()
+    assert not [r for r in result.of_type(SECRET) if r.name == "directory-ldap"]
+    for role in ("slurmctld", "accounting", "node"):
+        users = next(v for v in pod(result, role)["volumes"] if v["name"] == "users")
+        assert "configMap" in users and "projected" not in users, role
