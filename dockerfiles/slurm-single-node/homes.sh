@@ -3,7 +3,8 @@
 # make_homes [PASSWD [HOME_ROOT]] (default the directory's passwd, /var/lib/extrausers/passwd, and /home; PASSWD may
 # be a pipe, e.g. the LDAP directory's users from directory.sh): the home root (the shared home volume) becomes
 # root's and 0755, so no user can rename, replace or add a home; each directory user's home ROOT/NAME (a home
-# elsewhere, or named . or .., is not touched) is made once, theirs, 0700. What is in the home root belongs to users: it is never
+# elsewhere, or named . or .., is not touched) is made once, theirs, 0700 (or taken over, when it is an empty directory of
+# root's: a pod's subPath mount made before it). What is in the home root belongs to users: it is never
 # followed or changed as root, and nothing found there stops the start (what is skipped is logged as a WARNING).
 
 make_homes() {
@@ -23,6 +24,10 @@ make_homes() {
       fi
     elif [[ ! -d "$home" ]]; then
       log "WARNING: $home is not a directory, left as it is: $name has no home until it is one"
+    elif [[ "$(stat -c %u "$home")" == 0 && "$uid" != 0 && -z "$(ls -A "$home")" ]]; then
+      # An empty directory of root's, which only root can put in the home root: the kubelet makes a missing subPath
+      # as root, i.e. the home of a JupyterHub user who started a server before this listing made it.
+      { chown -h "$uid:$gid" "$home" && chmod 0700 "$home"; } || log "WARNING: could not make $home theirs for $name"
     elif [[ "$(stat -c %u "$home")" != "$uid" ]]; then
       log "WARNING: $home belongs to uid $(stat -c %u "$home"), not to $name ($uid): left as it is"
     fi

@@ -36,6 +36,8 @@ carol:x:2003:2003::/home/carol:/bin/bash
 dave:x:2004:2004::/home/dave:/bin/bash
 erin:x:2005:2005::/home/erin:/bin/bash
 mallory:x:2006:2006::/etc/mallory:/bin/bash
+frank:x:2007:2007::/home/frank:/bin/bash
+grace:x:2008:2008::/home/grace:/bin/bash
 """
 
 
@@ -51,6 +53,9 @@ def test_homes_made_alone_are_the_users_and_what_users_left_is_never_followed(im
     os.chown(home / "dave", 3000, 3000)  # someone else's
     (home / "erin").mkdir(mode=0o750)
     os.chown(home / "erin", 2005, 2005)  # already hers
+    (home / "frank").mkdir(mode=0o750)  # root's and empty: what the kubelet makes for a pod's subPath mount
+    (home / "grace").mkdir(mode=0o750)
+    (home / "grace" / "kept").write_text("root's")  # root's but not empty: not a home to give away
     (tmp_path / "passwd").write_text(DIRECTORY)
     p = part(image, f"{PARTS}/homes.sh", mounts=[(home, "/home"), (target, "/target"),
                                                   (tmp_path / "passwd", f"{FACT['EXTRAUSERS_DIR']}/passwd:ro")])
@@ -65,7 +70,11 @@ def test_homes_made_alone_are_the_users_and_what_users_left_is_never_followed(im
     assert (home / "dave").stat().st_uid == 3000
     assert "erin" not in logs and oct((home / "erin").stat().st_mode & 0o777) == "0o750"  # hers, as she left it
     assert not os.path.exists("/etc/mallory") and "mallory" not in logs  # a home outside /home is not made
-    assert len(logs.splitlines()) == 3, logs
+    frank = (home / "frank").stat()
+    assert (frank.st_uid, frank.st_gid, oct(frank.st_mode & 0o777)) == (2007, 2007, "0o700") and "frank" not in logs
+    assert "WARNING: /home/grace belongs to uid 0, not to grace (2008): left as it is" in logs, logs
+    assert (home / "grace").stat().st_uid == 0
+    assert len(logs.splitlines()) == 4, logs
     # Control: what a naive `install -d` as root did follows bob's link and gives the directory away.
     part(image, "install", "-d", "-m", "0700", "-o", "2002", "-g", "2002", "/home/bob",
          mounts=[(home, "/home"), (target, "/target")])
