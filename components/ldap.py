@@ -10,6 +10,10 @@ Short timeouts, so that a directory that is down or unreachable never holds a co
 connecting and binding after BIND_TIMELIMIT_S, a search after TIMELIMIT_S, and once the server has failed for
 RECONNECT_RETRYTIME_S it answers "unavailable" at once, trying the server again only that often.
 
+Listings in pages of PAGE_SIZE (a server's page limit cuts none short). Each directory user's home is HOME_ROOT/<uid>
+whatever the entry's homeDirectory says: where the hub mounts it (components/jupyterhub.py) and the images make it
+(homes.sh), so a site whose entries say /u/NAME still gets homes, and no entry can name another user's home.
+
 The checks of the config table (components/config/table.py) are here too: `uri_problem`, `DN`, `filter_problem`.
 """
 
@@ -19,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from components.directory import EXTRAUSERS_DIR, MIN_ID
+from components.directory import EXTRAUSERS_DIR, HOME_ROOT, MIN_ID
 
 NSLCD_CONF_FILE = "nslcd.conf"  # in the directory volume, beside passwd and group (lib.sh NSLCD_CONF)
 CA_FILE = "ldap-ca.crt"
@@ -28,6 +32,10 @@ TIMELIMIT_S = 5
 RECONNECT_SLEEPTIME_S = 1
 RECONNECT_RETRYTIME_S = 2
 IDLE_TIMELIMIT_S = 50  # closes a connection before a firewall or the server's idletimeout drops it silently
+# Enumerations (getent passwd, the images' directory sync) in pages of the RFC 2696 paged results control, so that
+# a server's limit on one page (AD MaxPageSize 1000) cuts no listing short; the server must offer the control (AD,
+# OpenLDAP, 389/FreeIPA do) and allow the bind DN the whole list (README: the site's LDAP directory).
+PAGE_SIZE = 1000
 
 URI = re.compile(r"^(ldaps?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?/?$")
 # RFC 4514: attribute type (a name or an OID) = value (escaped special characters, or a #hex string), RDNs joined by
@@ -106,6 +114,9 @@ def render_nslcd_conf(settings: Settings, bind_password: Optional[str]) -> str:
                   f"tls_cacertfile {EXTRAUSERS_DIR}/{CA_FILE}"]
     lines += [f"filter passwd (&(objectClass=posixAccount){settings.user_filter or ''})",
               f"filter group (&(objectClass=posixGroup){settings.group_filter or ''})",
+              # nslcd.conf(5) attribute mapping expression: the home from the name, not the entry's homeDirectory.
+              f'map passwd homeDirectory "{HOME_ROOT}/$uid"',
+              f"pagesize {PAGE_SIZE}",
               # Never a directory entry as one of the images' system users or jovyan (uid 0-1000).
               f"nss_min_uid {MIN_ID}",
               # Local users' groups (root, slurm, munge) are never looked up in the directory: a directory that is

@@ -124,6 +124,17 @@ def test_plain_anonymous_nslcd_conf_has_no_tls_and_no_bind():
         ldap.Settings(uri="ldap://ldap", base_dn="dc=x", start_tls=True, ca=PEM), None)
 
 
+def test_nslcd_lists_in_pages_and_puts_every_home_under_the_home_root():
+    lines = ldap.render_nslcd_conf(ldap.Settings(uri="ldap://ldap", base_dn="dc=x"), None).splitlines()
+    # Paged results (RFC 2696): a server's page limit (AD MaxPageSize 1000) cuts no enumeration short.
+    assert "pagesize 1000" in lines, lines
+    # nslcd.conf(5) mapping expression: /home/NAME from the entry's uid, as the hub mounts it and homes.sh makes it,
+    # whatever its homeDirectory says (/u/dave, or another user's home).
+    assert 'map passwd homeDirectory "/home/$uid"' in lines, lines
+    # Control: nothing else is mapped (names, ids and shells are the directory's own).
+    assert [line for line in lines if line.startswith("map ")] == ['map passwd homeDirectory "/home/$uid"']
+
+
 def test_a_value_that_would_break_a_line_is_refused():
     with pytest.raises(ValueError):
         ldap.render_nslcd_conf(ldap.Settings(uri="ldap://l", base_dn="dc=x", bind_dn="cn=a,dc=x"), "pw\nuri ldap://evil")
