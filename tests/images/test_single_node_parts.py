@@ -69,12 +69,13 @@ def test_homes_made_alone_are_the_users_and_what_users_left_is_never_followed(im
     assert "WARNING: /home/dave belongs to uid 3000, not to dave (2004): left as it is" in logs, logs
     assert (home / "dave").stat().st_uid == 3000
     assert "erin" not in logs and oct((home / "erin").stat().st_mode & 0o777) == "0o750"  # hers, as she left it
-    assert not os.path.exists("/etc/mallory") and "mallory" not in logs  # a home outside /home is not made
+    assert not os.path.exists("/etc/mallory")  # a home outside /home is not made, and said so
+    assert "WARNING: the home of mallory is /etc/mallory, not /home/mallory: none made" in logs, logs
     frank = (home / "frank").stat()
     assert (frank.st_uid, frank.st_gid, oct(frank.st_mode & 0o777)) == (2007, 2007, "0o700") and "frank" not in logs
     assert "WARNING: /home/grace belongs to uid 0, not to grace (2008): left as it is" in logs, logs
     assert (home / "grace").stat().st_uid == 0
-    assert len(logs.splitlines()) == 4, logs
+    assert len(logs.splitlines()) == 5, logs
     # Control: what a naive `install -d` as root did follows bob's link and gives the directory away.
     part(image, "install", "-d", "-m", "0700", "-o", "2002", "-g", "2002", "/home/bob",
          mounts=[(home, "/home"), (target, "/target")])
