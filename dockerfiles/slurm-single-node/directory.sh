@@ -8,14 +8,21 @@
 #   listening; without it nothing.
 # sync_directory PARTS [CLUSTER]: PARTS `all` (homes and accounting), `homes` or `accounting` (of CLUSTER). The homes
 #   (make_homes) and accounting (sync_users) of the image's users, the static directory's and every user nslcd lists.
-#   When it lists none (the directory unreachable, or empty: getent cannot tell them apart) nothing is taken away:
-#   homes and associations are only added, for the users resolved without it. Returns 1 then, and 0 once in step with
-#   the directory.
+#   A listing can be short and still succeed (a server's size limit, a connection dropped mid-enumeration: getent
+#   exits 0 with what it got), so one listing removes no one: a user's association goes only when two consecutive
+#   successful listings lack them (one missing from this listing but in the previous one is kept until the next; the
+#   first listing after a start removes no one). When it lists none (the directory unreachable, or empty: getent
+#   cannot tell them apart) nothing is taken away either: homes and associations are only added, for the users
+#   resolved without it. Returns 1 then, and 0 once in step with the directory.
 # directory_sync_loop PARTS [CLUSTER]: sync_directory every $DIRECTORY_SYNC_S seconds (default 15), doing the work only
-#   when the directory's list differs from the last one in step (a sync of a few thousand users costs one
-#   enumeration).
+#   when the users to have differ from those of the last sync in step (a sync of a few thousand users costs one
+#   enumeration), or when $DIRECTORY_RESYNC_S seconds (default 300) passed since it: what a sync could not do (a
+#   removal refused while the user has jobs, a home it could not make) is tried again though the list is unchanged.
 # follow_directory PARTS [CLUSTER]: sync_directory once now, then directory_sync_loop supervised as `directory-sync`
 #   (the entrypoints start it again if it dies).
+# State between syncs (in the shell that runs them): DIRECTORY_LISTED, the previous successful listing;
+# DIRECTORY_IN_STEP, the users of the last sync in step (unset: none yet, or the directory failed since; empty: in
+# step with a directory of no users beyond the local ones), DIRECTORY_IN_STEP_AT its time (epoch seconds).
 
 start_nslcd() {
   ldap_configured || return 0
@@ -32,7 +39,7 @@ directory_passwd() {  # the directory's users, passwd(5) lines; fails when it li
 }
 
 sync_directory() {
-  local parts="$1" cluster="${2:-}" listed local_users status=0
+  local parts="$1" cluster="${2:-}" listed local_users want keep="" now status=0
   case "$parts" in all|homes|accounting) ;; *) die "sync_directory: '$parts' is not all, homes or accounting" ;; esac
   [[ "$parts" == homes || -n "$cluster" ]] || die "sync_directory $parts: no cluster named"
   local_users="$(getent -s files passwd; getent -s extrausers passwd || true)"
@@ -40,14 +47,30 @@ sync_directory() {
     # A directory entry with the name of a user resolved before it (the image's, the static directory's) is never
     # that user: NSS answers the name with the other, so neither a home nor an association is made for it here.
     listed="$(awk -F: 'NR == FNR {local[$1] = 1; next} !($1 in local)' <(printf '%s\n' "$local_users") - <<<"$listed")"
-    [[ "$listed" != "${DIRECTORY_IN_STEP:-}" ]] || return 0
-    if [[ "$parts" != accounting ]]; then make_homes <(printf '%s\n' "$listed"); fi
-    if [[ "$parts" != homes ]]; then sync_users "$cluster" <(printf '%s\n%s\n' "$local_users" "$listed"); fi
-    DIRECTORY_IN_STEP="$listed"
+    if [[ -v DIRECTORY_LISTED ]]; then
+      # This listing's users and those of the previous one it lacks: removed only when the next lacks them too.
+      want="$(awk -F: 'NR == FNR {print; seen[$1] = 1; next} $1 != "" && !($1 in seen)' \
+        <(printf '%s\n' "$listed") <(printf '%s\n' "$DIRECTORY_LISTED"))"
+    else
+      want="$listed" keep=keep  # the first listing: nothing to compare it with, so it removes no one
+    fi
+    DIRECTORY_LISTED="$listed"
+    printf -v now '%(%s)T' -1
+    if [[ -v DIRECTORY_IN_STEP && "$want" == "$DIRECTORY_IN_STEP" ]] \
+        && ((now - DIRECTORY_IN_STEP_AT < ${DIRECTORY_RESYNC_S:-300})); then
+      return 0
+    fi
+    if [[ "$parts" != accounting ]]; then make_homes <(printf '%s\n' "$want"); fi
+    if [[ "$parts" != homes ]]; then sync_users "$cluster" <(printf '%s\n%s\n' "$local_users" "$want") ${keep:+"$keep"}; fi
+    if [[ -n "$keep" ]]; then
+      unset DIRECTORY_IN_STEP  # the next listing syncs again, and removes who neither lists
+    else
+      DIRECTORY_IN_STEP="$want" DIRECTORY_IN_STEP_AT="$now"
+    fi
   else
     log "WARNING: the directory lists no user (unreachable?): nothing is taken away until it answers"
     if [[ "$parts" != homes ]]; then sync_users "$cluster" <(printf '%s\n' "$local_users") keep; fi
-    DIRECTORY_IN_STEP=""
+    unset DIRECTORY_IN_STEP  # synced again once it answers, though it lists the same users
     status=1
   fi
   return "$status"

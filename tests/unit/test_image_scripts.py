@@ -145,6 +145,122 @@ def test_a_directory_sync_refuses_unknown_parts_and_accounting_without_a_cluster
     assert changes(bin_dir) == []
 
 
+# Several syncs in one shell, as directory_sync_loop runs them: listing N of the directory is the file listing.N
+# (getent -s ldap passwd), and accounting is a file the stand-in sacctmgr reads and changes (a delete fails while
+# the file `busy` exists: the user still has jobs).
+SYNCS = """set -euo pipefail
+PROG=slurm-single-node
+source "$SLURM_IMAGE_LIB/lib.sh"
+for part in homes accounting directory; do source "$PARTS/$part.sh"; done
+for i in $(seq "$1"); do
+  echo "sync $i" >> "$CALLS"
+  sync_directory all scitest || echo "sync $i failed" >> "$CALLS"
+done
+"""
+
+
+def syncing_stubs(bin_dir: Path, listings: list[list[str]], assocs: list[str], busy: bool = False) -> None:
+    d = bin_dir.parent
+    for i, names in enumerate(listings, 1):
+        (d / f"listing.{i}").write_text("".join(f"{n}:*:{10000 + sum(map(ord, n))}:10000:{n}:/home/{n}:/bin/bash\n"
+                                                for n in names))
+    (d / "n").write_text("0")
+    (d / "assocs").write_text("|root\nusers|\n" + "".join(f"users|{a}\n" for a in assocs))
+    if busy:
+        (d / "busy").touch()
+    stub(bin_dir, "getent", f"""case "$*" in
+  "-s ldap passwd") n=$(( $(cat {d}/n) + 1 )); echo $n > {d}/n; cat {d}/listing.$n;;
+  "-s files passwd") cat <<'EOF'\n{IMAGE_PASSWD}\nEOF
+;;
+  *) exit 2;;
+esac""")
+    stub(bin_dir, "sacctmgr", f"""args="$*"; names="${{args#*name=}}"; names="${{names%% *}}"
+case "$*" in
+  *"show assoc"*) cat {d}/assocs;;
+  *"delete user"*) [[ ! -e {d}/busy ]] || exit 1
+    for n in ${{names//,/ }}; do sed -i "/^users|$n\\$/d" {d}/assocs; done;;
+  *"add user"*) for n in ${{names//,/ }}; do echo "users|$n" >> {d}/assocs; done;;
+esac""")
+    for name in ("mkdir", "chown", "chmod"):
+        stub(bin_dir, name, "")
+
+
+def run_syncs(bin_dir: Path, n: int, **env: str) -> subprocess.CompletedProcess:
+    script = bin_dir.parent / "syncs.sh"
+    script.write_text(SYNCS)
+    return run(str(script), str(n), bin_dir=bin_dir, PARTS=str(PARTS), **env)
+
+
+def by_sync(bin_dir: Path) -> dict[int, list[str]]:
+    """The accounting changes (and asks) of each sync."""
+    out: dict[int, list[str]] = {}
+    for c in calls(bin_dir):
+        if c.startswith("sync "):
+            out[int(c.split()[1])] = []
+        elif c.startswith("sacctmgr"):
+            out[max(out)].append(c.replace("sacctmgr -n -P show assoc cluster=scitest format=account,user", "show"))
+    return out
+
+
+def test_one_listing_lacking_a_user_removes_no_one_and_two_consecutive_ones_do(bin_dir):
+    # carol is in accounting but not in the directory; dave is listed, then missing from two listings in a row.
+    syncing_stubs(bin_dir, [["dave", "erin"], ["erin"], ["erin"], ["erin"]], ["carol", "dave", "erin", "jovyan"])
+    p = run_syncs(bin_dir, 4)
+    assert p.returncode == 0, p.stdout + p.stderr
+    deletes = {i: [c for c in cs if "delete" in c] for i, cs in by_sync(bin_dir).items()}
+    assert deletes == {
+        1: [],  # the first listing since the start: nothing to compare it with, it removes no one
+        2: ["sacctmgr -i delete user name=carol"],  # in neither listing; dave, missing from this one only, is kept
+        3: ["sacctmgr -i delete user name=dave"],  # missing from two consecutive listings
+        4: []}, calls(bin_dir)
+    assert by_sync(bin_dir)[4] == [], "an unchanged directory costs one listing, no slurmdbd call"
+
+
+def test_a_user_missing_from_one_listing_only_keeps_their_association(bin_dir):
+    syncing_stubs(bin_dir, [["dave", "erin"], ["dave", "erin"], ["erin"], ["dave", "erin"], ["dave", "erin"]],
+                  ["dave", "erin", "jovyan"])
+    p = run_syncs(bin_dir, 5)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not [c for c in calls(bin_dir) if "delete" in c], calls(bin_dir)
+    assert "users|dave" in (bin_dir.parent / "assocs").read_text()
+
+
+def test_a_directory_of_only_local_names_is_synced_once_not_taken_for_in_step(bin_dir):
+    # The directory lists only an entry with an image user's name (slurm): nothing of its own to sync, but the sync
+    # still runs (jovyan's association added), as "synced to an empty list" is not "never synced".
+    syncing_stubs(bin_dir, [["slurm"]], [])
+    p = run_syncs(bin_dir, 1)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert by_sync(bin_dir)[1] == ["show", "sacctmgr -i add user name=jovyan account=users cluster=scitest"]
+
+
+@pytest.mark.parametrize("resync_s, attempts", [("0", 2), (None, 1)])
+def test_an_unchanged_directory_is_synced_again_after_the_resync_period(bin_dir, resync_s, attempts):
+    # carol's removal is refused (she has jobs): the list does not change, the sync after DIRECTORY_RESYNC_S tries
+    # again. Control: within the period (default 300 s) an unchanged list is left alone.
+    syncing_stubs(bin_dir, [["dave"]] * 3, ["carol", "dave", "jovyan"], busy=True)
+    p = run_syncs(bin_dir, 3, **({"DIRECTORY_RESYNC_S": resync_s} if resync_s else {}))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [c for c in calls(bin_dir) if "delete" in c] == ["sacctmgr -i delete user name=carol"] * attempts
+    assert p.stdout.count("WARNING: could not remove carol from accounting") == attempts
+
+
+def test_a_home_that_is_not_the_home_roots_name_is_not_made_and_is_named(bin_dir):
+    directory_stubs(bin_dir)
+    stub(bin_dir, "getent", f"""case "$*" in
+  "-s ldap passwd") printf '%s\n' '{DAVE}' 'frank:*:10007:10007::/u/frank:/bin/bash' \
+    'trudy:*:10008:10008::/home/dave:/bin/bash';;
+  "-s files passwd") cat <<'EOF'\n{IMAGE_PASSWD}\nEOF
+;;
+  *) exit 2;;
+esac""")
+    p = run(str(PARTS / "directory.sh"), "homes", bin_dir=bin_dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert changes(bin_dir) == HOME_MADE, calls(bin_dir)  # control: dave's is made
+    assert "WARNING: the home of frank is /u/frank, not /home/frank: none made" in p.stdout, p.stdout
+    assert "WARNING: the home of trudy is /home/dave, not /home/trudy: none made" in p.stdout, p.stdout
+
+
 # --- lost-jobs.sh ---------------------------------------------------------------------------------------------
 def test_jobs_that_ran_when_the_container_stopped_end_with_their_nodes_down(bin_dir):
     stub(bin_dir, "squeue", "printf '12 c1\\n13 c[1-2]\\n'")
