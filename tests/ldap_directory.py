@@ -8,7 +8,7 @@ fixed address of it (so clients keep reaching it at the same `uri` when slapd is
     with LdapDirectory(network) as ldap:         # or ldap.start() ... ldap.remove()
         ldap.uri, ldap.base, ldap.bind_dn, ldap.bind_password, ldap.ca_cert (with tls=True)
         ldap.ip, ldap.ip_uri                     # by address: ldaps://IP (the certificate names the IP too)
-        ldap.add_user("dave", 10004); ldap.remove_user("dave")
+        ldap.add_user("dave", 10004); ldap.remove_user("dave")   # add_user(..., home="/u/dave"): its homeDirectory
         ldap.stop_slapd(); ldap.start_slapd()    # the directory down (connections refused) and back
 
 USERS and GROUPS are what it holds at start: names longer than 8 characters, a uid nothing in the images has, and
@@ -45,6 +45,7 @@ class DirUser:
     uid: int
     password: str = ""  # default: the name reversed (a test's login)
     groups: tuple[str, ...] = ()  # further groups, by name
+    home: str = ""  # the entry's homeDirectory (default /home/NAME)
 
     @property
     def login_password(self) -> str:
@@ -68,7 +69,8 @@ def user_ldif(user: DirUser) -> str:
     """The entries of one user: the posixAccount and its private posixGroup."""
     return (f"dn: uid={user.name},{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
             f"uid: {user.name}\ncn: {user.name}\nsn: {user.name}\nuidNumber: {user.uid}\ngidNumber: {user.uid}\n"
-            f"homeDirectory: /home/{user.name}\nloginShell: /bin/bash\nuserPassword: {user.login_password}\n\n"
+            f"homeDirectory: {user.home or '/home/' + user.name}\nloginShell: /bin/bash\n"
+            f"userPassword: {user.login_password}\n\n"
             f"dn: cn={user.name},{GROUPS_OU}\nobjectClass: posixGroup\ncn: {user.name}\ngidNumber: {user.uid}\n\n")
 
 
@@ -217,8 +219,8 @@ class LdapDirectory:
         podman("exec", "-i", self.name, tool, "-x", "-H", "ldap://127.0.0.1", "-D", f"cn=admin,{self.base}",
                "-w", self.admin_password, input=ldif, timeout=20)
 
-    def add_user(self, name: str, uid: int, groups: tuple[str, ...] = ()) -> DirUser:
-        user = DirUser(name, uid, groups=groups)
+    def add_user(self, name: str, uid: int, groups: tuple[str, ...] = (), home: str = "") -> DirUser:
+        user = DirUser(name, uid, groups=groups, home=home)
         self.modify("ldapadd", user_ldif(user))
         for g in groups:
             self.modify("ldapmodify", f"dn: cn={g},{GROUPS_OU}\nchangetype: modify\nadd: memberUid\n"

@@ -31,6 +31,7 @@ LONG_UID = 54321
 LOOKUP_UP_S = 1.0  # a lookup with the directory up
 LOOKUP_DOWN_S = 5.0  # with slapd down: bounded by nslcd's timeouts (components/ldap.py), not minutes
 SYNC_S = 60  # a user added to (removed from) the directory has a home and association (loses it) within a minute
+# (removed: two consecutive listings must lack them, DIRECTORY_SYNC_S 15 apart: directory.sh)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,32 @@ def test_a_user_added_to_the_directory_gets_a_home_and_association_within_a_minu
     print(f"user removed: association gone after {time.monotonic() - t1:.1f} s")
     assert node.exec("id", "dave", check=False).returncode != 0
     assert "users|alice" in assocs(node)  # control: only dave went
+
+
+def test_every_directory_users_home_is_under_the_home_root_whatever_the_entry_says(ldap_cluster, ldap):
+    """nslcd.conf maps homeDirectory to /home/<uid> (components/ldap.py): where the hub mounts the home and the image
+    makes it. frank's entry says /u/frank (a site's own layout); trudy's says alice's home."""
+    node = ldap_cluster.node
+    ldap.add_user("frank", 10007, home="/u/frank")
+    ldap.add_user("trudy", 10008, home="/home/alice")
+    try:
+        # Control: the directory does say so.
+        assert "homeDirectory: /u/frank" in ldap.search("(uid=frank)", "homeDirectory").stdout
+        assert "homeDirectory: /home/alice" in ldap.search("(uid=trudy)", "homeDirectory").stdout
+        wait_until(lambda: node.exec("getent", "passwd", "frank", "trudy", check=False).returncode == 0, 10,
+                   "frank and trudy to resolve")
+        homes = [line.split(":")[5] for line in node.exec("getent", "passwd", "frank", "trudy").stdout.splitlines()]
+        assert homes == ["/home/frank", "/home/trudy"], homes
+        node.wait_for(lambda: {"users|frank", "users|trudy"} <= assocs(node), "frank's and trudy's associations",
+                      SYNC_S)
+        node.wait_for(lambda: node.exec("test", "-d", "/home/trudy", check=False).returncode == 0, "trudy's home",
+                      SYNC_S)
+        out = node.exec("stat", "-c", "%n %U %a", "/home/frank", "/home/trudy", "/home/alice").stdout.splitlines()
+        assert out == ["/home/frank frank 700", "/home/trudy trudy 700", "/home/alice alice 700"], out
+        assert node.exec("test", "-e", "/u", check=False).returncode != 0
+    finally:
+        ldap.remove_user("frank")
+        ldap.remove_user("trudy")
 
 
 @contextmanager
