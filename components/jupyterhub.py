@@ -151,6 +151,15 @@ DIRECTORY_VOLUME = "slurm-directory"
 DIRECTORY_WRITE = ('umask 022 && printf %s "$SLURM_DIRECTORY_PASSWD" > /directory/passwd && '
                    'printf %s "$SLURM_DIRECTORY_GROUP" > /directory/group')
 DIRECTORY_INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
+# Then, with the home mounted as the server's is, it waits for the home to be the user's: a user added to the directory
+# can start a server before the Slurm side's next listing made their home (the kubelet makes the missing subPath as
+# root, which that listing gives them: dockerfiles/slurm-single-node/homes.sh). In the init container this counts
+# against KubeSpawner's start_timeout (the chart's 300 s), not the 30 s of Spawner.http_timeout the server gets.
+HOME_WAIT_S = 120
+# (No braces: KubeSpawner expands {..} in the init containers' strings.)
+DIRECTORY_HOME_WAIT = ('i=0; until [ -w "$SLURM_HOME" ]; do if [ "$i" -ge ' + str(HOME_WAIT_S) + ' ]; then echo "home '
+                       '$SLURM_HOME is not yours after ' + str(HOME_WAIT_S) + ' s: the Slurm side makes it for every '
+                       'directory user (ask your administrator)" >&2; exit 1; fi; i=$((i + 1)); sleep 1; done')
 
 # The spawn hook with config `ldap` (hub_ldap_extra_config()): the code after the directory's settings.
 _LDAP_HOOK = r'''
@@ -239,15 +248,24 @@ def slurm_directory_files(spawner, ids):
     """The user's own passwd and group lines as the image's libnss-extrausers reads them: an init container of the
     notebook image, as the user, writes them into an emptyDir that the server's container mounts read-only at
     /var/lib/extrausers. So the server's entrypoint (and `id`, `ls -l`, Slurm's commands) know the user by name, the
-    pod holds no bind password and reaches no directory, and the user cannot change the files."""
+    pod holds no bind password and reaches no directory, and the user cannot change the files. With the home mounted,
+    it then waits for the home to be the user's (DIRECTORY_HOME_WAIT)."""
     volume = SLURM_DIRECTORY["volume"]
     context = {"runAsUser": ids["uid"], "runAsGroup": ids["gid"], "runAsNonRoot": True,
                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    init = {"name": volume, "image": spawner.image, "command": ["/bin/sh", "-c", SLURM_DIRECTORY["write"]],
+    # The server's mount of the home (the chart's, mountPath and subPath with {username}, which KubeSpawner expands
+    # to the name itself for the names the hook lets through), for the wait.
+    name = spawner.user.name
+    home = f"{SLURM_DIRECTORY['home_root']}/{name}"
+    mounts = spawner.volume_mounts.values() if isinstance(spawner.volume_mounts, dict) else spawner.volume_mounts
+    home_mounts = [{k: v.replace("{username}", name) if isinstance(v, str) else v for k, v in m.items()}
+                   for m in mounts if m.get("mountPath", "").replace("{username}", name) == home]
+    command = " && ".join([SLURM_DIRECTORY["write"], *([SLURM_DIRECTORY["home_wait"]] if home_mounts else [])])
+    init = {"name": volume, "image": spawner.image, "command": ["/bin/sh", "-c", command],
             "env": [{"name": "SLURM_DIRECTORY_PASSWD", "value": ids["passwd"]},
-                    {"name": "SLURM_DIRECTORY_GROUP", "value": ids["group"]}],
+                    {"name": "SLURM_DIRECTORY_GROUP", "value": ids["group"]}, {"name": "SLURM_HOME", "value": home}],
             "securityContext": context, "resources": SLURM_DIRECTORY["init_resources"],
-            "volumeMounts": [{"name": volume, "mountPath": "/directory"}]}
+            "volumeMounts": [{"name": volume, "mountPath": "/directory"}, *home_mounts]}
     spawner.init_containers = [i for i in spawner.init_containers if i.get("name") != volume] + [init]
     empty = {"name": volume, "emptyDir": {"sizeLimit": "1Mi"}}
     mount = {"name": volume, "mountPath": SLURM_DIRECTORY["extrausers"], "readOnly": True}
@@ -344,7 +362,8 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "min_id": directory.MIN_ID, "max_id": directory.MAX_ID,
         "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
         "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
-        "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "init_resources": DIRECTORY_INIT_RESOURCES,
+        "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "home_wait": DIRECTORY_HOME_WAIT,
+        "init_resources": DIRECTORY_INIT_RESOURCES,
         "authenticator": LDAP_AUTHENTICATOR, "name_pattern": directory.NAME_PATTERN, "name_max": directory.NAME_MAX,
         "reserved_names": sorted(directory.RESERVED_NAMES), "login_timeout_s": LOGIN_TIMEOUT_S,
     }

@@ -291,7 +291,11 @@ def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writ
     podman("volume", "create", volume)
     try:
         env = [a for e in init["env"] for a in ("-e", f"{e['name']}={e['value']}")]
-        podman("run", "--rm", "--user", user, "-v", f"{volume}:/directory", *env, "--entrypoint", init["command"][0],
+        # With the home mounted as in the server's container (its own mount of it: it waits for the home to be the
+        # user's, which it is here; tests/unit/test_hub_ldap.py has the wait itself).
+        assert {"name": "home", "mountPath": "/home/christopher", "subPath": "christopher"} in init["volumeMounts"]
+        podman("run", "--rm", "--user", user, "-v", f"{volume}:/directory",
+               "-v", f"{volume}-home:/home/christopher:U", *env, "--entrypoint", init["command"][0],
                image, *init["command"][1:], timeout=60)
         # --passwd=false: podman would add the uid to /etc/passwd, which the kubelet does not.
         out = podman("run", "--rm", "--passwd=false", "--user", user,

@@ -15,8 +15,10 @@ import pytest
 from components import chart_values, directory, ldap
 from components.errors import ConfigError
 from components.jupyterhub import (
+    DIRECTORY_HOME_WAIT,
     DIRECTORY_VOLUME,
     DIRECTORY_WRITE,
+    HOME_WAIT_S,
     LDAP_AUTHENTICATOR,
     HubLdap,
     check_user_values,
@@ -185,13 +187,49 @@ def test_the_spawn_hook_looks_each_user_up_in_the_directory_and_kubespawner_take
     [init] = [i for i in spawner.init_containers if i["name"] == DIRECTORY_VOLUME]
     assert init["image"] == spawner.image and init["command"] == ["/bin/sh", "-c", DIRECTORY_WRITE]
     assert {e["name"]: e["value"] for e in init["env"]} == {"SLURM_DIRECTORY_PASSWD": looked_up["passwd"],
-                                                            "SLURM_DIRECTORY_GROUP": looked_up["group"]}
+                                                            "SLURM_DIRECTORY_GROUP": looked_up["group"],
+                                                            "SLURM_HOME": "/home/alice"}
     assert init["securityContext"]["runAsUser"] == 10001 and init["securityContext"]["runAsNonRoot"] is True
     assert spawner.volumes == {"home": {"name": "home"}, DIRECTORY_VOLUME: {"name": DIRECTORY_VOLUME,
                                                                            "emptyDir": {"sizeLimit": "1Mi"}}}
     assert spawner.volume_mounts[DIRECTORY_VOLUME] == {"name": DIRECTORY_VOLUME, "mountPath": directory.EXTRAUSERS_DIR,
                                                        "readOnly": True}
     assert [i["name"] for i in spawner.init_containers] == ["site-init", DIRECTORY_VOLUME]
+
+
+def test_with_the_chart_mounting_the_home_the_init_container_then_waits_for_it():
+    """The chart's `storage.type: static` mount (z2jh 4.3.3 files/hub/jupyterhub_config.py: volume `home`, mountPath
+    homeMountPath, subPath {username}), expanded for the user, in the init container, which waits for the home; the
+    control above: without a home mount, only the files are written."""
+    c = hook_config()
+    hook_globals = c.KubeSpawner.pre_spawn_hook.__globals__
+    hook_globals["slurm_directory_ids"] = lambda name: {"uid": 10002, "gid": 10002, "supplemental_gids": [],
+                                                        "passwd": "", "group": ""}
+    spawner = spawner_for("bob")
+    spawner.volume_mounts = [{"mountPath": "/home/{username}", "name": "home", "subPath": "{username}"}]
+    asyncio.run(c.KubeSpawner.pre_spawn_hook(spawner))
+    [init] = [i for i in spawner.init_containers if i["name"] == DIRECTORY_VOLUME]
+    assert init["command"] == ["/bin/sh", "-c", f"{DIRECTORY_WRITE} && {DIRECTORY_HOME_WAIT}"]
+    assert {"mountPath": "/home/bob", "name": "home", "subPath": "bob"} in init["volumeMounts"]
+    assert {e["name"]: e["value"] for e in init["env"]}["SLURM_HOME"] == "/home/bob"
+
+
+def test_the_home_wait_ends_when_the_home_is_writable_and_fails_saying_so_when_it_never_is(tmp_path):
+    """DIRECTORY_HOME_WAIT run by a real sh: it returns once the home exists (made while it waits), and with its
+    limit lowered to 1 s fails with the message when it does not."""
+    import subprocess
+
+    home = tmp_path / "bob"
+    env = {"PATH": "/usr/bin:/bin", "SLURM_HOME": str(home)}
+    waiting = subprocess.Popen(["/bin/sh", "-c", DIRECTORY_HOME_WAIT], env=env, stderr=subprocess.PIPE, text=True)
+    assert waiting.poll() is None  # no home yet: still waiting
+    home.mkdir()
+    assert waiting.wait(timeout=10) == 0
+    short = DIRECTORY_HOME_WAIT.replace(f"-ge {HOME_WAIT_S} ", "-ge 1 ")
+    assert "{" not in DIRECTORY_HOME_WAIT and short != DIRECTORY_HOME_WAIT  # KubeSpawner formats the init container
+    failed = subprocess.run(["/bin/sh", "-c", short], env={**env, "SLURM_HOME": str(tmp_path / "eve")},
+                            capture_output=True, text=True, timeout=10)
+    assert failed.returncode == 1 and "is not yours after" in failed.stderr, failed
 
 
 def test_the_init_containers_command_writes_the_users_files_as_given(tmp_path):
