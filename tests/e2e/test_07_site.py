@@ -30,8 +30,7 @@ import pytest
 
 from components import jupyter, restd
 from components.pods import CONFIG_MOUNT, KEYS_MOUNT
-from components.slurm_files import SLURMRESTD_PORT
-from tests.e2e.deployment import TIMINGS, Deployment
+from tests.e2e.deployment import TIMINGS
 from tests.e2e.hub_deployment import (
     HubUser,
     chart_values,
@@ -43,19 +42,15 @@ from tests.e2e.hub_deployment import (
     running_hub,
     start_and_time,
 )
-from tests.e2e.kube import Kube
+from tests.e2e.site_stack import HOME_VOLUME, USER, SiteStack, site_home_volume
 from tests.hub_egress import hub_users_egress
-from tests.project_env import ROOT, pulumi
+from tests.project_env import ROOT
 from tests.site_cluster import USERS as SITE_USERS
 from tests.site_cluster import SiteCluster
-from tests.slurm_rest import SlurmRest, SlurmRestError, forged_token
+from tests.slurm_rest import SlurmRestError, forged_token
 
 pytestmark = pytest.mark.e2e
 
-STACK = "site"
-NAMESPACE = "site"
-HOME_VOLUME = "sci-site-home"  # Pulumi.site.yaml's home.volume: the site admin's PersistentVolume of its /home
-USER = "alice"
 
 
 @pytest.fixture(scope="module")
@@ -66,66 +61,17 @@ def site(cluster):
         yield s
 
 
-class SiteStack(Deployment):
-    """The `site` stack on a copy of Pulumi.site.yaml, pointed at `site`, with the site's keys."""
-
-    def __init__(self, site: SiteCluster, config: Path):
-        super().__init__(Kube(NAMESPACE))
-        self.site, self.config = site, config
-        self.jobs: list[str] = []  # submitted from JupyterLab: the site's accounting keeps them after the destroy
-        config.write_text((ROOT / "Pulumi.site.yaml").read_text())
-        self.set("--path", "existingCluster.slurmConf", str(site.slurm_conf_path))
-
-    def set(self, *args: str, secret: bool = False) -> None:
-        pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=STACK, config_file=self.config)
-
-    def up(self, *, munge_key: bytes, configless: bool, check: bool = True):
-        self.set("mungeKey", base64.b64encode(munge_key).decode(), secret=True)
-        self.set("jwtKey", base64.b64encode(self.site.jwt_key).decode(), secret=True)  # the token service signs with it
-        self.set("--path", "existingCluster.configless", str(configless).lower())
-        t0 = time.monotonic()
-        proc = pulumi("up", "--yes", "--skip-preview", stack=STACK, config_file=self.config, check=check,
-                      timeout=900)
-        TIMINGS[f"pulumi up --stack site ({'configless' if configless else 'copied slurm.conf'}"
-                f"{'' if munge_key == self.site.munge_key else ', another munge key'})"] = time.monotonic() - t0
-        return proc
-
-    def exec(self, *cmd: str, input: str | None = None) -> str:
-        """A command in the JupyterLab pod as the user JupyterLab runs as, in their home (as its terminal)."""
-        return self.kube.exec(self.app(jupyter.APP), "sh", "-c", f"cd && {' '.join(cmd)}", user=USER,
-                              input=input, timeout=60).stdout
-
-    def rest(self, token: str) -> SlurmRest:
-        svc = self.kube.get("service", next(s["metadata"]["name"] for s in self.kube.of_kind("service")
-                                            if s["spec"]["selector"].get("app.kubernetes.io/name") == restd.APP))
-        api = re.search(r"^SLURM_REST_API_VERSION=(\S+)$", self.config_files()["slurm-image.env"], re.M).group(1)
-        return SlurmRest(f"http://{svc['spec']['clusterIP']}:{SLURMRESTD_PORT}", api,
-                         user=USER, token=token)
-
-    def output(self, name: str) -> str:
-        return pulumi("stack", "output", name, stack=STACK).stdout.strip()  # (`stack output` takes no config file)
-
-
 @pytest.fixture(scope="module")
 def stack(site, tmp_path_factory):
     """The site's home as the site admin offers it to Kubernetes (a PersistentVolume), and the stack; at the end
     `pulumi destroy`, after which the site still runs and still knows its jobs."""
-    kube = Kube(NAMESPACE)
-    kube.create({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": HOME_VOLUME},
-                 "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
-                          "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                          "hostPath": {"path": str(site.home), "type": "Directory"}}})
-    s = SiteStack(site, tmp_path_factory.mktemp("site-stack") / "Pulumi.site.yaml")
-    try:
+    with site_home_volume(site):
+        s = SiteStack(site, tmp_path_factory.mktemp("site-stack") / "Pulumi.site.yaml")
         yield s
-        t0 = time.monotonic()
-        pulumi("destroy", "--yes", "--skip-preview", stack=STACK, config_file=s.config, timeout=600)
-        TIMINGS["pulumi destroy --stack site"] = time.monotonic() - t0
+        s.destroy()
         nodes = site.exec("sinfo", "-h", "-N", "-o", "%N %t").stdout.split()
         assert nodes == ["cn1", "idle", "cn2", "idle"], f"the site changed with the stack's destroy: {nodes}"
         assert s.jobs and all(site.sacct_state(j) == "COMPLETED" for j in s.jobs), "the site's accounting lost a job"
-    finally:
-        kube.kubectl("delete", "pv", HOME_VOLUME, "--ignore-not-found", namespaced=False)
 
 
 @pytest.fixture(scope="class", params=[False, True], ids=["copied slurm.conf", "configless"])
