@@ -40,7 +40,7 @@ import requests
 from components import restd, token_service
 from components.chart_values import with_user_values
 from components.jupyterhub import APP as HUB_APP
-from components.jupyterhub import jupyterhub_values, split_image_ref
+from components.jupyterhub import HubLdap, jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
 from tests.helm import chart, helm_merge
@@ -99,9 +99,10 @@ USER_VALUES = {"hub": {"config": {"Authenticator": {"blocked_users": ["mallory"]
 
 def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag: str = "e2e",
                  egress: Sequence[dict] = (), user_values: dict = USER_VALUES,
-                 metrics: Optional[dict] = None) -> dict:
+                 metrics: Optional[dict] = None, hub_ldap: Optional[HubLdap] = None) -> dict:
     """jupyterhub_values() for the stack's Slurm files and client environment, user directory, home claim, token
-    service, `egress` (hub_users_egress()) and `metrics` (hub_metrics_values()), with `user_values` over them, as
+    service, `egress` (hub_users_egress()), `metrics` (hub_metrics_values()) and `hub_ldap` (config `ldap`: logins
+    and each user's ids from the site's directory, the stack's directory then empty), with `user_values` over them, as
     the program's Release gets them (components.chart_values.with_user_values: owned keys refused, schema checked;
     no nulls), checked to be all mapped by hub_config, Helm-merged over the chart's defaults."""
     name, image_tag = split_image_ref(notebook_ref, tag)
@@ -109,7 +110,7 @@ def chart_values(deployment: Deployment, notebook_ref: str, token_url: str, tag:
     values = jupyterhub_values(image_name=name, image_tag=image_tag, config_files=deployment.config_files(),
                                slurm_env=deployment.slurm_env(), users=users, groups=groups,
                                home_claim=deployment.home_claim(), token_url=token_url,
-                               hub_password=secrets.token_hex(16), egress=egress, metrics=metrics)
+                               hub_password=secrets.token_hex(16), egress=egress, metrics=metrics, hub_ldap=hub_ldap)
     defaults, schema = chart()
     values = with_user_values(values, user_values, defaults, schema)
     values = json.loads(json.dumps(values))
