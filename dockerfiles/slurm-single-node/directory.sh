@@ -77,6 +77,9 @@ sync_directory() {
 }
 
 directory_sync_loop() {
+  # A loop started again (sup_watch, after it died) inherits the entrypoint's state of its first sync, however old:
+  # it starts over, its first listing removing no one.
+  unset DIRECTORY_LISTED DIRECTORY_IN_STEP DIRECTORY_IN_STEP_AT
   while :; do
     sync_directory "$@" || true
     sleep "${DIRECTORY_SYNC_S:-15}"

@@ -202,6 +202,30 @@ def by_sync(bin_dir: Path) -> dict[int, list[str]]:
     return out
 
 
+LOOP_RESTARTED = """set -euo pipefail
+PROG=slurm-single-node
+source "$SLURM_IMAGE_LIB/lib.sh"
+for part in homes accounting directory; do source "$PARTS/$part.sh"; done
+sync_directory all scitest || true  # follow_directory's first sync, in the entrypoint's shell
+for run in 1 2; do (directory_sync_loop all scitest) || true; done  # the loop, and sup_watch starting it again
+"""
+
+
+def test_a_sync_loop_started_again_removes_no_one_on_its_first_listing(bin_dir):
+    # dave is added after the start; the loop dies after two listings (sleep's stand-in ends it, as a `die` in
+    # sync_users would) and, started again, lists the directory once without him: kept, as after any start.
+    syncing_stubs(bin_dir, [["alice"], ["alice", "dave"], ["alice", "dave"], ["alice"]], ["alice", "jovyan"])
+    stub(bin_dir, "sleep", f'n=$(( $(cat {bin_dir.parent}/slept 2>/dev/null || echo 0) + 1 )); '
+                           f'echo $n > {bin_dir.parent}/slept; [ $n -lt 2 ] || kill "$PPID"')
+    script = bin_dir.parent / "restarted.sh"
+    script.write_text(LOOP_RESTARTED)
+    p = run(str(script), bin_dir=bin_dir, PARTS=str(PARTS))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert calls(bin_dir).count("getent -s ldap passwd") == 4, calls(bin_dir)
+    assert "sacctmgr -i add user name=dave account=users cluster=scitest" in calls(bin_dir)
+    assert not [c for c in calls(bin_dir) if "delete" in c], calls(bin_dir)
+
+
 def test_one_listing_lacking_a_user_removes_no_one_and_two_consecutive_ones_do(bin_dir):
     # carol is in accounting but not in the directory; dave is listed, then missing from two listings in a row.
     syncing_stubs(bin_dir, [["dave", "erin"], ["erin"], ["erin"], ["erin"]], ["carol", "dave", "erin", "jovyan"])
