@@ -151,15 +151,19 @@ DIRECTORY_VOLUME = "slurm-directory"
 DIRECTORY_WRITE = ('umask 022 && printf %s "$SLURM_DIRECTORY_PASSWD" > /directory/passwd && '
                    'printf %s "$SLURM_DIRECTORY_GROUP" > /directory/group')
 DIRECTORY_INIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}}
-# Then, with the home mounted as the server's is, it waits for the home to be the user's: a user added to the directory
-# can start a server before the Slurm side's next listing made their home (the kubelet makes the missing subPath as
-# root, which that listing gives them: dockerfiles/slurm-single-node/homes.sh). In the init container this counts
-# against KubeSpawner's start_timeout (the chart's 300 s), not the 30 s of Spawner.http_timeout the server gets.
+# Then it waits for the user's home to be theirs: a user added to the directory can start a server before the Slurm
+# side's next listing made their home (or, on an existing cluster, before the site admitted them). It mounts the
+# server's home volume whole, read-only, at HOMES_MOUNT (no subPath: the kubelet makes a missing subPath as root, which
+# nothing would give the user on a site), so the server's container, whose subPath the kubelet makes only when it
+# starts, finds the home made. In the init container this counts against KubeSpawner's start_timeout (the chart's
+# 300 s), not the 30 s of Spawner.http_timeout the server gets. (No braces: KubeSpawner formats init containers'
+# strings.)
+HOMES_MOUNT = "/slurm-homes"
 HOME_WAIT_S = 120
-# (No braces: KubeSpawner expands {..} in the init containers' strings.)
-DIRECTORY_HOME_WAIT = ('i=0; until [ -w "$SLURM_HOME" ]; do if [ "$i" -ge ' + str(HOME_WAIT_S) + ' ]; then echo "home '
-                       '$SLURM_HOME is not yours after ' + str(HOME_WAIT_S) + ' s: the Slurm side makes it for every '
-                       'directory user (ask your administrator)" >&2; exit 1; fi; i=$((i + 1)); sleep 1; done')
+DIRECTORY_HOME_WAIT = ('i=0; until [ -d "$SLURM_HOME" ] && [ -O "$SLURM_HOME" ]; do if [ "$i" -ge ' + str(HOME_WAIT_S)
+                       + ' ]; then echo "your home is not made (as yours) after ' + str(HOME_WAIT_S) + ' s: the '
+                       'cluster makes it for every directory user (ask your administrator)" >&2; exit 1; fi; '
+                       'i=$((i + 1)); sleep 1; done')
 
 # The spawn hook with config `ldap` (hub_ldap_extra_config()): the code after the directory's settings.
 _LDAP_HOOK = r'''
@@ -253,17 +257,18 @@ def slurm_directory_files(spawner, ids):
     volume = SLURM_DIRECTORY["volume"]
     context = {"runAsUser": ids["uid"], "runAsGroup": ids["gid"], "runAsNonRoot": True,
                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    # The server's mount of the home (the chart's, mountPath and subPath with {username}, which KubeSpawner expands
-    # to the name itself for the names the hook lets through), for the wait.
+    # The server's mount of the home (the chart's: mountPath and subPath with {username}, which KubeSpawner expands to
+    # the name itself for the names the hook lets through): its volume, whole and read-only, for the wait.
     name = spawner.user.name
     home = f"{SLURM_DIRECTORY['home_root']}/{name}"
     mounts = spawner.volume_mounts.values() if isinstance(spawner.volume_mounts, dict) else spawner.volume_mounts
-    home_mounts = [{k: v.replace("{username}", name) if isinstance(v, str) else v for k, v in m.items()}
-                   for m in mounts if m.get("mountPath", "").replace("{username}", name) == home]
+    home_mounts = [{"name": m["name"], "mountPath": SLURM_DIRECTORY["homes_mount"], "readOnly": True}
+                   for m in mounts if m.get("mountPath", "").replace("{username}", name) == home][:1]
     command = " && ".join([SLURM_DIRECTORY["write"], *([SLURM_DIRECTORY["home_wait"]] if home_mounts else [])])
     init = {"name": volume, "image": spawner.image, "command": ["/bin/sh", "-c", command],
             "env": [{"name": "SLURM_DIRECTORY_PASSWD", "value": ids["passwd"]},
-                    {"name": "SLURM_DIRECTORY_GROUP", "value": ids["group"]}, {"name": "SLURM_HOME", "value": home}],
+                    {"name": "SLURM_DIRECTORY_GROUP", "value": ids["group"]},
+                    {"name": "SLURM_HOME", "value": f"{SLURM_DIRECTORY['homes_mount']}/{name}"}],
             "securityContext": context, "resources": SLURM_DIRECTORY["init_resources"],
             "volumeMounts": [{"name": volume, "mountPath": "/directory"}, *home_mounts]}
     spawner.init_containers = [i for i in spawner.init_containers if i.get("name") != volume] + [init]
@@ -362,7 +367,7 @@ def hub_ldap_extra_config(settings: ldap.Settings) -> str:
         "min_id": directory.MIN_ID, "max_id": directory.MAX_ID,
         "connect_timeout_s": ldap.BIND_TIMELIMIT_S, "timeout_s": ldap.TIMELIMIT_S,
         "home_root": directory.HOME_ROOT, "shell": directory.SHELL, "extrausers": directory.EXTRAUSERS_DIR,
-        "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "home_wait": DIRECTORY_HOME_WAIT,
+        "volume": DIRECTORY_VOLUME, "write": DIRECTORY_WRITE, "home_wait": DIRECTORY_HOME_WAIT, "homes_mount": HOMES_MOUNT,
         "init_resources": DIRECTORY_INIT_RESOURCES,
         "authenticator": LDAP_AUTHENTICATOR, "name_pattern": directory.NAME_PATTERN, "name_max": directory.NAME_MAX,
         "reserved_names": sorted(directory.RESERVED_NAMES), "login_timeout_s": LOGIN_TIMEOUT_S,

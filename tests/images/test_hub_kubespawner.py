@@ -275,7 +275,7 @@ def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writ
     """The pod KubeSpawner makes, run in podman as the kubelet would: its init container (the notebook image, as the
     user) writes the user's passwd and group lines into the volume, which the server's container mounts read-only,
     and the image's entrypoint, which refuses a uid it cannot resolve, runs the command as the user, by name."""
-    from components.jupyterhub import DIRECTORY_VOLUME
+    from components.jupyterhub import DIRECTORY_VOLUME, HOMES_MOUNT
 
     run, server = directory_hub
     _, spawns = run([], ["christopher"])
@@ -291,11 +291,13 @@ def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writ
     podman("volume", "create", volume)
     try:
         env = [a for e in init["env"] for a in ("-e", f"{e['name']}={e['value']}")]
-        # With the home mounted as in the server's container (its own mount of it: it waits for the home to be the
-        # user's, which it is here; tests/unit/test_hub_ldap.py has the wait itself).
-        assert {"name": "home", "mountPath": "/home/christopher", "subPath": "christopher"} in init["volumeMounts"]
+        # With the home volume mounted whole and read-only, it waits for the user's home there, which is theirs
+        # here (tests/unit/test_hub_ldap.py has the wait itself).
+        assert {"name": "home", "mountPath": HOMES_MOUNT, "readOnly": True} in init["volumeMounts"]
+        podman("run", "--rm", "--user", "0", "-v", f"{volume}-homes:/homes", "--entrypoint", "install", image,
+               "-d", "-o", "54321", "-g", "54321", "-m", "0700", "/homes/christopher")
         podman("run", "--rm", "--user", user, "-v", f"{volume}:/directory",
-               "-v", f"{volume}-home:/home/christopher:U", *env, "--entrypoint", init["command"][0],
+               "-v", f"{volume}-homes:{HOMES_MOUNT}:ro", *env, "--entrypoint", init["command"][0],
                image, *init["command"][1:], timeout=60)
         # --passwd=false: podman would add the uid to /etc/passwd, which the kubelet does not.
         out = podman("run", "--rm", "--passwd=false", "--user", user,
@@ -308,7 +310,7 @@ def test_the_users_pod_knows_them_by_name_from_the_files_its_init_container_writ
         bare = podman("run", "--rm", "--passwd=false", "--user", user, "-v", f"{volume}-home:/home/christopher:U",
                       image, "id", check=False, timeout=60)
     finally:
-        podman("volume", "rm", "-f", volume, f"{volume}-home", check=False)
+        podman("volume", "rm", "-f", volume, f"{volume}-home", f"{volume}-homes", check=False)
     assert bare.returncode != 0 and "uid 54321 is not in the user directory" in bare.stderr, bare.stderr
     assert out.splitlines() == ["uid=54321(christopher) gid=54321(christopher) "
                                 "groups=54321(christopher),13000(physics),13001(hpcusers)", "read-only"], out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from components.jupyterhub import (
     DIRECTORY_VOLUME,
     DIRECTORY_WRITE,
     HOME_WAIT_S,
+    HOMES_MOUNT,
     LDAP_AUTHENTICATOR,
     HubLdap,
     check_user_values,
@@ -188,7 +190,7 @@ def test_the_spawn_hook_looks_each_user_up_in_the_directory_and_kubespawner_take
     assert init["image"] == spawner.image and init["command"] == ["/bin/sh", "-c", DIRECTORY_WRITE]
     assert {e["name"]: e["value"] for e in init["env"]} == {"SLURM_DIRECTORY_PASSWD": looked_up["passwd"],
                                                             "SLURM_DIRECTORY_GROUP": looked_up["group"],
-                                                            "SLURM_HOME": "/home/alice"}
+                                                            "SLURM_HOME": f"{HOMES_MOUNT}/alice"}
     assert init["securityContext"]["runAsUser"] == 10001 and init["securityContext"]["runAsNonRoot"] is True
     assert spawner.volumes == {"home": {"name": "home"}, DIRECTORY_VOLUME: {"name": DIRECTORY_VOLUME,
                                                                            "emptyDir": {"sizeLimit": "1Mi"}}}
@@ -198,9 +200,10 @@ def test_the_spawn_hook_looks_each_user_up_in_the_directory_and_kubespawner_take
 
 
 def test_with_the_chart_mounting_the_home_the_init_container_then_waits_for_it():
-    """The chart's `storage.type: static` mount (z2jh 4.3.3 files/hub/jupyterhub_config.py: volume `home`, mountPath
-    homeMountPath, subPath {username}), expanded for the user, in the init container, which waits for the home; the
-    control above: without a home mount, only the files are written."""
+    """With the chart's `storage.type: static` mount (z2jh 4.3.3 files/hub/jupyterhub_config.py: volume `home`,
+    mountPath homeMountPath, subPath {username}) the init container mounts that volume whole and read-only (no subPath,
+    which the kubelet would make as root) and waits for the user's home there; the control above: without a home
+    mount, only the files are written."""
     c = hook_config()
     hook_globals = c.KubeSpawner.pre_spawn_hook.__globals__
     hook_globals["slurm_directory_ids"] = lambda name: {"uid": 10002, "gid": 10002, "supplemental_gids": [],
@@ -210,13 +213,13 @@ def test_with_the_chart_mounting_the_home_the_init_container_then_waits_for_it()
     asyncio.run(c.KubeSpawner.pre_spawn_hook(spawner))
     [init] = [i for i in spawner.init_containers if i["name"] == DIRECTORY_VOLUME]
     assert init["command"] == ["/bin/sh", "-c", f"{DIRECTORY_WRITE} && {DIRECTORY_HOME_WAIT}"]
-    assert {"mountPath": "/home/bob", "name": "home", "subPath": "bob"} in init["volumeMounts"]
-    assert {e["name"]: e["value"] for e in init["env"]}["SLURM_HOME"] == "/home/bob"
+    assert init["volumeMounts"][1:] == [{"name": "home", "mountPath": HOMES_MOUNT, "readOnly": True}]
+    assert {e["name"]: e["value"] for e in init["env"]}["SLURM_HOME"] == f"{HOMES_MOUNT}/bob"
 
 
 def test_the_home_wait_ends_when_the_home_is_writable_and_fails_saying_so_when_it_never_is(tmp_path):
-    """DIRECTORY_HOME_WAIT run by a real sh: it returns once the home exists (made while it waits), and with its
-    limit lowered to 1 s fails with the message when it does not."""
+    """DIRECTORY_HOME_WAIT run by a real sh: it returns once the home exists and is the user's (made while it waits),
+    and with its limit lowered to 1 s fails with the message when it does not, or when the home is someone else's."""
     import subprocess
 
     home = tmp_path / "bob"
@@ -229,7 +232,13 @@ def test_the_home_wait_ends_when_the_home_is_writable_and_fails_saying_so_when_i
     assert "{" not in DIRECTORY_HOME_WAIT and short != DIRECTORY_HOME_WAIT  # KubeSpawner formats the init container
     failed = subprocess.run(["/bin/sh", "-c", short], env={**env, "SLURM_HOME": str(tmp_path / "eve")},
                             capture_output=True, text=True, timeout=10)
-    assert failed.returncode == 1 and "is not yours after" in failed.stderr, failed
+    assert failed.returncode == 1 and "is not made (as yours) after" in failed.stderr, failed
+    other = tmp_path / "mallory"  # a directory of another uid's (the tests run as root, as the README's commands)
+    other.mkdir()
+    os.chown(other, 4242, 4242)
+    theirs = subprocess.run(["/bin/sh", "-c", short], env={**env, "SLURM_HOME": str(other)}, capture_output=True,
+                            text=True, timeout=10)
+    assert theirs.returncode == 1, theirs
 
 
 def test_the_init_containers_command_writes_the_users_files_as_given(tmp_path):
