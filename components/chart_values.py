@@ -50,7 +50,9 @@ _CLEANUP = ("the chart sets it to its own labels and `app.kubernetes.io/managed-
 # loads hub.config last, z2jh 4.3.3 files/hub/jupyterhub_config.py) or in a profile's kubespawner_override.
 SPAWNER_OWNED = {"image": _IMAGE, "uid": _UID, "gid": _UID, "supplemental_gids": _UID, "fs_gid": _FSGID,
                  "pod_security_context": _FSGID, "container_security_context": _UID, "extra_pod_config": _FSGID,
-                 "cmd": _CMD, "volumes": _HOME, "volume_mounts": _HOME, "common_labels": _CLEANUP}
+                 "cmd": _CMD, "volumes": _HOME, "volume_mounts": _HOME, "common_labels": _CLEANUP,
+                 # its "escape" would turn alice-b's {username} into alice-2db: the home's subPath, not /home/alice-b
+                 "slug_scheme": _HOME}
 OWNED: dict[tuple[str, ...], str] = {
     ("singleuser", "image", "name"): _IMAGE,
     ("singleuser", "image", "tag"): _IMAGE,
