@@ -242,6 +242,7 @@ class TestSingleNode:
         stack.wait_job(job_id)
         TIMINGS["directory: user added to first job COMPLETED"] = time.monotonic() - t0
         assert stack.sacct(job_id, "User") == "dave"
+        assert stack.in_slurm("stat -c '%u %a' /home/dave").stdout.split() == ["10004", "700"]
         dave.hub_api("DELETE", "/users/dave/server")
 
     def test_a_user_removed_from_the_directory_gets_no_token_and_loses_the_association(self, stack, hub):
@@ -258,6 +259,8 @@ class TestSingleNode:
     def test_the_directory_down_stops_logins_with_a_message_and_nothing_else(self, stack, hub, alice):
         job_id = submit_from_home(stack, "alice", "while-down", seconds=15)
         wait_until(lambda: stack.squeue(job_id, "%T") == "RUNNING", 30, f"job {job_id} to run")
+        down_before = int(stack.in_slurm(f"grep -c 'the directory lists no user' {SYNC_LOG}", check=False).stdout
+                          .strip() or 0)
         stack.ldap.stop_slapd()
         try:
             t0 = time.monotonic()
@@ -268,6 +271,12 @@ class TestSingleNode:
             t0 = time.monotonic()
             stack.in_slurm("getent passwd christopher", check=False)
             assert time.monotonic() - t0 < 10, "a lookup held a command while the directory is down"
+            # A listing of the directory while it is down (its warning in the sync's log) takes no association away.
+            listings_down = f"grep -c 'the directory lists no user' {SYNC_LOG}"
+            wait_until(lambda: int(stack.in_slurm(listings_down, check=False).stdout.strip() or 0) > down_before,
+                       60, "a listing of the directory while it is down")
+            assert {"alice", "christopher"} <= set(
+                stack.in_slurm("sacctmgr -n -P show assoc format=user").stdout.split())
             stack.wait_job(job_id, timeout=60)  # the job that ran when the directory went
             wait_until(lambda: stack.in_slurm("sinfo -h -o %t").stdout.split() == ["idle"], 30, "the node to be idle")
         finally:
