@@ -28,7 +28,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -89,20 +91,44 @@ def set_ldap(set_config, directory: LdapDirectory) -> None:
     set_config("--path", "ldap.bindPassword", directory.bind_password, secret=True)
 
 
-class LdapStack(Deployment):
+class StackCopy:
+    """A stack (`name`) on a copy of its committed config (`source`) at `config`, which the tests change."""
+
+    def __init__(self, name: str, source: str, config):
+        self.name, self.config = name, config
+        config.write_text((ROOT / source).read_text())
+
+    def set(self, *args: str, secret: bool = False) -> None:
+        pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=self.name, config_file=self.config)
+
+    def pulumi(self, *args: str, timeout: float = 1800):
+        return pulumi(*args, "--yes", "--skip-preview", stack=self.name, config_file=self.config, timeout=timeout)
+
+    @contextmanager
+    def deployed(self, what: str) -> Iterator[None]:
+        """`pulumi up` from scratch (a leftover of a run that stopped before its destroy is destroyed first), timed
+        as `what`; `pulumi destroy` afterwards."""
+        if pulumi("stack", "output", "namespace", stack=self.name, check=False).returncode == 0:
+            self.pulumi("destroy")
+        t0 = time.monotonic()
+        try:
+            self.pulumi("up")
+            TIMINGS[f"pulumi up --stack {what} (from scratch)"] = time.monotonic() - t0
+            yield
+        finally:
+            t0 = time.monotonic()
+            self.pulumi("destroy")
+            TIMINGS[f"pulumi destroy --stack {what}"] = time.monotonic() - t0
+
+
+class LdapStack(Deployment, StackCopy):
     """The `ldap` stack on a copy of Pulumi.ldap.yaml pointed at `directory`."""
 
     def __init__(self, directory: LdapDirectory, config):
-        super().__init__(Kube(NAMESPACE))
-        self.ldap, self.config = directory, config
-        config.write_text((ROOT / "Pulumi.ldap.yaml").read_text())
+        Deployment.__init__(self, Kube(NAMESPACE))
+        StackCopy.__init__(self, STACK, "Pulumi.ldap.yaml", config)
+        self.ldap = directory
         set_ldap(self.set, directory)
-
-    def set(self, *args: str, secret: bool = False) -> None:
-        pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=STACK, config_file=self.config)
-
-    def pulumi(self, *args: str, timeout: float = 900):
-        return pulumi(*args, "--yes", "--skip-preview", stack=STACK, config_file=self.config, timeout=timeout)
 
     def in_slurm(self, script: str, check: bool = True, timeout: float = 60):
         return self.kube.exec(self.slurm, "bash", "-c", script, check=check, timeout=timeout)
@@ -111,17 +137,8 @@ class LdapStack(Deployment):
 @pytest.fixture(scope="class")
 def stack(site, tmp_path_factory):
     s = LdapStack(site.ldap, tmp_path_factory.mktemp("ldap-stack") / "Pulumi.ldap.yaml")
-    if pulumi("stack", "output", "namespace", stack=STACK, check=False).returncode == 0:
-        s.pulumi("destroy")  # a run that stopped before its destroy left it
-    t0 = time.monotonic()
-    try:
-        s.pulumi("up")
-        TIMINGS["pulumi up --stack ldap (from scratch)"] = time.monotonic() - t0
+    with s.deployed("ldap"):
         yield s
-    finally:
-        t0 = time.monotonic()
-        s.pulumi("destroy")
-        TIMINGS["pulumi destroy --stack ldap"] = time.monotonic() - t0
 
 
 @pytest.fixture(scope="class")
@@ -327,21 +344,15 @@ DIST_STACK, DIST_NAMESPACE = "dist", "slurm-dist"  # Pulumi.dist.yaml (tests/e2e
 DIST_NODES = ("dist-node-0", "dist-node-1")
 
 
-class DistLdap:
+class DistLdap(StackCopy):
     """The `dist` stack on a copy of Pulumi.dist.yaml with config `ldap` instead of its users and groups."""
 
     def __init__(self, directory: LdapDirectory, config):
-        self.ldap, self.config, self.kube = directory, config, Kube(DIST_NAMESPACE)
-        config.write_text((ROOT / "Pulumi.dist.yaml").read_text())
+        super().__init__(DIST_STACK, "Pulumi.dist.yaml", config)
+        self.ldap, self.kube = directory, Kube(DIST_NAMESPACE)
         for key in ("users", "groups"):
             pulumi("config", "rm", key, stack=DIST_STACK, config_file=config)
         set_ldap(self.set, directory)
-
-    def set(self, *args: str, secret: bool = False) -> None:
-        pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=DIST_STACK, config_file=self.config)
-
-    def pulumi(self, *args: str):
-        return pulumi(*args, "--yes", "--skip-preview", stack=DIST_STACK, config_file=self.config, timeout=1800)
 
     def on(self, pod: str, script: str, user: str = "", check: bool = True):
         """`bash -c SCRIPT` in POD (as root, or as `user` from their home)."""
@@ -356,15 +367,8 @@ class DistLdap:
 @pytest.fixture(scope="class")
 def dist(site, tmp_path_factory):
     d = DistLdap(site.ldap, tmp_path_factory.mktemp("dist-ldap") / "Pulumi.dist.yaml")
-    if pulumi("stack", "output", "namespace", stack=DIST_STACK, check=False).returncode == 0:
-        d.pulumi("destroy")  # a run that stopped before its destroy left it
-    t0 = time.monotonic()
-    d.pulumi("up")
-    TIMINGS["pulumi up --stack dist with ldap (from scratch)"] = time.monotonic() - t0
-    try:
+    with d.deployed("dist with ldap"):
         yield d
-    finally:
-        d.pulumi("destroy")
 
 
 class TestDistributed:

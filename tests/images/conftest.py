@@ -21,6 +21,7 @@ from tests.images.slurm_containers import (
     podman,
     slurm_version,
 )
+from tests.ldap_directory import LdapDirectory
 
 
 def pytest_report_header(config):
@@ -130,3 +131,10 @@ from tests.images.jupyter_fixtures import jupyter_images, slurm_cluster, start_j
 
 # The token service's (tests/images/test_slurm_token*.py): module-scoped, a hub and containers for each module.
 from tests.images.token_service_fixtures import containers, hub, work  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def ldap(images, network):
+    """The site's LDAP directory (tests/ldap_directory.py), over ldaps:// with its test CA, for one module."""
+    with LdapDirectory(network, tls=True) as server:
+        yield server

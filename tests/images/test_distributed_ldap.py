@@ -17,18 +17,12 @@ import pytest
 
 from tests.images.distributed_cluster import DistributedCluster, Role
 from tests.images.slurm_containers import wait_until
-from tests.ldap_directory import LdapDirectory, write_ldap_directory
+from tests.ldap_directory import write_ldap_directory
 
 pytestmark = pytest.mark.containers
 
 LONG, LONG_UID = "christopher", 54321  # longer than 8 characters; a uid no image has
 SYNC_S = 60  # a user added to (removed from) the directory has a home and association (loses it) within a minute
-
-
-@pytest.fixture(scope="module")
-def ldap(images, network):
-    with LdapDirectory(network, tls=True) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from components import pods
 from tests.images.directory_cluster import Cluster
 from tests.images.jupyter_fixtures import client_args, processes, run_entrypoint
 from tests.images.slurm_containers import podman, wait_until
-from tests.ldap_directory import GROUPS, LdapDirectory, write_ldap_directory
+from tests.ldap_directory import GROUPS, write_ldap_directory
 
 pytestmark = pytest.mark.containers
 
@@ -40,12 +40,6 @@ SOCKET = f"{pods.NSLCD_SOCKET_DIR}/socket"
 # What the pod keeps of root in both containers (pods.root_start_security_context()).
 POD_SECURITY = ("--cap-drop=ALL", f"--cap-add={','.join(pods.ROOT_START_CAPABILITIES)}",
                 "--security-opt=no-new-privileges")
-
-
-@pytest.fixture(scope="module")
-def ldap(network):
-    with LdapDirectory(network, tls=True) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

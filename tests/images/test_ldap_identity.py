@@ -35,12 +35,6 @@ SYNC_S = 60  # a user added to (removed from) the directory has a home and assoc
 
 
 @pytest.fixture(scope="module")
-def ldap(images, network):
-    with LdapDirectory(network, tls=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def ldap_cluster(images, version, network, ldap):
     c = Cluster(images["slurm-single-node"], version, network)
     write_ldap_directory(c.directory, ldap)

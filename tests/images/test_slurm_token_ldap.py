@@ -18,17 +18,11 @@ import requests
 
 from tests.images.slurm_containers import podman, wait_until
 from tests.images.token_service_fixtures import SERVICE_UID, key_dir, logs
-from tests.ldap_directory import LdapDirectory, write_ldap_directory
+from tests.ldap_directory import write_ldap_directory
 
 pytestmark = pytest.mark.containers
 
 REMOVED_WITHIN_S = 5.0  # a user removed from the directory gets 403 at once; with slapd down, within nslcd's timeouts
-
-
-@pytest.fixture(scope="module")
-def ldap(network):
-    with LdapDirectory(network, tls=True) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
