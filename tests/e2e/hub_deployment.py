@@ -350,11 +350,13 @@ def running_hub(deployment: Deployment, images: dict[str, str], values: dict,
             d.kube.create(obj)
         wait_rollout(d, "proxy")
         wait_rollout(d, "hub")
-        # Ready by their probes is not yet reachable through the proxy: the hub's Service may not route to the new
-        # pod yet (a browser's first page once got the proxy's bare error status here). Any answer of the hub's will
-        # do (with subdomain_host it redirects a request by address to its host).
-        wait_until(lambda: requests.get(f"{public_url(d)}/hub/health", timeout=10, allow_redirects=False).status_code
-                   < 500, 60, "the hub to answer through the proxy", interval=0.5)
+        # Ready by their probes is not yet reachable through the proxy: the Services may not route to the new pods
+        # yet (a first page once got the proxy's bare error status, once a 404). The hub's own answer to the login
+        # page will do: a 200, or with subdomain_host a redirect to its host; the hub's have X-JupyterHub-Version.
+        def login_page_served() -> bool:
+            r = requests.get(f"{public_url(d)}/hub/login", timeout=10, allow_redirects=False)
+            return r.status_code < 400 and "X-JupyterHub-Version" in r.headers
+        wait_until(login_page_served, 60, "the hub's login page through the proxy", interval=0.5)
         if timings is not None:
             timings["JupyterHub hub and proxy ready"] = time.monotonic() - t0
         pull_image(d, images["notebook"])

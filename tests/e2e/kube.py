@@ -89,8 +89,11 @@ class Kube:
         self.kubectl("create", "-f", "-", input=json.dumps(obj))
 
     def delete(self, kind: str, name: str, timeout: float = 120) -> None:
-        self.kubectl("delete", kind, name, "--ignore-not-found", "--wait=true", f"--timeout={int(timeout)}s",
-                     timeout=timeout + 10)
+        """Delete the object and wait until it and what it owns are gone (foreground cascade): with the default
+        background cascade a Deployment's pods outlive it for a while, and a next test's Service of the same
+        selector routes to them."""
+        self.kubectl("delete", kind, name, "--ignore-not-found", "--cascade=foreground", "--wait=true",
+                     f"--timeout={int(timeout)}s", timeout=timeout + 10)
 
     def delete_labelled(self, kind: str, selector: str, timeout: float = 120) -> None:
         """Delete every object of `kind` matching the label `selector` (e.g. what a spawner made)."""
