@@ -8,6 +8,8 @@ never touches, then destroyed at the end of the module.
 - an association removed and added again in accounting refuses, then admits, bob's jobs without slurmctld's restart;
 - slurmctld's pod deleted with jobs running and queued: every job is still known when its replacement answers, every
   one completes, and accounting lost no record (sacct's count before and after);
+- the accounting pod gone while jobs end: slurmctld holds their records (sdiag's DBD agent queue) and sacct has every
+  one once the pod is back;
 - a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again;
 - `nodes` raised from 2 to 3 (a copy of the stack's config): the third node pod registers, idle, and runs a job;
 - `nodes` lowered from 3 to 1 with a job running on each node that goes: the short one (within the stack's
@@ -172,6 +174,34 @@ def test_slurmctlds_pod_deleted_with_jobs_running_and_queued_loses_nothing(dist)
     assert set(before) <= set(after), f"records lost: {set(before) - set(after)}"
     assert len(after) == len(before), (len(before), len(after))  # the same jobs, finished: nothing added or lost
     assert all(after[j] == "COMPLETED" for j in jobs), {j: after[j] for j in jobs}
+
+
+def test_jobs_that_end_while_the_accounting_pod_is_gone_lose_no_record(dist):
+    """The accounting pod (slurmdbd and MariaDB) deleted, its StatefulSet held at 0 while jobs are submitted and end:
+    slurmctld keeps their records in its DBD agent queue (sdiag; the proof that records were waiting) and sends them
+    once the new pod answers. Every job then shows COMPLETED in sacct, and the count is the one before plus these."""
+    accounting = f"statefulset/{CLUSTER}-accounting"
+    before = dist.records()
+    dist.kube.kubectl("scale", accounting, "--replicas=0")
+    try:
+        dist.kube.kubectl("wait", "--for=delete", f"pod/{CLUSTER}-accounting-0", "--timeout=120s", timeout=130)
+        jobs = [dist.slurm("sbatch", "--parsable", "-o", "/dev/null", "--wrap", "true", user=USER).strip()
+                for _ in range(4)]
+        wait_until(lambda: not set(jobs) & set(dist.queue()), 60, "the jobs to end", lambda: str(dist.queue()))
+        queued = int(re.search(r"DBD Agent queue size: (\d+)", dist.slurm("sdiag")).group(1))
+        assert queued > 0, "slurmctld holds no record for slurmdbd: the jobs' records went nowhere"
+    finally:
+        t0 = time.monotonic()
+        dist.kube.kubectl("scale", accounting, "--replicas=1")
+        wait_until(lambda: dist.kube.pod(f"{CLUSTER}-accounting-0"), 60, "the accounting pod made again")
+        dist.kube.wait_ready([dist.pod(f"{CLUSTER}-accounting-0")], 300)
+        TIMINGS["dist: accounting pod back to Ready"] = time.monotonic() - t0
+    wait_until(lambda: all(dist.records().get(j) == "COMPLETED" for j in jobs), 180,
+               "every job COMPLETED in sacct once slurmdbd is back",
+               lambda: str({j: dist.records().get(j) for j in jobs}))
+    after = dist.records()
+    assert set(before) <= set(after), f"records lost: {set(before) - set(after)}"
+    assert len(after) == len(before) + len(jobs), (len(before), len(jobs), len(after))
 
 
 def test_a_deleted_node_pod_rejoins_as_the_same_slurm_node(dist):
