@@ -27,14 +27,20 @@ TIMINGS: dict[str, float] = {}  # phase -> seconds, printed at the end of the e2
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED")
 
 
-def kube_up() -> float:
-    """`toolchain/kube up` (starts the cluster, or finds it running); returns its seconds."""
+def kube(*args: str) -> float:
+    """`toolchain/kube ARGS` (e.g. "up": starts the cluster, or finds it running; "node", "kill", "1": node 1 dies);
+    returns its seconds."""
     t0 = time.monotonic()
-    proc = subprocess.run([str(project_env.ROOT / "toolchain" / "kube"), "up"], capture_output=True, text=True,
+    proc = subprocess.run([str(project_env.ROOT / "toolchain" / "kube"), *args], capture_output=True, text=True,
                           timeout=900)
     if proc.returncode != 0:
-        raise AssertionError(f"toolchain/kube up exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise AssertionError(f"toolchain/kube {' '.join(args)} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return time.monotonic() - t0
+
+
+def kube_up() -> float:
+    return kube("up")
 
 
 def pulumi(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:

@@ -1,10 +1,14 @@
 """The distributed deployment (components.distributed, issue 21), for real: the `dist` stack (Pulumi.dist.yaml,
 namespace slurm-dist) deployed with `pulumi up` onto this machine's Kubernetes beside the `cluster` stack, which it
-never touches, then destroyed at the end of the module.
+never touches, then destroyed at the end of the module. For this module the cluster has a second node (`toolchain/kube
+node up 1`: sci-node-1, its own kubelet, containerd and network namespace), removed at its end.
 
 - `pulumi up` from scratch (a leftover `dist` stack is destroyed first) to the first job COMPLETED, timed;
-- the node pods are idle Slurm nodes named by their pods, with their pods' CPUs and memory;
+- the node pods are idle Slurm nodes named by their pods, with their pods' CPUs and memory, one on each Kubernetes
+  node (topology spread);
 - a job submitted from alice's home runs there as alice, and `srun -N2 hostname` runs on both node pods;
+- sci-node-1 dies (`toolchain/kube node kill 1`): its Slurm node goes DOWN, the job running there ends NODE_FAIL, the
+  other node runs jobs meanwhile; booted again, its pod rejoins as the same Slurm node;
 - an association removed and added again in accounting refuses, then admits, bob's jobs without slurmctld's restart;
 - slurmctld's pod deleted with jobs running and queued: every job is still known when its replacement answers, every
   one completes, and accounting lost no record (sacct's count before and after);
@@ -29,7 +33,7 @@ import time
 import pytest
 
 from components import distributed
-from tests.e2e.deployment import TIMINGS
+from tests.e2e.deployment import TIMINGS, kube
 from tests.e2e.kube import Kube, Pod
 from tests.images.slurm_containers import wait_until
 from tests.project_env import ROOT, pulumi
@@ -41,6 +45,9 @@ NODES = [f"{CLUSTER}-node-0", f"{CLUSTER}-node-1"]
 CPUS, MEMORY_MB = 1, 768  # Pulumi.dist.yaml node.cpus, node.memoryMb
 USER = "alice"
 GRACE_S = 30  # Pulumi.dist.yaml distributed.drainGraceSeconds
+SECOND = "1"  # the further Kubernetes node of this module: toolchain/kube's sci-node-1
+K8S_NODES = ["sci-node", f"sci-node-{SECOND}"]
+SLURMD_TIMEOUT_S = 60  # configs/slurm.conf.j2
 
 
 def deployed() -> bool:
@@ -50,16 +57,17 @@ def deployed() -> bool:
 class Dist:
     def __init__(self, kube: Kube):
         self.kube = kube
+        self.client = NODES[0]  # the node pod that runs the tests' Slurm commands
 
     def pod(self, name: str) -> Pod:
         return self.kube.pod(name)
 
     @property
     def node_pod(self) -> Pod:
-        return self.pod(NODES[0])
+        return self.pod(self.client)
 
     def slurm(self, *cmd: str, user: str | None = None, timeout: float = 60) -> str:
-        """A Slurm command in the first node pod (its configless files), as `user` from their home."""
+        """A Slurm command in the client node pod (its configless files), as `user` from their home."""
         if user:
             line = " ".join(cmd)
             return self.kube.exec(self.node_pod, "runuser", "-u", user, "--", "bash", "-c", f"cd ~ && {line}",
@@ -87,28 +95,33 @@ class Dist:
 
 @pytest.fixture(scope="module")
 def dist(cluster):
-    kube = Kube(NAMESPACE)
     if deployed():  # a leftover of an interrupted run: start from scratch
         pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
+    TIMINGS[f"toolchain/kube node up {SECOND}"] = kube("node", "up", SECOND)
+    d = Dist(Kube(NAMESPACE))
     t0 = time.monotonic()
-    pulumi("up", "--yes", "--skip-preview", stack=STACK, timeout=1800)
-    TIMINGS["pulumi up --stack dist (from scratch)"] = time.monotonic() - t0
-    d = Dist(kube)
     try:
+        pulumi("up", "--yes", "--skip-preview", stack=STACK, timeout=1800)
+        TIMINGS["pulumi up --stack dist (from scratch)"] = time.monotonic() - t0
         wait_until(d.idle, 120, "both node pods idle in sinfo", lambda: str(d.nodes()))
         out = d.slurm("sbatch", "--wait", "-o", "first.%j", "--wrap", "hostname", user=USER, timeout=120)
         assert "Submitted batch job" in out, out
         TIMINGS["dist: pulumi up to first job COMPLETED"] = time.monotonic() - t0
         yield d
     finally:
-        t1 = time.monotonic()
-        pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
-        TIMINGS["pulumi destroy --stack dist"] = time.monotonic() - t1
+        try:
+            t1 = time.monotonic()
+            pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
+            TIMINGS["pulumi destroy --stack dist"] = time.monotonic() - t1
+        finally:
+            kube("node", "down", SECOND)
 
 
 def test_the_node_pods_are_idle_slurm_nodes_with_their_pods_cpus_and_memory(dist):
     nodes = dist.nodes()
     assert nodes == {n: ("idle", str(CPUS), str(MEMORY_MB)) for n in NODES}, nodes
+    placed = sorted(dist.pod(n).spec["nodeName"] for n in NODES)
+    assert placed == K8S_NODES, f"node pods on Kubernetes nodes {placed}: not spread"
     conf = dist.slurm("scontrol", "show", "node", NODES[0])
     assert f"MemSpecLimit={distributed.DISTRIBUTED_MEM_SPEC_MB}" in conf and "ActiveFeatures=nodes" in conf, conf
     assert not dist.kube.exec(dist.node_pod, "test", "-e", "/etc/slurm/slurm.conf", check=False).returncode == 0, \
@@ -128,6 +141,38 @@ def test_a_job_from_a_users_home_completes_as_that_user(dist):
 def test_srun_runs_one_step_across_both_node_pods(dist):
     out = dist.slurm("srun", "-N2", "hostname", user=USER, timeout=120)
     assert sorted(out.split()) == NODES, out
+
+
+def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_when_it_boots(dist):
+    """sci-node-1 dies (its kubelet, containerd, kube-proxy, policy engine and every process of its pods killed at
+    once): slurmctld marks the Slurm node whose pod ran there DOWN within SlurmdTimeout, and the job running on it
+    ends NODE_FAIL (JobRequeue=0); the other node runs jobs meanwhile. Booted again, the kubelet restarts the pod,
+    whose slurmd registers as the same Slurm node at its new address and is idle (ReturnToService=2)."""
+    victim = next(n for n in NODES if dist.pod(n).spec["nodeName"] == K8S_NODES[1])
+    other = dist.client = next(n for n in NODES if n != victim)
+    job = dist.slurm("sbatch", "--parsable", "-w", victim, "-o", "/dev/null", "--wrap", "'sleep 600'",
+                     user=USER).strip()
+    wait_until(lambda: dist.queue().get(job) == "RUNNING", 60, "the job running", lambda: str(dist.queue()))
+    t0 = time.monotonic()
+    kube("node", "kill", SECOND)
+    try:
+        wait_until(lambda: dist.nodes()[victim][0].startswith("down"), SLURMD_TIMEOUT_S + 60,
+                   f"{victim} DOWN in sinfo", lambda: str(dist.nodes()))
+        TIMINGS["dist: Kubernetes node killed to its Slurm node DOWN"] = time.monotonic() - t0
+        wait_until(lambda: dist.records().get(job) == "NODE_FAIL", 60, "the job NODE_FAIL",
+                   lambda: str(dist.records().get(job)))
+        out = dist.slurm("srun", "-w", other, "hostname", user=USER, timeout=120)
+        assert out.split() == [other], out
+    finally:
+        t1 = time.monotonic()
+        kube("node", "up", SECOND)
+    wait_until(dist.idle, 180, f"{victim} idle again", lambda: str(dist.nodes()))
+    TIMINGS["dist: Kubernetes node booted to its Slurm node idle"] = time.monotonic() - t1
+    addr = re.search(r"NodeAddr=(\S+)", dist.slurm("scontrol", "show", "node", victim)).group(1)
+    assert addr == dist.pod(victim).ip, f"slurmctld knows {victim} at {addr}, its pod is at {dist.pod(victim).ip}"
+    out = dist.slurm("srun", "-w", victim, "hostname", user=USER, timeout=120)
+    assert out.split() == [victim], out
+    dist.client = NODES[0]
 
 
 def test_association_changes_reach_the_running_slurmctld(dist):
