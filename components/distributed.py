@@ -112,6 +112,7 @@ class SlurmDistributedArgs:
     annotate: bool = False  # its scrape annotations (no Prometheus Operator)
     gpus: Optional[Gpus] = None  # each node pod's (config node.gpus)
     drain_grace_s: int = 300  # config distributed.drainGraceSeconds: a stopping node pod's wait for its jobs
+    control_node_selector: Optional[dict] = None  # config distributed.controlNodeSelector: slurmctld's, accounting's
     directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
 
 
@@ -261,6 +262,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         accounting = statefulset("accounting", ACCOUNTING_APP, accounting_svc, 1, pods.pod_template(
             ACCOUNTING_APP, "accounting", image_pull_secret=args.image_pull_secret,
             termination_grace_period_seconds=30, host_aliases=own_name("accounting"),
+            node_selector=args.control_node_selector or None,
             containers=[accounting_container(args)],
             volumes=[pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
                      pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
@@ -272,7 +274,7 @@ class SlurmDistributed(pulumi.ComponentResource):
         controller = statefulset("slurmctld", CONTROLLER_APP, ctld_svc, 1, pods.pod_template(
             CONTROLLER_APP, "controller", image_pull_secret=args.image_pull_secret,
             termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
-            host_aliases=own_name("slurmctld"),
+            host_aliases=own_name("slurmctld"), node_selector=args.control_node_selector or None,
             annotations=pod_annotations(args.metrics, args.annotate),
             containers=[controller_container(args), *([exporter_container(args.image)] if args.metrics else [])],
             volumes=[pods.config_volume(args.config_map_name),  # no slurmdbd.conf: the accounting pod's alone

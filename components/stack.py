@@ -193,7 +193,8 @@ def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
         controller_policy=core.network.ingress(network.CONTROLLER),
         accounting_policy=core.network.ingress(network.ACCOUNTING), node_policy=core.network.ingress(network.NODES),
         image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator,
-        gpus=cfg.node.gpus and cfg.node.gpus.settings, drain_grace_s=cfg.distributed.drain_grace_seconds),
+        gpus=cfg.node.gpus and cfg.node.gpus.settings, drain_grace_s=cfg.distributed.drain_grace_seconds,
+        control_node_selector=cfg.distributed.control_node_selector),
         opts=core.opts)
     user = cfg.users[0].name if cfg.users else "USER"
     ctld = distributed.names(cfg.cluster_name)["slurmctld"]

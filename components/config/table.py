@@ -257,6 +257,10 @@ class Distributed:
              "jobs to finish before its Slurm node is set DOWN, ending them NODE_FAIL (requeued if they may be), and "
              "deleted (README \"Distributed deployment\"); its pod's terminationGracePeriodSeconds is this plus "
              f"{DRAIN_MARGIN_S}", between(0, 7 * 24 * 3600))
+    control_node_selector: dict = key(
+        {}, "labels of the Kubernetes nodes that slurmctld's and the accounting pod run on (their nodeSelector; "
+            "default: any node), e.g. nodes that are never preempted or scaled away; the node pods go anywhere, "
+            "spread", lambda labels: labels and check_labels(labels), example='{"node-role/slurm-control": "true"}')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,7 +359,7 @@ def check_labels(labels: dict) -> None:
     for name, value in labels.items():
         if not (isinstance(value, str) and LABEL_NAME.match(name) and LABEL_VALUE.match(value)):
             raise Invalid(f"{name}={value!r} is not a Kubernetes label", "give label names and string values, as "
-                          'a pod\'s metadata.labels: {"app.kubernetes.io/name": "prometheus"}')
+                          'in metadata.labels: {"app.kubernetes.io/name": "prometheus"}')
 
 
 LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")

@@ -145,34 +145,37 @@ def test_srun_runs_one_step_across_both_node_pods(dist):
 
 def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_when_it_boots(dist):
     """sci-node-1 dies (its kubelet, containerd, kube-proxy, policy engine and every process of its pods killed at
-    once): slurmctld marks the Slurm node whose pod ran there DOWN within SlurmdTimeout, and the job running on it
-    ends NODE_FAIL (JobRequeue=0); the other node runs jobs meanwhile. Booted again, the kubelet restarts the pod,
-    whose slurmd registers as the same Slurm node at its new address and is idle (ReturnToService=2)."""
+    once; slurmctld and accounting are on sci-node, distributed.controlNodeSelector): slurmctld marks the Slurm node
+    whose pod ran there DOWN within SlurmdTimeout, and the job running on it ends NODE_FAIL (JobRequeue=0); the other
+    node runs jobs meanwhile. Booted again, the kubelet restarts the pod, whose slurmd registers as the same Slurm
+    node at its new address and is idle (ReturnToService=2)."""
     victim = next(n for n in NODES if dist.pod(n).spec["nodeName"] == K8S_NODES[1])
-    other = dist.client = next(n for n in NODES if n != victim)
-    job = dist.slurm("sbatch", "--parsable", "-w", victim, "-o", "/dev/null", "--wrap", "'sleep 600'",
-                     user=USER).strip()
-    wait_until(lambda: dist.queue().get(job) == "RUNNING", 60, "the job running", lambda: str(dist.queue()))
-    t0 = time.monotonic()
-    kube("node", "kill", SECOND)
+    other = dist.client = next(n for n in NODES if n != victim)  # Slurm commands from the pod that lives
     try:
-        wait_until(lambda: dist.nodes()[victim][0].startswith("down"), SLURMD_TIMEOUT_S + 60,
-                   f"{victim} DOWN in sinfo", lambda: str(dist.nodes()))
-        TIMINGS["dist: Kubernetes node killed to its Slurm node DOWN"] = time.monotonic() - t0
-        wait_until(lambda: dist.records().get(job) == "NODE_FAIL", 60, "the job NODE_FAIL",
-                   lambda: str(dist.records().get(job)))
-        out = dist.slurm("srun", "-w", other, "hostname", user=USER, timeout=120)
-        assert out.split() == [other], out
+        job = dist.slurm("sbatch", "--parsable", "-w", victim, "-o", "/dev/null", "--wrap", "'sleep 600'",
+                         user=USER).strip()
+        wait_until(lambda: dist.queue().get(job) == "RUNNING", 60, "the job running", lambda: str(dist.queue()))
+        t0 = time.monotonic()
+        kube("node", "kill", SECOND)
+        try:
+            wait_until(lambda: dist.nodes()[victim][0].startswith("down"), SLURMD_TIMEOUT_S + 60,
+                       f"{victim} DOWN in sinfo", lambda: str(dist.nodes()))
+            TIMINGS["dist: Kubernetes node killed to its Slurm node DOWN"] = time.monotonic() - t0
+            wait_until(lambda: dist.records().get(job) == "NODE_FAIL", 60, "the job NODE_FAIL",
+                       lambda: str(dist.records().get(job)))
+            out = dist.slurm("srun", "-w", other, "hostname", user=USER, timeout=120)
+            assert out.split() == [other], out
+        finally:
+            t1 = time.monotonic()
+            kube("node", "up", SECOND)
+        wait_until(dist.idle, 180, f"{victim} idle again", lambda: str(dist.nodes()))
+        TIMINGS["dist: Kubernetes node booted to its Slurm node idle"] = time.monotonic() - t1
+        addr = re.search(r"NodeAddr=(\S+)", dist.slurm("scontrol", "show", "node", victim)).group(1)
+        assert addr == dist.pod(victim).ip, f"slurmctld knows {victim} at {addr}, its pod is at {dist.pod(victim).ip}"
+        out = dist.slurm("srun", "-w", victim, "hostname", user=USER, timeout=120)
+        assert out.split() == [victim], out
     finally:
-        t1 = time.monotonic()
-        kube("node", "up", SECOND)
-    wait_until(dist.idle, 180, f"{victim} idle again", lambda: str(dist.nodes()))
-    TIMINGS["dist: Kubernetes node booted to its Slurm node idle"] = time.monotonic() - t1
-    addr = re.search(r"NodeAddr=(\S+)", dist.slurm("scontrol", "show", "node", victim)).group(1)
-    assert addr == dist.pod(victim).ip, f"slurmctld knows {victim} at {addr}, its pod is at {dist.pod(victim).ip}"
-    out = dist.slurm("srun", "-w", victim, "hostname", user=USER, timeout=120)
-    assert out.split() == [victim], out
-    dist.client = NODES[0]
+        dist.client = NODES[0]
 
 
 def test_association_changes_reach_the_running_slurmctld(dist):

@@ -49,6 +49,8 @@ def test_the_single_node_stays_the_default_and_distributed_is_chosen_beside_it()
     ({**DIST, "distributed": {"nodeCpuRequest": "lots"}}, "distributed.nodeCpuRequest", "Kubernetes quantity"),
     ({**DIST, "distributed": {"drainGraceSeconds": -1}}, "distributed.drainGraceSeconds", "604800"),
     ({**DIST, "distributed": {"drainGraceSeconds": "soon"}}, "distributed.drainGraceSeconds", "soon"),
+    ({**DIST, "distributed": {"controlNodeSelector": {"pool": 1}}}, "distributed.controlNodeSelector",
+     "not a Kubernetes label"),
 ])
 def test_a_bad_distributed_config_names_its_key(changes, key, words):
     with pytest.raises(ConfigError) as err:
@@ -59,7 +61,7 @@ def test_a_bad_distributed_config_names_its_key(changes, key, words):
 def test_the_control_config_parses():
     """Control for the refusals above: the same keys with good values pass."""
     parse(with_(**DIST, slurmVersion="26.05", node={"memoryMb": 384},
-                distributed={"nodeCpuRequest": "1", "drainGraceSeconds": 0}))
+                distributed={"nodeCpuRequest": "1", "drainGraceSeconds": 0, "controlNodeSelector": {"pool": "a"}}))
 
 
 def test_the_sites_ldap_directory_is_accepted_with_the_distributed_deployment():
@@ -200,6 +202,17 @@ def test_node_pods_mount_the_shared_home_and_spread_over_kubernetes_nodes():
     (spread,) = spec["topologySpreadConstraints"]
     assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
     assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == distributed.NODE_APP
+
+
+def test_slurmctld_and_accounting_run_on_the_nodes_the_config_selects_and_node_pods_anywhere():
+    """distributed.controlNodeSelector (Pulumi.dist.yaml: toolchain/kube's first node) is the nodeSelector of the
+    slurmctld and accounting pods; the node pods have none. Control: without the key no pod has one."""
+    result = dist()
+    for role in ("slurmctld", "accounting"):
+        assert pod(result, role)["nodeSelector"] == {"kubernetes.io/hostname": "sci-node"}, role
+    assert "nodeSelector" not in pod(result, "node")
+    anywhere = run("dist", distributed={"nodeCpuRequest": "100m"})
+    assert not [r for r in ("slurmctld", "accounting", "node") if "nodeSelector" in pod(anywhere, r)]
 
 
 def test_only_node_pods_keep_sys_ptrace_and_no_pod_is_privileged():
