@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests: this machine's single-node Kubernetes (`toolchain/kube up`), the `cluster` stack
+"""Fixtures of the end-to-end tests: this machine's Kubernetes (`toolchain/kube up`), the `cluster` stack
 deployed onto it with the real Pulumi CLI (`pulumi up` returns once every workload is ready by its own probes),
 shared by every test of the session.
 

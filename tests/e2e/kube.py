@@ -1,4 +1,4 @@
-"""The real single-node Kubernetes of `toolchain/kube`, driven with kubectl as its users would drive it.
+"""The real Kubernetes of `toolchain/kube`, driven with kubectl as its users would drive it.
 
 Everything here goes through the API server: pods are what the StatefulSet and Deployment controllers made,
 files are what the kubelet mounted, names resolve through CoreDNS, Services through kube-proxy, and NetworkPolicies

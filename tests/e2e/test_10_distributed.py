@@ -97,10 +97,10 @@ class Dist:
 def dist(cluster):
     if deployed():  # a leftover of an interrupted run: start from scratch
         pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
-    TIMINGS[f"toolchain/kube node up {SECOND}"] = kube("node", "up", SECOND)
     d = Dist(Kube(NAMESPACE))
-    t0 = time.monotonic()
     try:
+        TIMINGS[f"toolchain/kube node up {SECOND}"] = kube("node", "up", SECOND)
+        t0 = time.monotonic()
         pulumi("up", "--yes", "--skip-preview", stack=STACK, timeout=1800)
         TIMINGS["pulumi up --stack dist (from scratch)"] = time.monotonic() - t0
         wait_until(d.idle, 120, "both node pods idle in sinfo", lambda: str(d.nodes()))
@@ -113,8 +113,18 @@ def dist(cluster):
             t1 = time.monotonic()
             pulumi("destroy", "--yes", "--skip-preview", stack=STACK, timeout=900)
             TIMINGS["pulumi destroy --stack dist"] = time.monotonic() - t1
+            # what still runs there (a volume's clean-up by local-path-provisioner) finishes before the node goes
+            wait_until(lambda: not pods_on(d.kube, K8S_NODES[1]), 60, f"no pod left on {K8S_NODES[1]}",
+                       lambda: str(pods_on(d.kube, K8S_NODES[1])))
         finally:
             kube("node", "down", SECOND)
+
+
+def pods_on(kube_: Kube, node: str) -> list[str]:
+    """The pods of every namespace that the Kubernetes node `node` runs."""
+    out = kube_.kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={node}", "-o", "name",
+                        namespaced=False).stdout
+    return out.split()
 
 
 def test_the_node_pods_are_idle_slurm_nodes_with_their_pods_cpus_and_memory(dist):
@@ -151,6 +161,8 @@ def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_wh
     node at its new address and is idle (ReturnToService=2)."""
     victim = next(n for n in NODES if dist.pod(n).spec["nodeName"] == K8S_NODES[1])
     other = dist.client = next(n for n in NODES if n != victim)  # Slurm commands from the pod that lives
+    assert dist.pod(other).spec["nodeName"] == K8S_NODES[0], "one node pod on each Kubernetes node"
+    job = ""
     try:
         job = dist.slurm("sbatch", "--parsable", "-w", victim, "-o", "/dev/null", "--wrap", "'sleep 600'",
                          user=USER).strip()
@@ -158,7 +170,7 @@ def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_wh
         t0 = time.monotonic()
         kube("node", "kill", SECOND)
         try:
-            wait_until(lambda: dist.nodes()[victim][0].startswith("down"), SLURMD_TIMEOUT_S + 60,
+            wait_until(lambda: dist.nodes()[victim][0].startswith("down"), 2 * SLURMD_TIMEOUT_S + 30,
                        f"{victim} DOWN in sinfo", lambda: str(dist.nodes()))
             TIMINGS["dist: Kubernetes node killed to its Slurm node DOWN"] = time.monotonic() - t0
             wait_until(lambda: dist.records().get(job) == "NODE_FAIL", 60, "the job NODE_FAIL",
@@ -175,6 +187,8 @@ def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_wh
         out = dist.slurm("srun", "-w", victim, "hostname", user=USER, timeout=120)
         assert out.split() == [victim], out
     finally:
+        if job:  # ended NODE_FAIL unless the test failed before
+            dist.kube.exec(dist.node_pod, "scancel", job, check=False)
         dist.client = NODES[0]
 
 
