@@ -2,7 +2,7 @@
 
 - **slurmctld**: a StatefulSet of one (`<name>-slurmctld-0`: slurm.conf's SlurmctldHost), its StateSaveLocation on a
   claim of its own, `SlurmctldParameters=enable_configless`; with `metrics`, slurm-exporter beside it (as in the
-  single node: its own uid, no key, slurm.conf alone and munged's socket directory).
+  single node: its own uid, no key, slurm.conf alone and the credential socket's directory).
 - **accounting**: a StatefulSet of one running MariaDB and slurmdbd, the database on a claim of its own; it registers
   the cluster and the directory's users (associations) before slurmctld starts.
 - **nodes**: a StatefulSet of `nodes` pods, one slurmd each, configless (`slurmd --conf-server`), a dynamic node
@@ -17,8 +17,10 @@
 
 Every pod runs the slurm-single-node image with the entrypoint mode of its role (dockerfiles/slurm-single-node/
 distributed.sh): one image, one set of Slurm packages and scripts for both deployments (README "Distributed
-deployment" says why). Each gets only the keys it needs: the node pods the munge key alone; slurmdbd.conf (the
-database password) only the accounting pod. Services give slurmctld and slurmdbd their stable DNS names (service()).
+deployment" says why). Each gets only the keys it needs: the node pods the cluster's key alone (munge.key, or with
+config authType auth/slurm the slurm.key: no munged anywhere, each daemon serves its pod's commands, and the
+controller's pod runs sackd for its commands before slurmctld); slurmdbd.conf (the database password) only the
+accounting pod. Services give slurmctld and slurmdbd their stable DNS names (service()).
 
 With the site's LDAP directory (config `ldap`, `directory_secret`) each role's Slurm container gets its nslcd.conf
 (the bind password) in its directory volume, as the single node does, and its entrypoint mode runs nslcd: slurmctld
@@ -36,9 +38,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import pods
+from components.keys import MUNGE_KEY_FILE
 from components.labels import labels, selector
 from components.single_node import CAPABILITIES as NODE_CAPABILITIES
-from components.single_node import MUNGE_SOCKET_DIR, exporter_container, exporter_volumes, pod_annotations
+from components.single_node import credential_socket, exporter_container, exporter_volumes, pod_annotations
 from components.slurm_files import (
     DISTRIBUTED_MEM_SPEC_MB,
     DRAIN_MARGIN_S,
@@ -114,6 +117,7 @@ class SlurmDistributedArgs:
     drain_grace_s: int = 300  # config distributed.drainGraceSeconds: a stopping node pod's wait for its jobs
     control_node_selector: Optional[dict] = None  # config distributed.controlNodeSelector: slurmctld's, accounting's
     directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
+    key_file: str = MUNGE_KEY_FILE  # the file of munge_secret_name's Secret: munge.key, or slurm.key (auth/slurm)
 
 
 def state_claim(app: str, size: str, storage_class: Optional[str]) -> k8s.core.v1.PersistentVolumeClaimArgs:
@@ -135,8 +139,7 @@ def controller_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArg
         ports=[k8s.core.v1.ContainerPortArgs(name="slurmctld", container_port=SLURMCTLD_PORT, protocol="TCP")],
         volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=False),
                        k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR),
-                       *([k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR)]
-                         if args.metrics else [])],
+                       *([credential_socket(args.key_file)] if args.metrics else [])],
         # Each 2 s until it first passes (the first start waits for the accounting pod's new database), then 15 s.
         startup_probe=ready_probe(period=2, failures=300),
         readiness_probe=ready_probe(period=15),
@@ -154,7 +157,7 @@ def accounting_container(args: SlurmDistributedArgs) -> k8s.core.v1.ContainerArg
         startup_probe=ready_probe(period=2, failures=300),
         readiness_probe=ready_probe(period=15),
         liveness_probe=pods.tcp_probe(SLURMDBD_PORT, period=20, failures=3),
-        # MariaDB's 128 MB buffer pool and about 130 MB of its own, slurmdbd, munged.
+        # MariaDB's 128 MB buffer pool and about 130 MB of its own, slurmdbd, munged (with auth/munge).
         resources=pods.resources("100m", "512Mi", "1", "768Mi"),
     )
 
@@ -265,7 +268,7 @@ class SlurmDistributed(pulumi.ComponentResource):
             node_selector=args.control_node_selector or None,
             containers=[accounting_container(args)],
             volumes=[pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
-                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name, args.key_file),
                      pods.directory_volume(args.directory_config_map, args.directory_secret)]), claim=True, opts=replaced)
         policy("accounting", ACCOUNTING_APP, args.accounting_policy)
 
@@ -276,11 +279,12 @@ class SlurmDistributed(pulumi.ComponentResource):
             termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
             host_aliases=own_name("slurmctld"), node_selector=args.control_node_selector or None,
             annotations=pod_annotations(args.metrics, args.annotate),
-            containers=[controller_container(args), *([exporter_container(args.image)] if args.metrics else [])],
+            containers=[controller_container(args),
+                        *([exporter_container(args.image, args.key_file)] if args.metrics else [])],
             volumes=[pods.config_volume(args.config_map_name),  # no slurmdbd.conf: the accounting pod's alone
-                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                     pods.keys_volume(args.munge_secret_name, args.jwt_secret_name, args.key_file),
                      pods.directory_volume(args.directory_config_map, args.directory_secret),
-                     *(exporter_volumes(args.config_map_name) if args.metrics else [])]),
+                     *(exporter_volumes(args.config_map_name, args.key_file) if args.metrics else [])]),
             claim=True, opts=replaced)
         policy("slurmctld", CONTROLLER_APP, args.controller_policy)
 
@@ -290,7 +294,7 @@ class SlurmDistributed(pulumi.ComponentResource):
             NODE_APP, "node", image_pull_secret=args.image_pull_secret,
             termination_grace_period_seconds=node_grace_s(args.drain_grace_s),
             containers=[node_container(args, pulumi.Output.concat(ctld_addr, f":{SLURMCTLD_PORT}"))],
-            volumes=[pods.keys_volume(args.munge_secret_name),  # the munge key alone
+            volumes=[pods.keys_volume(args.munge_secret_name, key_file=args.key_file),  # the cluster's key alone
                      pods.directory_volume(args.directory_config_map, args.directory_secret),
                      pods.home_volume(args.home_claim)],
             # Spread over Kubernetes nodes as evenly as they allow; ScheduleAnyway: a replacement pod still starts

@@ -43,7 +43,7 @@ def constant(module, attr: str, name: str = "") -> Fact:
 FACTS: tuple[Fact, ...] = (
     *(constant(pods, a) for a in ("CONFIG_MOUNT", "KEYS_MOUNT")),
     *(constant(keys, a) for a in ("MUNGE_KEY_FILE", "MUNGE_KEY_BYTES", "JWT_KEY_FILE", "JWT_KEY_BYTES",
-                                  "SLURM_KEY_FILE")),
+                                  "SLURM_KEY_FILE", "SLURM_KEY_BYTES")),
     *(constant(slurm_files, a) for a in ("JWT_KEY_PATH", "STATE_DIR", "LOG_DIR", "RUN_DIR", "SLURMCTLD_PORT",
                                          "SLURMRESTD_PORT")),
     constant(restd, "BACKEND", "RESTD_BACKEND"),

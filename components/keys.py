@@ -1,5 +1,5 @@
-"""SlurmKeys: the munge key (or an auth/slurm site's slurm.key) and the JWT HS256 key, as Pulumi secrets and
-Kubernetes Secrets only."""
+"""SlurmKeys: the munge key (or, with AuthType=auth/slurm, the slurm.key) and the JWT HS256 key, as Pulumi secrets
+and Kubernetes Secrets only."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ MUNGE_KEY_BYTES = 1024
 JWT_KEY_BYTES = 32
 MUNGE_KEY_FILE = "munge.key"
 JWT_KEY_FILE = "jwt_hs256.key"
-# An existing cluster with AuthType=auth/slurm (Slurm's own authentication, no munged): its key, which the clients'
-# sackd signs and checks their credentials with (Slurm's authentication.html; the images' slurm-client-setup).
+# AuthType=auth/slurm (Slurm's own authentication, no munged): the key the daemons and the clients' sackd sign and
+# check credentials with (Slurm's authentication.html; the images' slurm-client-setup): an existing cluster's, or the
+# stack's own, as long as a munge key (Slurm's docs make both of 1024 random bytes).
 SLURM_KEY_FILE = "slurm.key"
+SLURM_KEY_BYTES = 1024
 
 
 @dataclass
@@ -31,14 +33,15 @@ class SlurmKeysArgs:
     # base64 slurm.key of an existing cluster whose AuthType is auth/slurm: the clients' key Secret holds it (as
     # slurm.key) instead of a munge key, and no munge key is made.
     slurm_key: Optional[pulumi.Input[str]] = None
+    auth_slurm: bool = False  # the stack's own Slurm runs auth/slurm (config authType): generate a slurm.key instead
 
 
 class SlurmKeys(pulumi.ComponentResource):
     """Generates (or adopts) the cluster's keys and stores them in Kubernetes Secrets.
 
     Outputs, all secret: `munge_key_base64` (the base64 text JupyterHub's extraFiles binaryData takes),
-    `jwt_key_base64`. Secret names: `munge_secret_name` (the clients' key: munge.key, or with `slurm_key` an
-    auth/slurm site's slurm.key; `key_file` names the file), `jwt_secret_name`. The Secrets are auto-named,
+    `jwt_key_base64`. Secret names: `munge_secret_name` (the cluster's key: munge.key, or with `slurm_key` or
+    `auth_slurm` a slurm.key; `key_file` names the file), `jwt_secret_name`. The Secrets are auto-named,
     so new keys make new Secrets and every pod that mounts them rolls.
     """
 
@@ -51,6 +54,10 @@ class SlurmKeys(pulumi.ComponentResource):
         if args.slurm_key is not None:
             self.key_file = SLURM_KEY_FILE
             self.munge_key_base64 = pulumi.Output.secret(args.slurm_key)
+        elif args.auth_slurm:
+            self.key_file = SLURM_KEY_FILE
+            key = random.RandomBytes(f"{name}-slurm", length=SLURM_KEY_BYTES, keepers=keepers, opts=child)
+            self.munge_key_base64 = pulumi.Output.secret(key.base64)
         elif args.munge_key is None:
             munge = random.RandomBytes(f"{name}-munge", length=MUNGE_KEY_BYTES, keepers=keepers, opts=child)
             self.munge_key_base64 = pulumi.Output.secret(munge.base64)

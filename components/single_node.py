@@ -8,7 +8,8 @@ pod itself, also while it is not ready yet (slurmctld must reach its own slurmd 
 With `metrics`, a second container of the same image runs slurm-exporter (dockerfiles/slurm-single-node/
 slurm-exporter: Slurm's figures on metrics.EXPORTER_PORT, GET /metrics) as its own unprivileged user, with no
 capability, no key and no slurmdbd.conf: only slurm.conf and munged's socket directory, an emptyDir both
-containers mount (the single node's entrypoint makes it munge's, 0755, as munged requires).
+containers mount (the single node's entrypoint makes it munge's, 0755, as munged requires); with auth/slurm (config
+authType: no munged) the directory of the daemons' credential socket instead (credential_socket()).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import metrics, pods
+from components.keys import MUNGE_KEY_FILE
 from components.labels import labels, selector
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, STATE_DIR, slurmd_ports
+from components.slurm_files import RUN_DIR, SLURMCTLD_PORT, SLURMDBD_PORT, STATE_DIR, slurmd_ports
 
 APP = "slurm-single-node"
 HEALTHCHECK = "/usr/local/bin/slurm-healthcheck"
@@ -52,6 +54,19 @@ EXPORTER_PORT_NAME = "metrics"
 EXPORTER_REQUESTS = ("10m", "128Mi")
 EXPORTER_LIMITS = ("500m", "512Mi")
 MUNGE_SOCKET_DIR = "/run/munge"  # munged's socket directory, shared by the two containers
+# With auth/slurm the exporter's commands ask the credential socket (sack.socket) of the images' run directory, the
+# first a command tries (dockerfiles/lib/lib.sh says which daemon serves which): slurmd's in the single node, sackd's
+# beside slurmctld in the distributed one, so its figures of slurmdbd do not hang on slurmctld. The entrypoints make
+# the directory root's, 0755: the exporter cannot put a socket of its own there.
+
+
+def credential_socket(key_file: str, read_only: Optional[bool] = None) -> k8s.core.v1.VolumeMountArgs:
+    """Where the exporter and the daemons' container share the socket the exporter's commands get their credentials
+    from: munged's directory, or with the cluster's key a slurm.key (auth/slurm) the run directory's (an emptyDir
+    of exporter_volumes())."""
+    if key_file == MUNGE_KEY_FILE:
+        return k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR, read_only=read_only)
+    return k8s.core.v1.VolumeMountArgs(name="sack-socket", mount_path=RUN_DIR, read_only=read_only)
 
 
 def controller_host(name: str) -> str:
@@ -94,11 +109,12 @@ class SlurmSingleNodeArgs:
     metrics: bool = False  # run slurm-exporter beside the daemons (config metrics.enabled)
     directory_secret: Optional[pulumi.Input[str]] = None  # config `ldap`: nslcd.conf and the CA (Core.directory_secret)
     annotate: bool = False  # with the scrape annotations (no Prometheus Operator)
+    key_file: str = MUNGE_KEY_FILE  # the file of munge_secret_name's Secret: munge.key, or slurm.key (auth/slurm)
 
 
-def exporter_container(image: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
+def exporter_container(image: pulumi.Input[str], key_file: str = MUNGE_KEY_FILE) -> k8s.core.v1.ContainerArgs:
     """slurm-exporter: same image, its own uid from the start (no capability, read-only root), slurm.conf alone
-    (exporter_volumes()) and munged's socket directory; a TCP liveness probe (a scrape runs Slurm commands, too
+    (exporter_volumes()) and the credential socket's directory (credential_socket()); a TCP liveness probe (a scrape runs Slurm commands, too
     costly to probe with) and no readiness probe: the pod's readiness is its daemons', so monitoring that fails
     never takes Slurm's Service (or the controller's, components/distributed.py) away."""
     return pods.container(
@@ -109,7 +125,7 @@ def exporter_container(image: pulumi.Input[str]) -> k8s.core.v1.ContainerArgs:
                                              protocol="TCP")],
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="exporter-config", mount_path=pods.CONFIG_MOUNT,
                                                    read_only=True),
-                       k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR, read_only=True)],
+                       credential_socket(key_file, read_only=True)],
         liveness_probe=pods.tcp_probe(metrics.EXPORTER_PORT, period=20, failures=3),
         resources=pods.resources(*EXPORTER_REQUESTS, *EXPORTER_LIMITS),
     )
@@ -124,13 +140,13 @@ def pod_annotations(with_exporter: bool, annotate: bool) -> Optional[dict[str, s
             **(metrics.scrape_annotations(metrics.EXPORTER_PORT) if annotate else {})}
 
 
-def exporter_volumes(config_map_name: pulumi.Input[str]) -> list[k8s.core.v1.VolumeArgs]:
-    """The exporter's slurm.conf (the ConfigMap's one file: never slurmdbd.conf, which is in the Secret) and munged's
-    socket directory (an emptyDir)."""
+def exporter_volumes(config_map_name: pulumi.Input[str], key_file: str = MUNGE_KEY_FILE) -> list[k8s.core.v1.VolumeArgs]:
+    """The exporter's slurm.conf (the ConfigMap's one file: never slurmdbd.conf, which is in the Secret) and the
+    credential socket's directory (an emptyDir: credential_socket())."""
     return [k8s.core.v1.VolumeArgs(name="exporter-config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=config_map_name, items=[k8s.core.v1.KeyToPathArgs(key="slurm.conf", path="slurm.conf")],
                 default_mode=pods.CONFIG_MODE)),
-            k8s.core.v1.VolumeArgs(name="munge-socket", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+            k8s.core.v1.VolumeArgs(name=credential_socket(key_file).name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
 
 
 class SlurmSingleNode(pulumi.ComponentResource):
@@ -161,8 +177,7 @@ class SlurmSingleNode(pulumi.ComponentResource):
                    for n, p in all_ports.items()],
             volume_mounts=[*pods.slurm_mounts(), *pods.directory_mounts(home=True),
                            k8s.core.v1.VolumeMountArgs(name="state", mount_path=STATE_DIR),
-                           *([k8s.core.v1.VolumeMountArgs(name="munge-socket", mount_path=MUNGE_SOCKET_DIR)]
-                             if args.metrics else [])],
+                           *([credential_socket(args.key_file)] if args.metrics else [])],
             # The healthcheck each second until it first passes, so the pod is Ready within a second of Slurm (a
             # readiness probe alone would first pass up to its period later); up to 300 failures, as the first
             # start makes the database and slurmdbd its tables; liveness counts only after it. Then readiness each
@@ -189,13 +204,13 @@ class SlurmSingleNode(pulumi.ComponentResource):
                     APP, "controller", image_pull_secret=args.image_pull_secret,
                     termination_grace_period_seconds=60,  # slurmctld saves its state on SIGTERM
                     annotations=pod_annotations(args.metrics, args.annotate),
-                    containers=[container, *([exporter_container(args.image)] if args.metrics else [])],
+                    containers=[container, *([exporter_container(args.image, args.key_file)] if args.metrics else [])],
                     volumes=[
                         pods.config_volume(args.config_map_name, args.config_secret_name, args.config_secret_files),
-                        pods.keys_volume(args.munge_secret_name, args.jwt_secret_name),
+                        pods.keys_volume(args.munge_secret_name, args.jwt_secret_name, args.key_file),
                         pods.directory_volume(args.directory_config_map, args.directory_secret),
                         pods.home_volume(args.home_claim),
-                        *(exporter_volumes(args.config_map_name) if args.metrics else []),
+                        *(exporter_volumes(args.config_map_name, args.key_file) if args.metrics else []),
                     ],
                 ),
                 volume_claim_templates=[k8s.core.v1.PersistentVolumeClaimArgs(

@@ -14,14 +14,15 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from components.slurm_files import SLURMCTLD_PORT, SLURMDBD_PORT, TOKEN_LIFETIME_S, parse_slurm_conf
+from components.slurm_files import (
+    AUTH_MUNGE,
+    AUTH_SLURM,
+    SLURMCTLD_PORT,
+    SLURMDBD_PORT,
+    TOKEN_LIFETIME_S,
+    parse_slurm_conf,
+)
 
-MUNGE = "auth/munge"
-# Slurm's own authentication (one slurm.key, no munged; login nodes run sackd): Slurm has it since 23.11 (Slurm's
-# authentication.html); the clients use it from 25.05 on (issue 21), of this project's versions 26.05, the one tested
-# (tests/images/test_site_auth_slurm.py).
-SLURM = "auth/slurm"
-AUTH_SLURM_SINCE = (25, 5)
 JWT = "auth/jwt"
 SLURMDBD = "accounting_storage/slurmdbd"
 CONFIGLESS = "enable_configless"
@@ -78,7 +79,7 @@ def describe(slurm_conf: str) -> Site:
         controller=controller,
         slurmctld_ports=_ports("SlurmctldPort", conf.get("slurmctldport"), SLURMCTLD_PORT),
         slurmdbd=slurmdbd,
-        auth_type=conf.get("authtype", MUNGE).lower(),
+        auth_type=conf.get("authtype", AUTH_MUNGE).lower(),
         alt_auth_types=_list(conf.get("authalttypes", "")),
         configless=CONFIGLESS in _list(conf.get("slurmctldparameters", "")),
         includes=tuple(words[1] for line in slurm_conf.splitlines()
@@ -105,18 +106,12 @@ def unbounded_tokens(site: Site) -> Optional[str]:
             "(or disable_token_creation) in AuthAltParameters of its slurm.conf")
 
 
-def auth_slurm_supported(slurm_version: str) -> bool:
-    """Do the clients of Slurm `slurm_version` ("26.05") authenticate with auth/slurm (AUTH_SLURM_SINCE)?"""
-    major, minor = (int(part) for part in slurm_version.split(".")[:2])
-    return (major, minor) >= AUTH_SLURM_SINCE
-
-
 def problems(site: Site, *, jwt_clients: tuple[str, ...], configless: bool) -> list[str]:
     """What keeps the deployed clients from working with `site`: each a sentence naming the slurm.conf line.
     `jwt_clients`: the deployed parts that authenticate with JWTs; `configless`: clients fetch the files."""
     found = []
-    if site.auth_type not in (MUNGE, SLURM):
-        found.append(f"AuthType={site.auth_type}, but the clients authenticate with {MUNGE} or {SLURM}")
+    if site.auth_type not in (AUTH_MUNGE, AUTH_SLURM):
+        found.append(f"AuthType={site.auth_type}, but the clients authenticate with {AUTH_MUNGE} or {AUTH_SLURM}")
     if jwt_clients and JWT not in site.alt_auth_types:
         found.append(f"no {JWT} in AuthAltTypes, so the cluster refuses the JWTs of {' and '.join(jwt_clients)}")
     if configless and not site.configless:

@@ -17,7 +17,7 @@ import pulumi_random as random
 
 from components import site
 from components.labels import labels
-from components.slurm_files import SECRET_FILES, Distributed, parse_slurm_conf, render_slurm_files
+from components.slurm_files import AUTH_MUNGE, SECRET_FILES, Distributed, parse_slurm_conf, render_slurm_files
 
 DB_PASSWORD_LENGTH = 32
 # The non-secret files do not depend on the database password, so they are rendered with this stand-in
@@ -39,6 +39,7 @@ class SlurmConfigArgs:
     existing_slurm_conf: Optional[str] = None  # slurm.conf text of an existing cluster (then no render)
     configless: bool = False  # with existing_slurm_conf: the clients fetch slurm.conf from its controller
     distributed: Optional[Distributed] = None  # the distributed deployment's (components/distributed.py)
+    auth_type: str = AUTH_MUNGE  # slurm.conf's AuthType (config authType; not with existing_slurm_conf)
 
 
 class SlurmConfig(pulumi.ComponentResource):
@@ -69,7 +70,7 @@ class SlurmConfig(pulumi.ComponentResource):
                                           args.controller_host, args.controller_addr, db_password=db_password,
                                           cpus_per_node=args.cpus_per_node,
                                           memory_mb_per_node=args.memory_mb_per_node,
-                                          distributed=args.distributed)
+                                          distributed=args.distributed, auth_type=args.auth_type)
 
             plain = render(_NO_PASSWORD)
             self.files = {f: text for f, text in plain.items() if f not in SECRET_FILES}  # CONFIG_FILES (+ gres.conf)

@@ -45,6 +45,21 @@ MARIADB_PORT = 3306
 TOKEN_LIFETIME_S = 900
 _RESERVED_PORTS = {SLURMCTLD_PORT, SLURMDBD_PORT, SLURMRESTD_PORT}
 
+# slurm.conf AuthType of the stack's own Slurm (config `authType`): munge, or Slurm's own authentication (one
+# slurm.key, no munged; the daemons serve their hosts' commands credentials through sack sockets: Slurm's
+# authentication.html). Slurm has auth/slurm since 23.11; this project uses it from 25.05 on (issue 21), of its
+# versions 26.05, the one tested (tests/images/test_site_auth_slurm.py, tests/e2e/test_10_distributed.py).
+AUTH_MUNGE = "auth/munge"
+AUTH_SLURM = "auth/slurm"
+AUTH_TYPES = (AUTH_MUNGE, AUTH_SLURM)
+AUTH_SLURM_SINCE = (25, 5)
+
+
+def auth_slurm_supported(slurm_version: str) -> bool:
+    """Does this project run auth/slurm with Slurm `slurm_version` ("26.05")? (AUTH_SLURM_SINCE)"""
+    major, minor = (int(part) for part in slurm_version.split(".")[:2])
+    return (major, minor) >= AUTH_SLURM_SINCE
+
 # The slurm.conf keys render_slurm_files(throughput=True) sets for many short jobs, each away from Slurm's default
 # (configs/slurm.conf.j2 says why, README "Job throughput" what it gains and costs).
 THROUGHPUT_KEYS = ("Epilog", "SchedulerParameters")
@@ -257,6 +272,7 @@ def render_slurm_files(
     node_prefix: str = "c",
     throughput: bool = True,
     distributed: Optional[Distributed] = None,
+    auth_type: str = AUTH_MUNGE,
 ) -> dict[str, str]:
     """Render the Slurm files of one cluster; returns {file name: contents}.
 
@@ -282,6 +298,8 @@ def render_slurm_files(
     - `throughput`: slurm.conf's settings for many short jobs (THROUGHPUT_KEYS: a no-op Epilog and
       SchedulerParameters, README "Job throughput"); False leaves them at Slurm's defaults, for comparisons
       (scripts/bench).
+    - `auth_type`: AuthType of slurm.conf and slurmdbd.conf (AUTH_TYPES); AUTH_SLURM (Slurm 25.05+:
+      auth_slurm_supported) also sets CredType=cred/slurm, so one slurm.key signs both.
 
     Returns slurm.conf, cgroup.conf, slurmdbd.conf and slurm-image.env (the version facts the images read
     at start: slurmrestd plugins, REST API version, MariaDB socket), and gres.conf with `distributed.gpus`. Raises
@@ -306,6 +324,10 @@ def render_slurm_files(
                              ("memory_mb_per_node", memory_mb_per_node, MIN_MEMORY_MB_PER_NODE)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"bad {name} {value!r}: give a whole number >= {low}")
+    if auth_type not in AUTH_TYPES:
+        raise ValueError(f"bad auth_type {auth_type!r}: give one of {', '.join(AUTH_TYPES)}")
+    if auth_type == AUTH_SLURM and not auth_slurm_supported(facts.version):
+        raise ValueError(f"Slurm {facts.version} does not run {AUTH_SLURM} here: use 26.05")
     if not isinstance(partition, str) or not _NAME.match(partition):
         raise ValueError(f"bad partition {partition!r}: use lowercase letters, digits, '_' or '-'")
     if not isinstance(node_prefix, str) or not _NODE_PREFIX.match(node_prefix):
@@ -332,7 +354,7 @@ def render_slurm_files(
         run_dir=RUN_DIR, slurmctld_port=SLURMCTLD_PORT, slurmdbd_port=SLURMDBD_PORT,
         slurmrestd_port=SLURMRESTD_PORT, mariadb_port=MARIADB_PORT, token_lifetime=TOKEN_LIFETIME_S,
         throughput=bool(throughput), distributed=distributed, slurmd_port=SLURMD_FIRST_PORT,
-        max_node_count=MAX_NODES,
+        max_node_count=MAX_NODES, auth_type=auth_type, auth_slurm=auth_type == AUTH_SLURM,
         mem_spec_mb=DISTRIBUTED_MEM_SPEC_MB,
         def_mem_per_cpu_distributed=max(1, (memory_mb_per_node - DISTRIBUTED_MEM_SPEC_MB) // cpus_per_node),
     )

@@ -23,7 +23,7 @@ from components.monitoring import TOKEN_KEY, Monitoring, MonitoringArgs
 from components.restd import SlurmRestd, SlurmRestdArgs
 from components.site_check import SiteCheck, SiteCheckArgs
 from components.slurm_config import SlurmConfig, SlurmConfigArgs
-from components.slurm_files import TOKEN_LIFETIME_S, Distributed, version_facts
+from components.slurm_files import AUTH_SLURM, TOKEN_LIFETIME_S, Distributed, version_facts
 from components.token_service import TokenService, TokenServiceArgs
 from components.user_servers import UserServers
 
@@ -100,7 +100,8 @@ def make_core(cfg: StackConfig) -> Core:
     existing = cfg.existing_cluster
     keys = SlurmKeys("slurm-keys", SlurmKeysArgs(
         namespace=namespace, rotation=cfg.key_rotation, munge_key=cfg.munge_key,
-        jwt=existing is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key, slurm_key=cfg.slurm_key), opts=opts)
+        jwt=existing is None or cfg.jwt_key is not None, jwt_key=cfg.jwt_key, slurm_key=cfg.slurm_key,
+        auth_slurm=existing is None and cfg.auth_type == AUTH_SLURM), opts=opts)
     images = SlurmImages("images", SlurmImagesArgs.from_config(cfg))
     # It was SlurmImages' child: the alias keeps it (and its auto-name) in stacks made before.
     pull_secret = registry.pull_secret("images-pull", cfg.images, namespace, pulumi.ResourceOptions.merge(
@@ -121,7 +122,7 @@ def make_core(cfg: StackConfig) -> Core:
         cpus_per_node=cfg.node.cpus, memory_mb_per_node=cfg.node.memory_mb,
         controller_host=controller_host, controller_addr=controller_addr, distributed=spread,
         existing_slurm_conf=existing.slurm_conf if existing else None,
-        configless=bool(existing and existing.configless)), opts=opts)
+        configless=bool(existing and existing.configless), auth_type=cfg.auth_type), opts=opts)
     users = k8s.core.v1.ConfigMap(  # auto-named: a changed directory is a new ConfigMap, so its pods roll
         "users",
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=labels("users", "directory")),
@@ -170,7 +171,7 @@ def deploy_single_node(core: Core) -> dict[str, pulumi.Input]:
         directory_secret=core.directory_secret, storage_size=cfg.storage.size, storage_class=cfg.storage.class_name, cpu_milli=cfg.single_node_cpu_milli,
         memory_mib=cfg.single_node_memory_mib, network_policy=core.network.ingress(network.SINGLE_NODE),
         image_pull_secret=core.pull_secret, metrics=cfg.metrics.enabled,
-        annotate=not cfg.metrics.prometheus_operator), opts=core.opts)
+        annotate=not cfg.metrics.prometheus_operator, key_file=core.keys.key_file), opts=core.opts)
     warn_if_nodes_change(cfg.nodes)
     user = cfg.users[0].name if cfg.users else "USER"
     return {"slurmController": node.controller_addr, "slurmNodes": cfg.nodes,
@@ -194,7 +195,7 @@ def deploy_distributed(core: Core) -> dict[str, pulumi.Input]:
         accounting_policy=core.network.ingress(network.ACCOUNTING), node_policy=core.network.ingress(network.NODES),
         image_pull_secret=core.pull_secret, metrics=metrics.enabled, annotate=not metrics.prometheus_operator,
         gpus=cfg.node.gpus and cfg.node.gpus.settings, drain_grace_s=cfg.distributed.drain_grace_seconds,
-        control_node_selector=cfg.distributed.control_node_selector),
+        control_node_selector=cfg.distributed.control_node_selector, key_file=core.keys.key_file),
         opts=core.opts)
     user = cfg.users[0].name if cfg.users else "USER"
     ctld = distributed.names(cfg.cluster_name)["slurmctld"]

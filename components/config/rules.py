@@ -10,11 +10,15 @@ from components.config.schema import ensure
 from components.config.table import DAEMONS_CPU_MILLI, DAEMONS_MEMORY_MIB, StackConfig
 from components.errors import ConfigError
 from components.slurm_files import (
+    AUTH_MUNGE,
+    AUTH_SLURM,
+    AUTH_SLURM_SINCE,
     DEFAULT_GPU_RESOURCE,
     DISTRIBUTED_MEM_SPEC_MB,
     DYNAMIC_NODES_MISSING,
     MIN_MEMORY_MB_PER_NODE,
     VERSIONS,
+    auth_slurm_supported,
     device_file_count,
 )
 
@@ -42,6 +46,8 @@ def check_rules(cfg: StackConfig) -> None:
                "is true but existingCluster is set: the stack would deploy a second Slurm",
                "set components.singleNode to false, or remove existingCluster")
         _check_site_auth(cfg)
+        ensure(cfg.auth_type in (AUTH_MUNGE, cfg.site.auth_type), "authType", f"is {cfg.auth_type}, but the "
+               f"existing cluster's AuthType is {cfg.site.auth_type}", "remove it: the cluster's slurm.conf decides")
         if components.token_service:
             ensure(cfg.jwt_key is not None, "jwtKey", "is missing but the token service signs JupyterHub users' "
                    "Slurm tokens with the existing cluster's JWT key", how_to_set("jwtKey"))
@@ -58,8 +64,15 @@ def check_rules(cfg: StackConfig) -> None:
     else:
         ensure(cfg.jwt_key is None, "jwtKey", "is set without existingCluster, whose key it would be",
                "remove it (the stack makes its own Slurm's key)")
-        ensure(cfg.slurm_key is None, "slurmKey", "is set without existingCluster, whose key it would be (the stack's "
-               "own Slurm authenticates with munge)", "remove it")
+        ensure(cfg.slurm_key is None, "slurmKey", "is set without existingCluster, whose key it would be (the stack "
+               "makes its own Slurm's keys)", f"remove it (authType {AUTH_SLURM} has the stack make a slurm.key)")
+        ensure(cfg.auth_type != AUTH_SLURM or cfg.munge_key is None, "mungeKey", f"is set but authType is "
+               f"{AUTH_SLURM}, which uses no munge key", "remove it (the stack makes a slurm.key)")
+        ensure(cfg.auth_type != AUTH_SLURM or auth_slurm_supported(cfg.slurm_version), "authType",
+               f"is {AUTH_SLURM}, which this project runs from Slurm "
+               f"{'.'.join(f'{n:02d}' for n in AUTH_SLURM_SINCE)} on, but slurmVersion is {cfg.slurm_version}",
+               "set slurmVersion to " + " or ".join(v for v in VERSIONS if auth_slurm_supported(v)) +
+               f", or authType to {AUTH_MUNGE}")
         if not (components.single_node or components.distributed) and (components.restd or components.jupyter or components.jupyterhub):
             raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
@@ -80,21 +93,21 @@ def _check_site_auth(cfg: StackConfig) -> None:
     """The existing cluster's key, of the kind its AuthType takes: munge's (mungeKey) or, for auth/slurm, its
     slurm.key (slurmKey), which the clients' sackd needs (Slurm 25.05+ here)."""
     auth_type = cfg.site.auth_type
-    if auth_type == site.SLURM:
-        ensure(site.auth_slurm_supported(cfg.slurm_version), "slurmVersion", f"is {cfg.slurm_version}, but the "
-               f"existing cluster's AuthType is {site.SLURM}, which this project's clients use from Slurm "
-               f"{'.'.join(f'{n:02d}' for n in site.AUTH_SLURM_SINCE)} on",
+    if auth_type == AUTH_SLURM:
+        ensure(auth_slurm_supported(cfg.slurm_version), "slurmVersion", f"is {cfg.slurm_version}, but the "
+               f"existing cluster's AuthType is {AUTH_SLURM}, which this project's clients use from Slurm "
+               f"{'.'.join(f'{n:02d}' for n in AUTH_SLURM_SINCE)} on",
                "set slurmVersion to the cluster's release (" + ", ".join(
-                   v for v in VERSIONS if site.auth_slurm_supported(v)) + ")")
-        ensure(cfg.slurm_key is not None, "slurmKey", f"is missing but the existing cluster's AuthType is {site.SLURM}, "
+                   v for v in VERSIONS if auth_slurm_supported(v)) + ")")
+        ensure(cfg.slurm_key is not None, "slurmKey", f"is missing but the existing cluster's AuthType is {AUTH_SLURM}, "
                "so the clients need its slurm.key", how_to_set("slurmKey"))
-        ensure(cfg.munge_key is None, "mungeKey", f"is set but the existing cluster's AuthType is {site.SLURM}, which "
+        ensure(cfg.munge_key is None, "mungeKey", f"is set but the existing cluster's AuthType is {AUTH_SLURM}, which "
                "uses no munge key", "remove it (the clients use slurmKey)")
     else:
         ensure(cfg.munge_key is not None, "mungeKey", "is missing but existingCluster needs the cluster's munge key",
                how_to_set("mungeKey"))
         ensure(cfg.slurm_key is None, "slurmKey", f"is set but the existing cluster's AuthType is {auth_type}, not "
-               f"{site.SLURM}", "remove it, or set the cluster's munge key as mungeKey")
+               f"{AUTH_SLURM}", "remove it, or set the cluster's munge key as mungeKey")
 
 
 def _check_ldap(cfg: StackConfig) -> None:

@@ -32,6 +32,8 @@ from components.config.schema import (
     one_of,
 )
 from components.slurm_files import (
+    AUTH_MUNGE,
+    AUTH_TYPES,
     DEFAULT_CPUS_PER_NODE,
     DEFAULT_GPU_RESOURCE,
     DEFAULT_MEMORY_MB_PER_NODE,
@@ -408,6 +410,9 @@ class StackConfig:
         "`existingCluster`: the cluster's own release (its slurmctld refuses newer clients, and older ones past Slurm's "
         "compatibility window)",
         one_of(VERSIONS, "a supported Slurm version"))
+    auth_type: str = key(AUTH_MUNGE, "AuthType of the stack's own Slurm: `auth/munge` (munged, a generated munge key) "
+                         "or `auth/slurm` (Slurm's own: a generated slurm.key, no munged; `slurmVersion` 26.05). An "
+                         "existing cluster's is its slurm.conf's", one_of(AUTH_TYPES, "an AuthType"))
     namespace: str = key("slurm", "Kubernetes namespace to deploy into",
                          matches(DNS_LABEL, "a valid Kubernetes namespace", DNS_LABEL_FIX))
     nodes: int = key(DEFAULT_NODES, "slurmd nodes: in slurm-single-node, or node pods of `components.distributed`",
@@ -428,7 +433,7 @@ class StackConfig:
         None, "base64 slurm.key of an existing cluster whose `AuthType` is `auth/slurm` (Slurm 25.05+: `slurmVersion` "
               "26.05), instead of `mungeKey`: the clients run sackd with it, no munged", check_slurm_key,
         example='"$(base64 -w0 /etc/slurm/slurm.key)"')
-    key_rotation: str = key("1", "any string; changing it generates new munge and JWT keys, JupyterLab token and "
+    key_rotation: str = key("1", "any string; changing it generates new munge (or slurm.key) and JWT keys, JupyterLab token and "
                                  "hub password (new Secrets, so pods roll)")
     kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
     jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")

@@ -8,6 +8,7 @@ FACT_MUNGE_KEY_BYTES=1024                            # components.keys.MUNGE_KEY
 FACT_JWT_KEY_FILE=jwt_hs256.key                      # components.keys.JWT_KEY_FILE
 FACT_JWT_KEY_BYTES=32                                # components.keys.JWT_KEY_BYTES
 FACT_SLURM_KEY_FILE=slurm.key                        # components.keys.SLURM_KEY_FILE
+FACT_SLURM_KEY_BYTES=1024                            # components.keys.SLURM_KEY_BYTES
 FACT_JWT_KEY_PATH=/etc/slurm/jwt_hs256.key           # components.slurm_files.JWT_KEY_PATH
 FACT_STATE_DIR=/var/lib/slurm-state                  # components.slurm_files.STATE_DIR
 FACT_LOG_DIR=/var/log/slurm                          # components.slurm_files.LOG_DIR

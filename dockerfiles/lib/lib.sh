@@ -46,6 +46,19 @@ SACKD_PID="$FACT_RUN_DIR/sackd.pid"
 sack_ok() { [[ -S "$SACK_SOCKET" ]]; }  # does sackd listen?
 auth_slurm() { [[ -e "$SLURM_KEY" ]]; }
 slurm_key_install() { install -d -m 0755 /etc/slurm && install -m 0600 -o root -g root "$1" "$SLURM_KEY"; }
+# The stack's own Slurm with AuthType=auth/slurm (config authType; conf_auth_slurm reads the installed slurm.conf): no
+# munged; slurm.key is SlurmUser's, 0600 (slurmctld and slurmdbd read it as slurm, slurmd and sackd as root), and each
+# daemon serves its pod's commands through its own sack socket, which the commands try in this order: slurmd's (or
+# sackd's) in $FACT_RUN_DIR, slurmctld's in /run/slurmctld, slurmdbd's in /run/slurmdbd (Slurm's sack.c and
+# sack_api.c, after $SLURM_SACK_SOCKET and /run/slurm-<ClusterName>, neither of which is used here).
+# daemon_key_install SRC: the key, and the two directories SlurmUser's (slurmctld and slurmdbd make their sockets as
+# SlurmUser).
+conf_auth_slurm() { grep -qiE '^[[:space:]]*AuthType[[:space:]]*=[[:space:]]*auth/slurm[[:space:]]*$' /etc/slurm/slurm.conf; }
+daemon_key_install() {
+  install -d -m 0755 /etc/slurm
+  install -m 0600 -o slurm -g slurm "$1" "$SLURM_KEY"
+  install -d -m 0755 -o slurm -g slurm /run/slurmctld /run/slurmdbd
+}
 
 # --- slurmrestd ----------------------------------------------------------------------------------------------
 # slurmrestd_command: SLURMRESTD, slurmrestd's command line before its own arguments and the address to listen on.

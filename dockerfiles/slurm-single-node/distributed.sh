@@ -1,11 +1,11 @@
 #!/bin/bash
 # The distributed deployment's entrypoint (components/distributed.py): one role of Slurm per pod, from this image.
-#   distributed.sh accounting   munged, MariaDB (data on the state claim), slurmdbd; registers the cluster and the
+#   distributed.sh accounting   munged (none with auth/slurm: start_auth), MariaDB (data on the state claim), slurmdbd; registers the cluster and the
 #                               directory's users (associations), as the single node does; with the site's LDAP
 #                               directory, follows its users' associations (directory.sh accounting)
-#   distributed.sh controller   munged, then slurmctld (StateSaveLocation on the state claim, configless) once the
+#   distributed.sh controller   munged (with auth/slurm sackd instead), then slurmctld (StateSaveLocation on the state claim, configless) once the
 #                               accounting pod knows the cluster (slurmctld dies without slurmdbd's TRES)
-#   distributed.sh node         munged, the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
+#   distributed.sh node         munged (none with auth/slurm), the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
 #                               hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER), registering with
 #                               $SLURMD_NODE_CONF (the pod's CPUs and memory); with the site's LDAP directory, follows
 #                               its users' homes (directory.sh homes)
@@ -48,11 +48,21 @@ install_files() {  # install_files FILE...: the mounted Slurm files into /etc/sl
   done
 }
 
-start_munged() {
+# start_auth: munged with the mounted munge key; or, with the mounted slurm.key (config authType auth/slurm; a node
+# pod has no slurm.conf to read before slurmd fetches it), that key for the daemons (daemon_key_install), no munged.
+AUTH_SLURM=""
+[[ -s "$FACT_KEYS_MOUNT/$FACT_SLURM_KEY_FILE" ]] && AUTH_SLURM=yes
+start_auth() {
+  if [[ -n "$AUTH_SLURM" ]]; then
+    daemon_key_install "$FACT_KEYS_MOUNT/$FACT_SLURM_KEY_FILE"
+    log "auth/slurm: no munged"
+    return 0
+  fi
   munge_dirs
   munge_key_install "$FACT_KEYS_MOUNT/$FACT_MUNGE_KEY_FILE"
   sup_start munged "$LOGS/munged.out" /var/log/munge/munged.log "${MUNGED[@]}" --foreground
   sup_wait "munged to answer (munge -n | unmunge)" munge_ok
+  log "munged ready"
 }
 
 run_dirs() {
@@ -73,7 +83,7 @@ accounting() {
   install -d -m 0755 "$FACT_STATE_DIR"
   sup_stop_on_signals
   start_nslcd
-  start_munged
+  start_auth
   seed_database
   mariadb_command
   sup_start mariadb "$LOGS/mariadb.out" "$LOGS/mariadb.out" "${MARIADB[@]}"
@@ -109,8 +119,14 @@ controller() {
   install -d -m 0700 -o slurm -g slurm "$FACT_STATE_DIR/slurmctld"
   sup_stop_on_signals
   start_nslcd
-  start_munged
-  log "munged ready; waiting for the accounting pod to know cluster $SLURM_CLUSTER_NAME"
+  start_auth
+  if [[ -n "$AUTH_SLURM" ]]; then  # this pod's commands (sacctmgr below) need credentials before slurmctld serves them
+    command -v sackd >/dev/null || die "auth/slurm needs sackd (Slurm 23.11+), which this image lacks"
+    rm -f "$SACK_SOCKET"
+    sup_start sackd "$LOGS/sackd.out" "$LOGS/sackd.out" sackd -D
+    sup_wait "sackd to listen on $SACK_SOCKET" sack_ok
+  fi
+  log "waiting for the accounting pod to know cluster $SLURM_CLUSTER_NAME"
   START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmdbd to know cluster $SLURM_CLUSTER_NAME (sacctmgr show cluster)" cluster_known
   sup_start slurmctld "$LOGS/slurmctld.out" "$LOGS/slurmctld.log" /usr/sbin/slurmctld -D
   sup_wait "slurmctld to answer (scontrol ping)" ctld_up
@@ -136,9 +152,11 @@ node() {
   sup_stop_on_signals
   start_nslcd
   if ldap_configured; then follow_directory homes; fi  # the node pods mount the shared home: they make the homes
-  start_munged
-  log "munged ready; waiting for slurmctld at $SLURM_CONF_SERVER"
+  start_auth
+  log "waiting for slurmctld at $SLURM_CONF_SERVER"
   START_TIMEOUT="$DB_WAIT_S" sup_wait "slurmctld to listen at $SLURM_CONF_SERVER" ctld_listens
+  # With auth/slurm slurmd fetches its files with the key it finds at /etc/slurm/slurm.key and goes on using it
+  # (Slurm's fetch_config.c sets SLURM_SACK_KEY to it; that variable alone switches any AuthType to auth/slurm).
   sup_start slurmd "$LOGS/slurmd.out" "$LOGS/slurmd-$(hostname).log" \
     /usr/sbin/slurmd -D -Z --conf-server "$SLURM_CONF_SERVER" --conf "$SLURMD_NODE_CONF"
   sup_wait "node $(hostname) to register with slurmctld" node_known

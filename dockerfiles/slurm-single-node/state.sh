@@ -2,8 +2,9 @@
 # Part of slurm-single-node's entrypoint: the state volume (everything that must survive a restart) and the keys.
 # make_state NODE...: its directories (database, StateSaveLocation, one slurmd spool per node, generated keys) and
 #   the run-time ones, with the owners the daemons need.
-# install_keys: the munge and JWT keys from $SLURM_KEYS_DIR (default the keys mount), else the ones generated at the
-#   first start onto the volume and reused at every later start, installed where munged and Slurm read them.
+# install_keys: the munge key (with slurm.conf's AuthType=auth/slurm the slurm.key instead) and the JWT key from
+#   $SLURM_KEYS_DIR (default the keys mount), else the ones generated at the first start onto the volume and reused
+#   at every later start, installed where munged and Slurm read them.
 
 make_state() {
   local n
@@ -18,8 +19,13 @@ make_state() {
 }
 
 install_keys() {
-  key_file "$FACT_MUNGE_KEY_FILE" "$FACT_MUNGE_KEY_BYTES"
-  munge_key_install "$KEY_FILE"
+  if conf_auth_slurm; then
+    key_file "$FACT_SLURM_KEY_FILE" "$FACT_SLURM_KEY_BYTES"
+    daemon_key_install "$KEY_FILE"
+  else
+    key_file "$FACT_MUNGE_KEY_FILE" "$FACT_MUNGE_KEY_BYTES"
+    munge_key_install "$KEY_FILE"
+  fi
   key_file "$FACT_JWT_KEY_FILE" "$FACT_JWT_KEY_BYTES"
   install -m 0600 -o slurm -g slurm "$KEY_FILE" "$FACT_JWT_KEY_PATH"
 }

@@ -6,6 +6,9 @@ node up 1`: sci-node-1, its own kubelet, containerd and network namespace), remo
 - `pulumi up` from scratch (a leftover `dist` stack is destroyed first) to the first job COMPLETED, timed;
 - the node pods are idle Slurm nodes named by their pods, with their pods' CPUs and memory, one on each Kubernetes
   node (topology spread);
+- Slurm 26.05 with auth/slurm (Pulumi.dist.yaml authType): no munged in any pod, the generated slurm.key SlurmUser's
+  alone in each role, unreadable to users, and slurm-exporter beside slurmctld, with no key, gets answers from both
+  slurmctld and slurmdbd (through the credential socket of the pod's sackd);
 - a job submitted from alice's home runs there as alice, and `srun -N2 hostname` runs on both node pods;
 - sci-node-1 dies (`toolchain/kube node kill 1`): its Slurm node goes DOWN, the job running there ends NODE_FAIL, the
   other node runs jobs meanwhile; booted again, its pod rejoins as the same Slurm node;
@@ -32,7 +35,7 @@ import time
 
 import pytest
 
-from components import distributed
+from components import distributed, metrics
 from tests.e2e.deployment import TIMINGS, kube
 from tests.e2e.kube import Kube, Pod
 from tests.images.slurm_containers import wait_until
@@ -136,6 +139,24 @@ def test_the_node_pods_are_idle_slurm_nodes_with_their_pods_cpus_and_memory(dist
     assert f"MemSpecLimit={distributed.DISTRIBUTED_MEM_SPEC_MB}" in conf and "ActiveFeatures=nodes" in conf, conf
     assert not dist.kube.exec(dist.node_pod, "test", "-e", "/etc/slurm/slurm.conf", check=False).returncode == 0, \
         "a node pod has no slurm.conf of its own: slurmd fetched it from slurmctld (configless)"
+
+
+def test_every_role_runs_auth_slurm_with_the_key_slurmusers_alone(dist):
+    assert re.search(r"^AuthType\s*=\s*auth/slurm$", dist.slurm("scontrol", "show", "config"), re.M)
+    for name in (f"{CLUSTER}-slurmctld-0", f"{CLUSTER}-accounting-0", NODES[0]):
+        pod = dist.pod(name)
+        procs = dist.kube.exec(pod, "bash", "-c", "cat /proc/[0-9]*/comm 2>/dev/null || true").stdout.split()
+        assert "munged" not in procs, (name, procs)
+        mode = dist.kube.exec(pod, "stat", "-c", "%U:%G %a", "/etc/slurm/slurm.key").stdout.strip()
+        assert mode == "slurm:slurm 600", (name, mode)
+    p = dist.kube.exec(dist.node_pod, "cat", "/etc/slurm/slurm.key", user=USER, check=False)
+    assert p.returncode != 0 and "Permission denied" in p.stderr and not p.stdout, (p.stdout, p.stderr)
+    ctld = dist.pod(f"{CLUSTER}-slurmctld-0")
+    scraped = dist.kube.kubectl("exec", ctld.name, "-c", "slurm-exporter", "--", "python3", "-c",
+                                f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:"
+                                f"{metrics.EXPORTER_PORT}/metrics').read().decode())").stdout
+    for daemon in ("slurmctld", "slurmdbd"):  # both answered the exporter's commands, which hold no key
+        assert re.search(rf"^slurm_{daemon}_up 1\.0$", scraped, re.M), scraped[-2000:]
 
 
 def test_a_job_from_a_users_home_completes_as_that_user(dist):

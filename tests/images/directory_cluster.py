@@ -12,6 +12,7 @@ import tempfile
 import uuid
 
 from components.directory import User, render_files
+from components.slurm_files import AUTH_MUNGE
 from tests.images.slurm_containers import SingleNode, make_files, podman
 
 USERS = {"alice": 2001, "bob": 2002}  # uid = gid (user private groups)
@@ -36,13 +37,15 @@ class Cluster:
     """A slurm-single-node with the directory at /var/lib/extrausers and the volume `home` at /home."""
 
     def __init__(self, image: str, version: str, network: str, nodes: int = 1, throughput: bool = True,
-                 **node_fields):
-        """`nodes`, `throughput`: make_files'; `node_fields`: further SingleNode fields (capabilities, ...)."""
+                 auth_type: str = AUTH_MUNGE, **node_fields):
+        """`nodes`, `throughput`, `auth_type`: make_files'; `node_fields`: further SingleNode fields (capabilities,
+        ...)."""
         suffix = uuid.uuid4().hex[:6]
         self.directory = tempfile.mkdtemp(prefix="sci-directory-")
         write_directory(self.directory)
         self.home = f"sci-home-{suffix}"
-        files = make_files(version, f"id-{suffix}", nodes=nodes, cluster_name="idtest", throughput=throughput)
+        files = make_files(version, f"id-{suffix}", nodes=nodes, cluster_name="idtest", throughput=throughput,
+                           auth_type=auth_type)
         self.node = SingleNode(f"sci-id-{suffix}", image, files, network, f"sci-id-state-{suffix}",
                                run_args=("-v", f"{self.directory}:/var/lib/extrausers:ro", "-v", f"{self.home}:/home"),
                                **node_fields)

@@ -20,7 +20,15 @@ from typing import Callable, Iterator, Optional
 from components import single_node
 from components.images import CLIENT_BASED, build_context, dockerfile, extra_ca_certs
 from components.slurm_config import existing_cluster_image_env
-from components.slurm_files import DEFAULT_SLURM_VERSION, SLURMRESTD_PORT, render_slurm_files, version_facts
+from components.keys import MUNGE_KEY_FILE, SLURM_KEY_FILE
+from components.slurm_files import (
+    AUTH_MUNGE,
+    AUTH_SLURM,
+    DEFAULT_SLURM_VERSION,
+    SLURMRESTD_PORT,
+    render_slurm_files,
+    version_facts,
+)
 from tests.project_env import ROOT
 
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -137,9 +145,10 @@ class SlurmFiles:
     nodes: list[str]
     server_config: str = ""  # slurm.conf, cgroup.conf, slurmdbd.conf, slurm-image.env
     client_config: str = ""  # the same without slurmdbd.conf
-    keys: str = ""  # munge.key, jwt_hs256.key (the single node's)
-    client_keys: str = ""  # munge.key only (what a client gets)
-    munge_key: bytes = b""
+    keys: str = ""  # munge.key (or key_file), jwt_hs256.key (the single node's)
+    client_keys: str = ""  # munge.key (or key_file) only (what a client gets)
+    munge_key: bytes = b""  # the cluster's key: munge.key's, or with auth/slurm slurm.key's
+    key_file: str = MUNGE_KEY_FILE
     jwt_key: bytes = b""
 
     def cleanup(self):
@@ -147,10 +156,12 @@ class SlurmFiles:
 
 
 def make_files(version: str, controller_host: str, nodes: int = 2, cluster_name: str = "scitest",
-               keys: bool = True, throughput: bool = True) -> SlurmFiles:
-    """`throughput`: render_slurm_files' (False: Slurm's default scheduling settings, for scripts/bench)."""
+               keys: bool = True, throughput: bool = True, auth_type: str = AUTH_MUNGE) -> SlurmFiles:
+    """`throughput`, `auth_type`: render_slurm_files' (throughput False: Slurm's default scheduling settings, for
+    scripts/bench; auth_type AUTH_SLURM: a slurm.key instead of munge.key)."""
     files = render_slurm_files(cluster_name, version, nodes, controller_host,
-                               db_password=secrets.token_urlsafe(18).replace("-", "_"), throughput=throughput)
+                               db_password=secrets.token_urlsafe(18).replace("-", "_"), throughput=throughput,
+                               auth_type=auth_type)
     d = tempfile.mkdtemp(prefix="sci-images-")
     out = SlurmFiles(d, version, controller_host, [f"c{i}" for i in range(1, nodes + 1)],
                      os.path.join(d, "server"), os.path.join(d, "client"), os.path.join(d, "keys"))
@@ -161,12 +172,13 @@ def make_files(version: str, controller_host: str, nodes: int = 2, cluster_name:
         if name != "slurmdbd.conf":
             _write(os.path.join(out.client_config, name), text.encode(), 0o644)
     if keys:
+        out.key_file = SLURM_KEY_FILE if auth_type == AUTH_SLURM else MUNGE_KEY_FILE
         out.munge_key, out.jwt_key = os.urandom(1024), os.urandom(32)
-        _write(os.path.join(out.keys, "munge.key"), out.munge_key, 0o400)
+        _write(os.path.join(out.keys, out.key_file), out.munge_key, 0o400)
         _write(os.path.join(out.keys, "jwt_hs256.key"), out.jwt_key, 0o400)
         out.client_keys = os.path.join(d, "client-keys")
         os.makedirs(out.client_keys)
-        _write(os.path.join(out.client_keys, "munge.key"), out.munge_key, 0o400)
+        _write(os.path.join(out.client_keys, out.key_file), out.munge_key, 0o400)
     return out
 
 

@@ -18,7 +18,7 @@ from tests.images.slurm_containers import podman
 
 pytestmark = pytest.mark.containers
 
-KEY_NAMES = re.compile(r"(^|/)(munge\.key|jwt[^/]*\.key|jwt_hs256\.key)$")
+KEY_NAMES = re.compile(r"(^|/)(munge\.key|slurm\.key|jwt[^/]*\.key|jwt_hs256\.key)$")
 
 
 def layers(tag: str):

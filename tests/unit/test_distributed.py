@@ -174,11 +174,12 @@ def config_files(spec: dict) -> set[str]:
             for i in s["secret"]["items"]} | ({"ConfigMap"} if found else set())
 
 
-def test_only_the_pods_that_need_a_key_get_it():
-    result = dist()
-    assert key_files(pod(result, "node")) == {"munge.key"}, "a node pod checks no token: no JWT key"
-    assert key_files(pod(result, "slurmctld")) == {"munge.key", "jwt_hs256.key"}
-    assert key_files(pod(result, "accounting")) == {"munge.key", "jwt_hs256.key"}
+@pytest.mark.parametrize("auth, key", [("auth/slurm", "slurm.key"), ("auth/munge", "munge.key")])
+def test_only_the_pods_that_need_a_key_get_it(auth, key):
+    result = dist() if auth == "auth/slurm" else run("dist", authType=auth)  # the committed stack's is auth/slurm
+    assert key_files(pod(result, "node")) == {key}, "a node pod checks no token: no JWT key"
+    assert key_files(pod(result, "slurmctld")) == {key, "jwt_hs256.key"}
+    assert key_files(pod(result, "accounting")) == {key, "jwt_hs256.key"}
     assert config_files(pod(result, "accounting")) == {"ConfigMap", "slurmdbd.conf"}
     assert config_files(pod(result, "slurmctld")) == {"ConfigMap"}, "the database password is the accounting pod's"
     assert config_files(pod(result, "node")) == set(), "node pods are configless: no slurm.conf mounted"

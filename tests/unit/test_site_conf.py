@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from components import network, restd, site, token_service
+from components import network, restd, site, slurm_files, token_service
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
 from tests.hub_egress import hub_users_egress, hub_users_graph
@@ -98,8 +98,8 @@ def test_what_the_clients_need_of_a_site(change, configless, message):
 
 def test_an_auth_slurm_site_is_one_the_clients_can_use_from_slurm_25_05_on():
     s = site.describe(SITE.replace("AuthType=auth/munge", "AuthType=Auth/Slurm\nCredType=cred/slurm"))
-    assert s.auth_type == site.SLURM and site.problems(s, jwt_clients=("slurmrestd",), configless=True) == []
-    assert [v for v in ("22.05", "23.11", "24.11", "25.05", "26.05") if site.auth_slurm_supported(v)] == ["25.05", "26.05"]
+    assert s.auth_type == slurm_files.AUTH_SLURM and site.problems(s, jwt_clients=("slurmrestd",), configless=True) == []
+    assert [v for v in ("22.05", "23.11", "24.11", "25.05", "26.05") if slurm_files.auth_slurm_supported(v)] == ["25.05", "26.05"]
 
 
 def test_lists_and_plugin_names_are_read_as_slurm_reads_them():
