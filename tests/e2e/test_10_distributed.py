@@ -17,7 +17,9 @@ node up 1`: sci-node-1, its own kubelet, containerd and network namespace), remo
   one completes, and accounting lost no record (sacct's count before and after);
 - the accounting pod gone while jobs end: slurmctld holds their records (sdiag's DBD agent queue) and sacct has every
   one once the pod is back;
-- a node pod deleted: its replacement registers as the same Slurm node (no second node), idle, and takes jobs again;
+- a node pod deleted with a `--requeue` job running on it: its node set DOWN at the drain grace's end requeues the job
+  (NODE_FAIL would end it), and its replacement registers as the same Slurm node (no second node) and runs the job
+  again;
 - `nodes` raised from 2 to 3 (a copy of the stack's config): the third node pod registers, idle, and runs a job;
 - `nodes` lowered from 3 to 1 with a job running on each node that goes: the short one (within the stack's
   `distributed.drainGraceSeconds`) COMPLETED, the one longer than the grace NODE_FAIL, both Slurm nodes deleted (not
@@ -287,12 +289,34 @@ def test_jobs_that_end_while_the_accounting_pod_is_gone_lose_no_record(dist):
     assert len(after) == len(before) + len(jobs), (len(before), len(jobs), len(after))
 
 
-def test_a_deleted_node_pod_rejoins_as_the_same_slurm_node(dist):
+def test_a_deleted_node_pod_requeues_its_job_and_rejoins_as_the_same_slurm_node(dist):
+    """NODES[1]'s pod deleted while a `--requeue` job runs there (NODES[0] busy with another): its preStop hook
+    drains the node, sets it DOWN at the grace's end, which requeues the job (Slurm's own: without --requeue it
+    ends NODE_FAIL, JobRequeue=0), and deletes the node; the replacement pod registers as the same Slurm node, and the
+    job runs again there (Restarts=1)."""
     node = NODES[1]
-    t0 = time.monotonic()
-    dist.kube.restart(dist.pod(node), timeout=300)
+    busy = dist.slurm("sbatch", "--parsable", "-w", NODES[0], "-o", "/dev/null", "--wrap", "'sleep 600'",
+                      user=USER).strip()
+    job = ""
+    try:
+        wait_until(lambda: dist.queue().get(busy) == "RUNNING", 60, "the busy job running", lambda: str(dist.queue()))
+        job = dist.slurm("sbatch", "--parsable", "--requeue", "-o", "/dev/null", "--wrap", "'sleep 600'",
+                         user=USER).strip()
+        wait_until(lambda: dist.queue().get(job) == "RUNNING", 60, "the --requeue job running", lambda: str(dist.queue()))
+        assert dist.slurm("squeue", "-h", "-j", job, "-o", "%N").strip() == node
+        t0 = time.monotonic()
+        dist.kube.restart(dist.pod(node), timeout=300)
+        TIMINGS["dist: node pod with a job deleted to Ready (drain grace 30 s)"] = time.monotonic() - t0
+
+        def running_again():
+            show = dist.slurm("scontrol", "show", "job", job)
+            return "JobState=RUNNING" in show and "Restarts=1" in show and f" NodeList={node}" in show
+        wait_until(running_again, 300, f"the job requeued and running again on {node}",
+                   lambda: dist.slurm("scontrol", "show", "job", job))
+        TIMINGS["dist: node pod deleted to its requeued job running again"] = time.monotonic() - t0
+    finally:
+        dist.kube.exec(dist.node_pod, "scancel", busy, *([job] if job else []), check=False)
     wait_until(dist.idle, 120, f"{node} idle again", lambda: str(dist.nodes()))
-    TIMINGS["dist: node pod deleted to idle again"] = time.monotonic() - t0
     assert sorted(dist.nodes()) == NODES, "the replacement registered as the same node, not a second one"
     addr = re.search(r"NodeAddr=(\S+)", dist.slurm("scontrol", "show", "node", node)).group(1)
     assert addr == dist.pod(node).ip, f"slurmctld knows {node} at {addr}, its new pod is at {dist.pod(node).ip}"
