@@ -19,8 +19,8 @@ from typing import Callable, Iterator, Optional
 
 from components import single_node
 from components.images import CLIENT_BASED, build_context, dockerfile, extra_ca_certs
-from components.slurm_config import existing_cluster_image_env
 from components.keys import MUNGE_KEY_FILE, SLURM_KEY_FILE
+from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import (
     AUTH_MUNGE,
     AUTH_SLURM,

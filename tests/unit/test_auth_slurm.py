@@ -6,15 +6,15 @@ Secret and the pods that mount it. What the daemons do with it: tests/e2e/test_1
 import pytest
 
 from components.config import ConfigError, parse
-from components.slurm_files import AUTH_SLURM, RUN_DIR, parse_slurm_conf, render_slurm_files
 from components.keys import SLURM_KEY_FILE
+from components.slurm_files import AUTH_SLURM, RUN_DIR, parse_slurm_conf, render_slurm_files
 from tests.unit.config_values import EXISTING, MUNGE, with_
 from tests.unit.dist_stack import dist, pod
 from tests.unit.stacks import run
-from tests.unit.test_single_node_exporter import pod as single_node_pod
 
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 SECRET = "kubernetes:core/v1:Secret"
+STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 
 
 def files(version: str = "26.05", **kw) -> dict[str, str]:
@@ -81,10 +81,11 @@ def shares_the_run_directory_with_the_exporter(spec: dict) -> None:
 
 def test_the_exporter_asks_the_daemons_credential_socket_and_holds_no_key():
     shares_the_run_directory_with_the_exporter(pod(dist(), "slurmctld"))
-    template = single_node_pod(metrics=True, key_file=SLURM_KEY_FILE)
-    shares_the_run_directory_with_the_exporter(template["spec"])
-    keys = next(v for v in template["spec"]["volumes"] if v["name"] == "slurm-keys")["projected"]["sources"]
-    assert {i["path"] for s in keys for i in s["secret"]["items"]} == {"slurm.key", "jwt_hs256.key"}
+    single = run("cluster", slurmVersion="26.05", authType="auth/slurm")  # the single node
+    spec = single.one(STATEFULSET, "single-node-statefulset").plain["spec"]["template"]["spec"]
+    shares_the_run_directory_with_the_exporter(spec)
+    keys = next(v for v in spec["volumes"] if v["name"] == "slurm-keys")["projected"]["sources"]
+    assert {i["path"] for s in keys for i in s["secret"]["items"]} == {SLURM_KEY_FILE, "jwt_hs256.key"}
 
 
 def test_a_munge_key_with_auth_slurm_is_refused():
