@@ -114,9 +114,9 @@ class SlurmSingleNodeArgs:
 
 def exporter_container(image: pulumi.Input[str], key_file: str = MUNGE_KEY_FILE) -> k8s.core.v1.ContainerArgs:
     """slurm-exporter: same image, its own uid from the start (no capability, read-only root), slurm.conf alone
-    (exporter_volumes()) and the credential socket's directory (credential_socket()); a TCP liveness probe (a scrape runs Slurm commands, too
-    costly to probe with) and no readiness probe: the pod's readiness is its daemons', so monitoring that fails
-    never takes Slurm's Service (or the controller's, components/distributed.py) away."""
+    (exporter_volumes()) and the credential socket's directory (credential_socket()); a TCP liveness probe (a scrape
+    runs Slurm commands, too costly to probe with) and no readiness probe: the pod's readiness is its daemons', so
+    monitoring that fails never takes Slurm's Service (or the controller's, components/distributed.py) away."""
     return pods.container(
         "slurm-exporter", image, run_as=EXPORTER_UID, command=[EXPORTER],
         env=pods.env({"SLURM_EXPORTER_PORT": str(metrics.EXPORTER_PORT), "SLURM_CONF": f"{pods.CONFIG_MOUNT}/slurm.conf",
@@ -140,13 +140,15 @@ def pod_annotations(with_exporter: bool, annotate: bool) -> Optional[dict[str, s
             **(metrics.scrape_annotations(metrics.EXPORTER_PORT) if annotate else {})}
 
 
-def exporter_volumes(config_map_name: pulumi.Input[str], key_file: str = MUNGE_KEY_FILE) -> list[k8s.core.v1.VolumeArgs]:
+def exporter_volumes(config_map_name: pulumi.Input[str],
+                     key_file: str = MUNGE_KEY_FILE) -> list[k8s.core.v1.VolumeArgs]:
     """The exporter's slurm.conf (the ConfigMap's one file: never slurmdbd.conf, which is in the Secret) and the
     credential socket's directory (an emptyDir: credential_socket())."""
     return [k8s.core.v1.VolumeArgs(name="exporter-config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                 name=config_map_name, items=[k8s.core.v1.KeyToPathArgs(key="slurm.conf", path="slurm.conf")],
                 default_mode=pods.CONFIG_MODE)),
-            k8s.core.v1.VolumeArgs(name=credential_socket(key_file).name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+            k8s.core.v1.VolumeArgs(name=credential_socket(key_file).name,
+                                   empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
 
 
 class SlurmSingleNode(pulumi.ComponentResource):

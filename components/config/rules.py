@@ -22,6 +22,10 @@ from components.slurm_files import (
     device_file_count,
 )
 
+# The Slurm release auth/slurm runs from ("25.05"), and this project's versions that run it.
+AUTH_SLURM_FROM = ".".join(f"{n:02d}" for n in AUTH_SLURM_SINCE)
+AUTH_SLURM_VERSIONS = tuple(v for v in VERSIONS if auth_slurm_supported(v))
+
 
 def how_to_set(dotted: str) -> str:
     return schema.how_to_set(StackConfig, dotted)
@@ -69,10 +73,9 @@ def check_rules(cfg: StackConfig) -> None:
         ensure(cfg.auth_type != AUTH_SLURM or cfg.munge_key is None, "mungeKey", f"is set but authType is "
                f"{AUTH_SLURM}, which uses no munge key", "remove it (the stack makes a slurm.key)")
         ensure(cfg.auth_type != AUTH_SLURM or auth_slurm_supported(cfg.slurm_version), "authType",
-               f"is {AUTH_SLURM}, which this project runs from Slurm "
-               f"{'.'.join(f'{n:02d}' for n in AUTH_SLURM_SINCE)} on, but slurmVersion is {cfg.slurm_version}",
-               "set slurmVersion to " + " or ".join(v for v in VERSIONS if auth_slurm_supported(v)) +
-               f", or authType to {AUTH_MUNGE}")
+               f"is {AUTH_SLURM}, which this project runs from Slurm {AUTH_SLURM_FROM} on, but slurmVersion is "
+               f"{cfg.slurm_version}",
+               f"set slurmVersion to {' or '.join(AUTH_SLURM_VERSIONS)}, or authType to {AUTH_MUNGE}")
         if not (components.single_node or components.distributed) and (components.restd or components.jupyter or components.jupyterhub):
             raise ConfigError("components.singleNode", "is false and no existingCluster is set, so the clients have "
                               "no Slurm to talk to", "set components.singleNode to true, or set existingCluster.slurmConf")
@@ -96,11 +99,10 @@ def _check_site_auth(cfg: StackConfig) -> None:
     if auth_type == AUTH_SLURM:
         ensure(auth_slurm_supported(cfg.slurm_version), "slurmVersion", f"is {cfg.slurm_version}, but the "
                f"existing cluster's AuthType is {AUTH_SLURM}, which this project's clients use from Slurm "
-               f"{'.'.join(f'{n:02d}' for n in AUTH_SLURM_SINCE)} on",
-               "set slurmVersion to the cluster's release (" + ", ".join(
-                   v for v in VERSIONS if auth_slurm_supported(v)) + ")")
-        ensure(cfg.slurm_key is not None, "slurmKey", f"is missing but the existing cluster's AuthType is {AUTH_SLURM}, "
-               "so the clients need its slurm.key", how_to_set("slurmKey"))
+               f"{AUTH_SLURM_FROM} on",
+               f"set slurmVersion to the cluster's release ({', '.join(AUTH_SLURM_VERSIONS)})")
+        ensure(cfg.slurm_key is not None, "slurmKey", f"is missing but the existing cluster's AuthType is "
+               f"{AUTH_SLURM}, so the clients need its slurm.key", how_to_set("slurmKey"))
         ensure(cfg.munge_key is None, "mungeKey", f"is set but the existing cluster's AuthType is {AUTH_SLURM}, which "
                "uses no munge key", "remove it (the clients use slurmKey)")
     else:

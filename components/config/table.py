@@ -433,8 +433,8 @@ class StackConfig:
         None, "base64 slurm.key of an existing cluster whose `AuthType` is `auth/slurm` (Slurm 25.05+: `slurmVersion` "
               "26.05), instead of `mungeKey`: the clients run sackd with it, no munged", check_slurm_key,
         example='"$(base64 -w0 /etc/slurm/slurm.key)"')
-    key_rotation: str = key("1", "any string; changing it generates new munge (or slurm.key) and JWT keys, JupyterLab token and "
-                                 "hub password (new Secrets, so pods roll)")
+    key_rotation: str = key("1", "any string; changing it generates new munge (or slurm.key) and JWT keys, JupyterLab "
+                                 "token and hub password (new Secrets, so pods roll)")
     kubernetes: Kubernetes = key(Kubernetes, "the cluster to deploy to")
     jupyterhub: JupyterHub = key(JupyterHub, "the JupyterHub chart")
     restd: Restd = key(Restd, "slurmrestd")

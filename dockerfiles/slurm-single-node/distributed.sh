@@ -1,14 +1,16 @@
 #!/bin/bash
 # The distributed deployment's entrypoint (components/distributed.py): one role of Slurm per pod, from this image.
-#   distributed.sh accounting   munged (none with auth/slurm: start_auth), MariaDB (data on the state claim), slurmdbd; registers the cluster and the
-#                               directory's users (associations), as the single node does; with the site's LDAP
-#                               directory, follows its users' associations (directory.sh accounting)
-#   distributed.sh controller   munged (with auth/slurm sackd instead), then slurmctld (StateSaveLocation on the state claim, configless) once the
-#                               accounting pod knows the cluster (slurmctld dies without slurmdbd's TRES)
-#   distributed.sh node         munged (none with auth/slurm), the directory's homes, then one slurmd: a dynamic node (-Z) named by the pod's
-#                               hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER), registering with
-#                               $SLURMD_NODE_CONF (the pod's CPUs and memory); with the site's LDAP directory, follows
-#                               its users' homes (directory.sh homes)
+#   distributed.sh accounting   munged (none with auth/slurm: start_auth), MariaDB (data on the state claim),
+#                               slurmdbd; registers the cluster and the directory's users (associations), as the
+#                               single node does; with the site's LDAP directory, follows its users' associations
+#                               (directory.sh accounting)
+#   distributed.sh controller   munged (with auth/slurm sackd instead), then slurmctld (StateSaveLocation on the state
+#                               claim, configless) once the accounting pod knows the cluster (slurmctld dies without
+#                               slurmdbd's TRES)
+#   distributed.sh node         munged (none with auth/slurm), the directory's homes, then one slurmd: a dynamic node
+#                               (-Z) named by the pod's hostname, its files fetched from slurmctld ($SLURM_CONF_SERVER),
+#                               registering with $SLURMD_NODE_CONF (the pod's CPUs and memory); with the site's LDAP
+#                               directory, follows its users' homes (directory.sh homes)
 #   distributed.sh drain        a node pod's preStop hook: drains its Slurm node, waits up to $SLURM_DRAIN_GRACE_S for
 #                               its jobs, sets it DOWN if some still run (they end NODE_FAIL), then deletes the node
 #                               (a replacement pod registers it again: slurmd -Z)

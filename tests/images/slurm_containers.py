@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
+import pytest
+
 from components import single_node
 from components.images import CLIENT_BASED, build_context, dockerfile, extra_ca_certs
 from components.keys import MUNGE_KEY_FILE, SLURM_KEY_FILE
@@ -26,6 +28,7 @@ from components.slurm_files import (
     AUTH_SLURM,
     DEFAULT_SLURM_VERSION,
     SLURMRESTD_PORT,
+    auth_slurm_supported,
     render_slurm_files,
     version_facts,
 )
@@ -44,6 +47,15 @@ def slurm_version() -> str:
     version = os.environ.get("SLURM_VERSION", DEFAULT_SLURM_VERSION)
     version_facts(version)  # ValueError naming the supported versions
     return version
+
+
+def auth_slurm_only():
+    """pytest's mark for a module that runs auth/slurm: skipped on a Slurm version this project does not run it on
+    (components/slurm_files.py AUTH_SLURM_SINCE; of its versions, 26.05)."""
+    version = slurm_version()
+    return pytest.mark.skipif(not auth_slurm_supported(version),
+                              reason=f"Slurm {version}: this project runs auth/slurm from Slurm 25.05 on "
+                                     "(components/slurm_files.py AUTH_SLURM_SINCE; of its versions, 26.05)")
 
 
 def image_tag(image: str, version: str) -> str:

@@ -9,18 +9,11 @@ the key, which is SlurmUser's alone. The distributed deployment runs it in its p
 
 import pytest
 
-from components import slurm_files
 from components.slurm_files import AUTH_SLURM
 from tests.images.directory_cluster import Cluster
-from tests.images.slurm_containers import slurm_version
+from tests.images.slurm_containers import auth_slurm_only
 
-VERSION = slurm_version()
-pytestmark = [
-    pytest.mark.containers,
-    pytest.mark.skipif(not slurm_files.auth_slurm_supported(VERSION),
-                       reason=f"Slurm {VERSION}: this project runs auth/slurm from Slurm 25.05 on "
-                              "(components/slurm_files.py AUTH_SLURM_SINCE; of its versions, 26.05)"),
-]
+pytestmark = [pytest.mark.containers, auth_slurm_only()]
 SOCKETS = ("/run/slurm/sack.socket", "/run/slurmctld/sack.socket", "/run/slurmdbd/sack.socket")
 
 

@@ -17,13 +17,12 @@ import tempfile
 
 import pytest
 
-from components import slurm_files
 from components.slurm_config import existing_cluster_image_env
 from components.slurm_files import SLURMRESTD_PORT
 from tests.images.slurm_containers import (
     EXAMPLES,
+    auth_slurm_only,
     podman,
-    slurm_version,
     wait_until,
     write_client_config,
     write_key_dir,
@@ -31,13 +30,7 @@ from tests.images.slurm_containers import (
 from tests.site_cluster import USERS, SiteCluster
 from tests.slurm_rest import SlurmRest, hs256_token
 
-VERSION = slurm_version()
-pytestmark = [
-    pytest.mark.containers,
-    pytest.mark.skipif(not slurm_files.auth_slurm_supported(VERSION),
-                       reason=f"Slurm {VERSION}: the clients use auth/slurm from Slurm 25.05 on "
-                              "(components/slurm_files.py AUTH_SLURM_SINCE; of this project's versions, 26.05)"),
-]
+pytestmark = [pytest.mark.containers, auth_slurm_only()]
 CLIENT_NETWORK = "podman"  # podman's default network: not the site's
 SUBNET = os.environ.get("SCI_AUTH_SLURM_SUBNET", "10.89.79.0/24")  # apart from test_site.py's site
 
