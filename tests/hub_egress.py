@@ -12,16 +12,17 @@ from components.config.table import Metrics
 from components.jupyterhub import APP as HUB_APP
 
 
-def hub_users_graph(*, restd: bool, site_ports: Sequence[int] = ()) -> network.Graph:
-    """The network graph of a stack of the single node, or of an existing cluster's `site_ports`, with slurmrestd
-    (admitting the hub's user pods, if `restd`), the token service and JupyterHub."""
-    return network.graph(Components(single_node=not site_ports), nodes=1,
-                         restd_clients=(HUB_APP,) if restd else (), site_ports=site_ports)
+def hub_users_graph(*, restd: bool, site_ports: Sequence[int] = (), distributed: bool = False) -> network.Graph:
+    """The network graph of a stack of the single node, of the distributed deployment (`distributed`) or of an
+    existing cluster's `site_ports`, with slurmrestd (admitting the hub's user pods, if `restd`), the token service
+    and JupyterHub."""
+    parts = Components(single_node=not (site_ports or distributed), distributed=distributed)
+    return network.graph(parts, nodes=1, restd_clients=(HUB_APP,) if restd else (), site_ports=site_ports)
 
 
-def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = ()) -> list[dict]:
+def hub_users_egress(*, restd: bool, site_ports: Sequence[int] = (), distributed: bool = False) -> list[dict]:
     """singleuser.networkPolicy.egress as the program computes it for that stack (hub_users_graph())."""
-    return hub_users_graph(restd=restd, site_ports=site_ports).egress(network.HUB_USERS)
+    return hub_users_graph(restd=restd, site_ports=site_ports, distributed=distributed).egress(network.HUB_USERS)
 
 
 def hub_scraper_ingress() -> list[dict]:

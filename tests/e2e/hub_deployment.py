@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
 import requests
 
@@ -43,6 +44,7 @@ from components.jupyterhub import APP as HUB_APP
 from components.jupyterhub import HubLdap, jupyterhub_values, split_image_ref
 from tests.e2e import hub_config
 from tests.e2e.deployment import Deployment
+from tests.e2e.kube import Pod
 from tests.helm import chart, helm_merge
 from tests.hub_egress import hub_users_egress
 from tests.images.slurm_containers import WaitTimeout, podman, podman_build, wait_until
@@ -454,6 +456,44 @@ def start_and_time(user: HubUser, password: str, crashed=lambda: True, timeout: 
     wait_until(lambda: user.server("GET", "/api/status").status_code == 200, 60,
                f"{user.name}'s server to answer through the proxy", logs, interval=0.2)
     return time.monotonic() - t0
+
+
+def user_pod(deployment: Deployment, name: str) -> Pod:
+    return deployment.kube.pod(f"jupyter-{name}")  # KubeSpawner's pod_name_template, the chart leaves it
+
+
+def in_pod(deployment: Deployment, name: str, script: str, check: bool = True, timeout: float = 60):
+    """`bash -c SCRIPT` in NAME's server pod, as the pod runs (their uid), with the pod's environment."""
+    return deployment.kube.exec(user_pod(deployment, name), "bash", "-c", script, check=check, timeout=timeout)
+
+
+def job_from_home(deployment: Deployment, user: HubUser, how: str, hosts: Collection[str]) -> str:
+    """One job of `user`'s as they would run it: written in ~/p with the file browser's API, submitted from their
+    terminal (`how` "terminal") or the Slurm panel ("panel"), COMPLETED as them (sacct names them and the job), run
+    in ~/p on one of `hosts`, its output read back through the file browser's API. The job's id."""
+    d, name = deployment, user.name
+    job_name = f"{name}-{how}-{secrets.token_hex(2)}"
+    r = user.server("PUT", "/api/contents/p", json={"type": "directory"})
+    assert r.status_code in (200, 201), r.text
+    r = user.server("PUT", f"/api/contents/p/{job_name}.sh",
+                    json={"type": "file", "format": "text", "content": job_script(job_name)})
+    assert r.status_code in (200, 201), r.text
+    if how == "terminal":
+        job = in_pod(d, name, f"cd ~{name}/p && sbatch --parsable {job_name}.sh").stdout.strip().split(";")[0]
+    else:
+        r = user.server("POST", "/jupyterlab_slurm/sbatch",
+                        json={"inputPath": f"/home/{name}/p/{job_name}.sh", "outputPath": f"/home/{name}/p"})
+        body = r.json()
+        assert r.status_code == 200 and body.get("success"), body
+        job = str(body["data"]["jobId"])
+    assert d.wait_job(job).startswith("COMPLETED")
+    assert d.sacct(job, "User,JobName") == f"{name}|{job_name}"
+    r = user.server("GET", f"/api/contents/p/{job_name}-{job}.out")
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    out = r.json()["content"].strip()
+    ran = re.fullmatch(rf"{job_name} on (\S+) as {name} in /home/{name}/p", out)
+    assert ran and ran[1] in hosts, (out, hosts)
+    return job
 
 
 def public_url(deployment: Deployment) -> str:

@@ -25,11 +25,13 @@ from tests.e2e.hub_deployment import (
     crash_check,
     hub_images,
     hub_logs,
-    job_script,
+    in_pod,
+    job_from_home,
     password,
     running_hub,
     single_node_egress,
     start_and_time,
+    user_pod,
 )
 from tests.slurm_rest import forged_token
 
@@ -80,15 +82,6 @@ def users(deployment, hub, values, directory):
     yield found
     for user in found.values():
         user.hub_api("DELETE", f"/users/{user.name}/server")
-
-
-def user_pod(deployment, name):
-    return deployment.kube.pod(f"jupyter-{name}")  # KubeSpawner's pod_name_template, the chart leaves it
-
-
-def in_pod(deployment, name, script: str, check: bool = True):
-    """`bash -c SCRIPT` in NAME's server pod, as the pod runs (their uid), with the pod's environment."""
-    return deployment.kube.exec(user_pod(deployment, name), "bash", "-c", script, check=check, timeout=60)
 
 
 def test_a_wrong_password_is_refused_at_the_proxy(hub, values, directory):
@@ -184,29 +177,10 @@ def test_each_user_works_in_slurm_as_themselves_from_their_home(deployment, user
         partitions = in_pod(d, name, "timeout 20 sinfo -h -o '%P %a'").stdout
         assert "up" in partitions.split(), f"{name}: sinfo: {partitions}"
         for how in ("terminal", "panel"):
-            job_name = f"{name}-{how}-{secrets.token_hex(2)}"
-            r = user.server("PUT", "/api/contents/p", json={"type": "directory"})
-            assert r.status_code in (200, 201), r.text
-            r = user.server("PUT", f"/api/contents/p/{job_name}.sh",
-                            json={"type": "file", "format": "text", "content": job_script(job_name)})
-            assert r.status_code in (200, 201), r.text
-            if how == "terminal":
-                job = in_pod(d, name, f"cd ~{name}/p && sbatch --parsable {job_name}.sh").stdout.strip().split(";")[0]
-            else:
-                r = user.server("POST", "/jupyterlab_slurm/sbatch",
-                                json={"inputPath": f"/home/{name}/p/{job_name}.sh", "outputPath": f"/home/{name}/p"})
-                body = r.json()
-                assert r.status_code == 200 and body.get("success"), body
-                job = str(body["data"]["jobId"])
-            assert d.wait_job(job).startswith("COMPLETED")
+            jobs.setdefault(name, []).append(job_from_home(d, user, how, hosts=[d.slurm.hostname]))
             if how == "terminal":  # the user's first job: from login (the users fixture timed it) to COMPLETED
                 TIMINGS[f"JupyterHub login to {name}'s first job COMPLETED"] = (
                     TIMINGS[f"JupyterHub login to {name}'s server ready"] + time.monotonic() - t0)
-            assert d.sacct(job, "User,JobName") == f"{name}|{job_name}"
-            r = user.server("GET", f"/api/contents/p/{job_name}-{job}.out")
-            assert r.status_code == 200, (r.status_code, r.text[:300])
-            assert r.json()["content"].strip() == f"{job_name} on {d.slurm.hostname} as {name} in /home/{name}/p"
-            jobs.setdefault(name, []).append(job)
         TIMINGS[f"{name}: sinfo, two jobs written, submitted, COMPLETED, read"] = time.monotonic() - t0
     # sacct tells them apart
     all_jobs = ",".join(j for js in jobs.values() for j in js)

@@ -37,6 +37,7 @@ from tests.e2e.hub_deployment import (
     crash_check,
     hub_images,
     hub_logs,
+    in_pod,
     job_script,
     password,
     running_hub,
@@ -116,7 +117,7 @@ def mode_name(configless: bool) -> str:
 
 def user_pod_exec(stack: SiteStack, script: str, check: bool = True) -> str:
     """`bash -c SCRIPT` in USER's server pod as the pod runs (their uid), as their terminal; its stdout."""
-    return stack.kube.exec(stack.kube.pod(f"jupyter-{USER}"), "bash", "-c", script, check=check, timeout=60).stdout
+    return in_pod(stack, USER, script, check).stdout
 
 
 @pytest.mark.usefixtures("configless")  # every test once per mode, in this order: pytest groups by the class fixture

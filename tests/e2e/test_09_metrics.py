@@ -34,6 +34,7 @@ from tests.e2e.hub_deployment import (
     running_hub,
     single_node_egress,
     start_and_time,
+    user_pod,
 )
 from tests.e2e.monitoring import Prometheus, running_prometheus
 from tests.hub_egress import hub_scraper_ingress
@@ -74,11 +75,6 @@ def user(deployment, hub):
     start_and_time(u, password(values), crash_check(deployment, name), logs=hub_logs(deployment))
     yield u
     u.hub_api("DELETE", f"/users/{name}/server")
-
-
-def user_pod(deployment, name: str):
-    (pod,) = [p for p in deployment.kube.pods if p.labels.get("hub.jupyter.org/username") == name]
-    return pod
 
 
 def probe(kube, pod, host: str, port: int) -> str:

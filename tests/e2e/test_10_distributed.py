@@ -10,6 +10,11 @@ node up 1`: sci-node-1, its own kubelet, containerd and network namespace), remo
   alone in each role, unreadable to users, and slurm-exporter beside slurmctld, with no key, gets answers from both
   slurmctld and slurmdbd (through the credential socket of the pod's sackd);
 - a job submitted from alice's home runs there as alice, and `srun -N2 hostname` runs on both node pods;
+- what users do today, against this deployment (test_01..03's scenarios): JupyterLab's user runs a job from their home
+  and `srun -N2` across both node pods, through the pod's sackd, the key unreadable to them; the REST API runs a
+  user's job with a minted token and refuses a forged one; alice and bob, logged in at once to a hub run from the
+  stack's chart values (the user pods' egress as the program computes it for this deployment), each run a job from
+  the terminal and one from the Slurm panel in their home with their own JWT from the token service;
 - sci-node-1 dies (`toolchain/kube node kill 1`): its Slurm node goes DOWN, the job running there ends NODE_FAIL, the
   other node runs jobs meanwhile; booted again, its pod rejoins as the same Slurm node;
 - an association removed and added again in accounting refuses, then admits, bob's jobs without slurmctld's restart;
@@ -31,6 +36,8 @@ fixture runs it).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import time
@@ -38,10 +45,27 @@ import time
 import pytest
 
 from components import distributed, metrics
-from tests.e2e.deployment import TIMINGS, kube
+from components.slurm_files import SLURMRESTD_PORT
+from tests.e2e.deployment import TIMINGS, Deployment, kube
+from tests.e2e.hub_deployment import (
+    HubUser,
+    chart_values,
+    crash_check,
+    hub_images,
+    hub_logs,
+    in_pod,
+    job_from_home,
+    job_script,
+    password,
+    restd_admits_hub_users,
+    running_hub,
+    start_and_time,
+)
 from tests.e2e.kube import Kube, Pod
+from tests.hub_egress import hub_users_egress
 from tests.images.slurm_containers import wait_until
 from tests.project_env import ROOT, pulumi
+from tests.slurm_rest import SlurmRest, forged_token
 
 STACK = "dist"
 NAMESPACE = "slurm-dist"  # Pulumi.dist.yaml
@@ -174,6 +198,81 @@ def test_a_job_from_a_users_home_completes_as_that_user(dist):
 def test_srun_runs_one_step_across_both_node_pods(dist):
     out = dist.slurm("srun", "-N2", "hostname", user=USER, timeout=120)
     assert sorted(out.split()) == NODES, out
+
+
+# --- what users do, against this deployment: JupyterLab, the REST API, JupyterHub (as test_01..03) ---------------
+class DistStack(Deployment):
+    """The stack as tests/e2e/deployment.Deployment reads one, for the users' scenarios: its Slurm pod (sacct, squeue,
+    `scontrol token` as root) is slurmctld's."""
+
+    @property
+    def slurm(self) -> Pod:
+        return self.app(distributed.CONTROLLER_APP)
+
+
+@pytest.fixture(scope="class")
+def stack(dist):
+    return DistStack(dist.kube)
+
+
+@pytest.fixture(scope="class")
+def hub_users(stack):
+    """alice and bob logged in to a hub run from the stack's chart values (tests/e2e/hub_deployment.py), with the
+    user pods' egress the program computes for this deployment; each with a running server. Gone afterwards."""
+    images = hub_images(stack)
+    token_url = pulumi("stack", "output", "slurmTokenUrl", stack=STACK).stdout.strip()
+    values = chart_values(stack, images["notebook"], token_url,
+                          egress=hub_users_egress(restd=restd_admits_hub_users(stack), distributed=True))
+    with running_hub(stack, images, values) as url:
+        users = {name: HubUser(url, name) for name in ("alice", "bob")}
+        for name, user in users.items():
+            TIMINGS[f"dist: JupyterHub login to {name}'s server ready"] = start_and_time(
+                user, password(values), crash_check(stack, name), logs=hub_logs(stack))
+        yield users
+
+
+class TestUsers:
+    def test_jupyterlabs_user_runs_a_job_from_the_home_and_srun_across_both_node_pods(self, stack):
+        d, user = stack, stack.lab_user
+        job = d.sbatch(d.jupyter, job_script("lab"), workdir="p")  # (examples/test.slurm asks more than a node has)
+        assert d.wait_job(job, pod=d.jupyter).startswith("COMPLETED")  # sacct as the user, in the JupyterLab pod
+        who, node = d.sacct(job, "User,NodeList").split("|")
+        assert who == user and node in NODES, (who, node)
+        out = d.kube.exec(d.jupyter, "cat", f"/home/{user}/p/lab-{job}.out", user=user).stdout
+        assert out.strip() == f"lab on {node} as {user} in /home/{user}/p", out
+        hosts = d.kube.exec(d.jupyter, "sh", "-c", "cd && srun -N2 hostname", user=user, timeout=120).stdout
+        assert sorted(hosts.split()) == NODES, hosts
+        key = d.kube.exec(d.jupyter, "cat", "/etc/slurm/slurm.key", user=user, check=False)  # sackd's, as root
+        assert key.returncode != 0 and "Permission denied" in key.stderr, (key.stdout, key.stderr)
+        assert "sackd" in d.kube.exec(d.jupyter, "ps", "-o", "comm=", "-u", "root").stdout.split()
+
+    def test_the_rest_api_runs_a_users_job_and_refuses_a_forged_token(self, stack):
+        d = stack
+        api = d.image_env()["SLURM_REST_API_VERSION"]
+        with d.kube.port_forward(f"service/{d.service_of(d.restd)}", SLURMRESTD_PORT) as port:
+            url = f"http://127.0.0.1:{port}"
+            forged = SlurmRest(url, api, user=USER, token=forged_token(USER))
+            assert not forged.authenticated()
+            client = SlurmRest(url, api, user=USER, token=d.token(USER))
+            assert client.authenticated()  # the control
+            job = client.submit("#!/bin/bash\nid -un\n", name="dist-rest", cwd=f"/home/{USER}")
+            assert client.wait_job(job, "COMPLETED", timeout=60) == "COMPLETED"
+        assert d.sacct(str(job), "User,JobName") == f"{USER}|dist-rest"
+
+    def test_hub_users_work_in_slurm_as_themselves_from_their_homes(self, stack, hub_users):
+        """Each of two users, logged in at once: a job from the terminal and one from the Slurm panel, both in their
+        home on a node pod, with their Slurm JWTs from the token service (no key in their pods)."""
+        jobs = {}
+        for name, user in hub_users.items():
+            t0 = time.monotonic()
+            for how in ("terminal", "panel"):
+                jobs[job_from_home(stack, user, how, hosts=NODES)] = name
+            TIMINGS[f"dist: {name}'s two jobs written, submitted, COMPLETED, read"] = time.monotonic() - t0
+            token = in_pod(stack, name, "slurm-token").stdout.strip()
+            assert json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["sun"] == name
+            assert in_pod(stack, name, "ls /etc/slurm/slurm.key /etc/munge", check=False).returncode != 0
+        rows = stack.kube.exec(stack.slurm, "sacct", "-n", "-X", "-P", "-j", ",".join(jobs), "-o", "JobID,User").stdout
+        assert dict(r.split("|") for r in rows.split()) == jobs, rows
 
 
 def test_a_dead_kubernetes_node_takes_its_slurm_node_down_and_its_pod_rejoins_when_it_boots(dist):

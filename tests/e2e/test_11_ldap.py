@@ -44,6 +44,7 @@ from tests.e2e.hub_deployment import (
     crash_check,
     hub_images,
     hub_logs,
+    in_pod,
     job_script,
     running_hub,
     single_node_egress,
@@ -162,11 +163,6 @@ def login_and_start(stack, hub, name: str, what: str) -> HubUser:
     TIMINGS[f"JupyterHub login to {name}'s server ready ({what})"] = start_and_time(
         user, password, crash_check(stack, name), logs=hub_logs(stack))
     return user
-
-
-def in_pod(stack, name: str, script: str, check: bool = True, timeout: float = 60):
-    """`bash -c SCRIPT` in NAME's server pod, as the pod runs (their uid), with the pod's environment."""
-    return stack.kube.exec(stack.kube.pod(f"jupyter-{name}"), "bash", "-c", script, check=check, timeout=timeout)
 
 
 def submit_from_home(stack, name: str, job: str, seconds: int = 0) -> str:
@@ -353,6 +349,7 @@ class DistLdap(StackCopy):
         for key in ("users", "groups"):
             pulumi("config", "rm", key, stack=DIST_STACK, config_file=config)
         set_ldap(self.set, directory)
+        self.set("--path", "jupyter.user", "christopher")
 
     def on(self, pod: str, script: str, user: str = "", check: bool = True):
         """`bash -c SCRIPT` in POD (as root, or as `user` from their home)."""

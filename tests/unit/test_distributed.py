@@ -296,8 +296,9 @@ def test_the_default_grace_is_five_minutes():
 
 @functools.cache
 def dist_ldap():
-    """The dist stack with the site's directory instead of its `users` and `groups`."""
-    return run_values(stack_values("dist", users=None, groups=None, ldap=LDAP, metrics={"enabled": True}), {"ldap"})
+    """The dist stack with the site's directory instead of its `users` and `groups` (JupyterLab as one of its users)."""
+    return run_values(stack_values("dist", users=None, groups=None, ldap=LDAP, metrics={"enabled": True},
+                                   jupyter={"user": "christopher"}), {"ldap"})
 
 
 def secrets_of(spec: dict) -> dict[str, set[str]]:
