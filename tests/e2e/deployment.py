@@ -13,8 +13,9 @@ import re
 import shlex
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 from components import directory, jupyter, restd, single_node
 from components.labels import PART_OF
@@ -144,6 +145,38 @@ def pulumi_destroy() -> float:
 def stack_output(name: str, secret: bool = False) -> str:
     args = ["stack", "output", name] + (["--show-secrets"] if secret else [])
     return pulumi(*args).stdout.strip()
+
+
+class StackCopy:
+    """A stack (`name`) on a copy of its committed config (`source`) at `config`, which the tests change."""
+
+    def __init__(self, name: str, source: str, config):
+        self.name, self.config = name, config
+        config.write_text((project_env.ROOT / source).read_text())
+
+    def set(self, *args: str, secret: bool = False) -> None:
+        project_env.pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=self.name,
+                           config_file=self.config)
+
+    def pulumi(self, *args: str, timeout: float = 1800):
+        return project_env.pulumi(*args, "--yes", "--skip-preview", stack=self.name, config_file=self.config,
+                                  timeout=timeout)
+
+    @contextmanager
+    def deployed(self, what: str) -> Iterator[None]:
+        """`pulumi up` from scratch (a leftover of a run that stopped before its destroy is destroyed first), timed
+        as `what`; `pulumi destroy` afterwards."""
+        if project_env.pulumi("stack", "output", "namespace", stack=self.name, check=False).returncode == 0:
+            self.pulumi("destroy")
+        t0 = time.monotonic()
+        try:
+            self.pulumi("up")
+            TIMINGS[f"pulumi up --stack {what} (from scratch)"] = time.monotonic() - t0
+            yield
+        finally:
+            t0 = time.monotonic()
+            self.pulumi("destroy")
+            TIMINGS[f"pulumi destroy --stack {what}"] = time.monotonic() - t0
 
 
 class Deployment:

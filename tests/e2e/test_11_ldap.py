@@ -28,16 +28,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from components import ldap as ldap_files
 from components.image_facts import FACTS
 from components.jupyterhub import HubLdap
-from tests.e2e.deployment import TIMINGS, Deployment
+from tests.e2e.deployment import TIMINGS, Deployment, StackCopy
 from tests.e2e.hub_deployment import (
     HubUser,
     chart_values,
@@ -56,7 +54,7 @@ from tests.e2e.site_stack import SiteStack, site_home_volume
 from tests.hub_egress import hub_users_egress
 from tests.images.slurm_containers import wait_until
 from tests.ldap_directory import LOGIN_GROUP, LdapDirectory
-from tests.project_env import ROOT, pulumi
+from tests.project_env import pulumi
 from tests.site_cluster import SiteCluster
 
 pytestmark = pytest.mark.e2e
@@ -90,36 +88,6 @@ def set_ldap(set_config, directory: LdapDirectory) -> None:
     set_config("--path", "ldap.caFile", directory.ca_cert)
     set_config("--path", "ldap.loginGroup", LOGIN_GROUP)
     set_config("--path", "ldap.bindPassword", directory.bind_password, secret=True)
-
-
-class StackCopy:
-    """A stack (`name`) on a copy of its committed config (`source`) at `config`, which the tests change."""
-
-    def __init__(self, name: str, source: str, config):
-        self.name, self.config = name, config
-        config.write_text((ROOT / source).read_text())
-
-    def set(self, *args: str, secret: bool = False) -> None:
-        pulumi("config", "set", *(["--secret"] if secret else []), *args, stack=self.name, config_file=self.config)
-
-    def pulumi(self, *args: str, timeout: float = 1800):
-        return pulumi(*args, "--yes", "--skip-preview", stack=self.name, config_file=self.config, timeout=timeout)
-
-    @contextmanager
-    def deployed(self, what: str) -> Iterator[None]:
-        """`pulumi up` from scratch (a leftover of a run that stopped before its destroy is destroyed first), timed
-        as `what`; `pulumi destroy` afterwards."""
-        if pulumi("stack", "output", "namespace", stack=self.name, check=False).returncode == 0:
-            self.pulumi("destroy")
-        t0 = time.monotonic()
-        try:
-            self.pulumi("up")
-            TIMINGS[f"pulumi up --stack {what} (from scratch)"] = time.monotonic() - t0
-            yield
-        finally:
-            t0 = time.monotonic()
-            self.pulumi("destroy")
-            TIMINGS[f"pulumi destroy --stack {what}"] = time.monotonic() - t0
 
 
 class LdapStack(Deployment, StackCopy):
