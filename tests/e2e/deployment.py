@@ -271,7 +271,7 @@ class Deployment:
 
     # --- Slurm -----------------------------------------------------------------------------------------------
     def token(self, user: str, lifespan: int = 600) -> str:
-        """A JWT minted in the single node (the stack output slurmTokenHint's command)."""
+        """A JWT minted in the Slurm pod (the stack output slurmTokenHint's command)."""
         out = self.kube.exec(self.slurm, "scontrol", "token", f"username={user}", f"lifespan={lifespan}").stdout
         return out.strip().split("=", 1)[1]
 

@@ -1,7 +1,7 @@
 """A real JupyterHub on a deployed stack, run as the official chart (z2jh 4.3.3) runs it, from the chart values the
-program computes. `deployment` is either stack's (tests/e2e/deployment.Deployment: `cluster` in test_03, the `site`
-stack's clients of an outside Slurm in test_07). Neither has a JupyterHub release (the chart cannot be fetched here),
-so the tests deploy:
+program computes. `deployment` is a stack's (tests/e2e/deployment.Deployment: `cluster` in test_03, the `site`
+stack's clients of an outside Slurm in test_07, the distributed deployment in test_10, ...). None has a JupyterHub
+release (the chart cannot be fetched here), so the tests deploy:
 
 - images built here with podman (tests/e2e/hub/): the hub (jupyterhub 5.4.4 + jupyterhub-kubespawner 7.0.0, the
   chart's hub image's versions) and the proxy (configurable-http-proxy 5.2.0 from npm, the chart's proxy's); the

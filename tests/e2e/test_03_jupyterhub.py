@@ -178,8 +178,8 @@ def test_each_user_works_in_slurm_as_themselves_from_their_home(deployment, user
         assert "up" in partitions.split(), f"{name}: sinfo: {partitions}"
         for how in ("terminal", "panel"):
             jobs.setdefault(name, []).append(job_from_home(d, user, how, hosts=[d.slurm.hostname]))
-            if how == "terminal":  # the user's first job: from login (the users fixture timed it) to COMPLETED
-                TIMINGS[f"JupyterHub login to {name}'s first job COMPLETED"] = (
+            if how == "terminal":  # the user's first job: from login (the users fixture timed it) to its output read
+                TIMINGS[f"JupyterHub login to {name}'s first job COMPLETED and read"] = (
                     TIMINGS[f"JupyterHub login to {name}'s server ready"] + time.monotonic() - t0)
         TIMINGS[f"{name}: sinfo, two jobs written, submitted, COMPLETED, read"] = time.monotonic() - t0
     # sacct tells them apart

@@ -49,8 +49,10 @@ import time
 import pytest
 
 from components import distributed, metrics
+from components.pods import KEYS_MOUNT
 from components.slurm_files import SLURMRESTD_PORT
-from tests.e2e.deployment import TIMINGS, Deployment, kube
+from tests.e2e.deployment import TIMINGS, Deployment, StackCopy, kube
+from tests.e2e.dist_stack import CLUSTER, NAMESPACE, NODES, STACK, USER, Dist
 from tests.e2e.hub_deployment import (
     HubUser,
     chart_values,
@@ -64,19 +66,15 @@ from tests.e2e.hub_deployment import (
     restd_admits_hub_users,
     running_hub,
     start_and_time,
+    user_pod,
 )
 from tests.e2e.kube import Kube, Pod
 from tests.hub_egress import hub_users_egress
 from tests.images.slurm_containers import wait_until
-from tests.project_env import ROOT, pulumi
+from tests.project_env import pulumi
 from tests.slurm_rest import SlurmRest, forged_token
 
-STACK = "dist"
-NAMESPACE = "slurm-dist"  # Pulumi.dist.yaml
-CLUSTER = "dist"
-NODES = [f"{CLUSTER}-node-0", f"{CLUSTER}-node-1"]
 CPUS, MEMORY_MB = 1, 768  # Pulumi.dist.yaml node.cpus, node.memoryMb
-USER = "alice"
 GRACE_S = 30  # Pulumi.dist.yaml distributed.drainGraceSeconds
 SECOND = "1"  # the further Kubernetes node of this module: toolchain/kube's sci-node-1
 K8S_NODES = ["sci-node", f"sci-node-{SECOND}"]
@@ -85,45 +83,6 @@ SLURMD_TIMEOUT_S = 60  # configs/slurm.conf.j2
 
 def deployed() -> bool:
     return pulumi("stack", "output", "namespace", stack=STACK, check=False).returncode == 0
-
-
-class Dist:
-    def __init__(self, kube: Kube):
-        self.kube = kube
-        self.client = NODES[0]  # the node pod that runs the tests' Slurm commands
-
-    def pod(self, name: str) -> Pod:
-        return self.kube.pod(name)
-
-    @property
-    def node_pod(self) -> Pod:
-        return self.pod(self.client)
-
-    def slurm(self, *cmd: str, user: str | None = None, timeout: float = 60) -> str:
-        """A Slurm command in the client node pod (its configless files), as `user` from their home."""
-        if user:
-            line = " ".join(cmd)
-            return self.kube.exec(self.node_pod, "runuser", "-u", user, "--", "bash", "-c", f"cd ~ && {line}",
-                                  timeout=timeout).stdout
-        return self.kube.exec(self.node_pod, *cmd, timeout=timeout).stdout
-
-    def nodes(self) -> dict[str, tuple[str, str, str]]:
-        """sinfo per node: name -> (state, CPUs, memory)."""
-        out = self.slurm("timeout", "10", "sinfo", "-h", "-N", "-o", "%N %t %c %m")
-        return {n: (s, c, m) for n, s, c, m in (line.split() for line in out.splitlines())}
-
-    def idle(self) -> bool:
-        nodes = self.nodes()
-        return sorted(nodes) == NODES and all(v[0] == "idle" for v in nodes.values())
-
-    def records(self) -> dict[str, str]:
-        """Every job accounting holds (sacct, from slurmdbd): id -> state."""
-        out = self.slurm("timeout", "20", "sacct", "-a", "-X", "-n", "-P", "-S", "2000-01-01", "-o", "jobid,state")
-        return dict(line.split("|", 1) for line in out.splitlines() if line)
-
-    def queue(self) -> dict[str, str]:
-        out = self.slurm("timeout", "10", "squeue", "-h", "-o", "%i %T")
-        return dict(line.split() for line in out.splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +198,7 @@ class TestUsers:
     def test_jupyterlabs_user_runs_a_job_from_the_home_and_srun_across_both_node_pods(self, stack):
         d, user = stack, stack.lab_user
         job = d.sbatch(d.jupyter, job_script("lab"), workdir="p")  # (examples/test.slurm asks more than a node has)
-        assert d.wait_job(job, pod=d.jupyter).startswith("COMPLETED")  # sacct as the user, in the JupyterLab pod
+        assert d.wait_job(job, pod=d.jupyter).startswith("COMPLETED")  # sacct in the JupyterLab pod
         who, node = d.sacct(job, "User,NodeList").split("|")
         assert who == user and node in NODES, (who, node)
         out = d.kube.exec(d.jupyter, "cat", f"/home/{user}/p/lab-{job}.out", user=user).stdout
@@ -274,7 +233,8 @@ class TestUsers:
             TIMINGS[f"dist: {name}'s two jobs written, submitted, COMPLETED, read"] = time.monotonic() - t0
             token = in_pod(stack, name, "slurm-token").stdout.strip()
             assert json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["sun"] == name
-            assert in_pod(stack, name, "ls /etc/slurm/slurm.key /etc/munge", check=False).returncode != 0
+            assert KEYS_MOUNT not in json.dumps(user_pod(stack, name).spec)  # no key of the cluster
+            assert in_pod(stack, name, "test ! -e /etc/slurm/slurm.key", check=False).returncode == 0
         rows = stack.kube.exec(stack.slurm, "sacct", "-n", "-X", "-P", "-j", ",".join(jobs), "-o", "JobID,User").stdout
         assert dict(r.split("|") for r in rows.split()) == jobs, rows
 
@@ -413,7 +373,7 @@ def test_a_deleted_node_pod_requeues_its_job_and_rejoins_as_the_same_slurm_node(
 
         def show() -> str:
             return dist.slurm("scontrol", "show", "job", job)
-        wait_until(lambda: "Restarts=1" in show() and "JobState=PENDING" in show(), 120, "the job requeued", show)
+        wait_until(lambda: "Restarts=1" in (s := show()) and "JobState=PENDING" in s, 120, "the job requeued", show)
         TIMINGS["dist: node pod deleted to its job requeued"] = time.monotonic() - t0
         # Slurm holds a requeued job about two minutes (its BeginTime); as an operator may, start it now.
         dist.slurm("scontrol", "update", f"jobid={job}", "starttime=now")
@@ -432,12 +392,11 @@ def test_a_deleted_node_pod_requeues_its_job_and_rejoins_as_the_same_slurm_node(
 def up_with(tmp_path, **settings: str) -> float:
     """`pulumi up` of the stack with `settings` changed in a copy of its config (Pulumi.dist.yaml stays as
     committed): its seconds."""
-    config = tmp_path / f"Pulumi.{STACK}.yaml"
-    config.write_text((ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    stack = StackCopy(STACK, f"Pulumi.{STACK}.yaml", tmp_path / f"Pulumi.{STACK}.yaml")
     for key, value in settings.items():
-        pulumi("config", "set", key, value, stack=STACK, config_file=config)
+        stack.set(key, value)
     t0 = time.monotonic()
-    pulumi("up", "--yes", "--skip-preview", stack=STACK, config_file=config, timeout=900)
+    stack.pulumi("up", timeout=900)
     return time.monotonic() - t0
 
 
@@ -500,8 +459,6 @@ def test_key_rotation_replaces_every_pod_and_slurm_goes_on_with_the_new_key(dist
     for pod in (d.slurm, d.app(distributed.ACCOUNTING_APP), d.app(distributed.NODE_APP), d.jupyter):
         held = d.kube.exec(pod, "sha256sum", "/etc/slurm/slurm.key").stdout.split()[0]
         assert held == hashlib.sha256(new_key).hexdigest(), pod.name
-    def states(records: dict[str, str]) -> dict[str, str]:  # "CANCELLED by 0" is "CANCELLED" once slurmctld restarted
-        return {job: state.split()[0] for job, state in records.items()}
-    assert states(dist.records()) == states(records), "accounting lost or changed a record"
+    assert dist.records() == records, "accounting lost or changed a record"
     job = d.sbatch(d.jupyter, job_script("rotated"), workdir="p")
     assert d.wait_job(job, pod=d.jupyter).startswith("COMPLETED")

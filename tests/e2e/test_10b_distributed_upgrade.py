@@ -15,16 +15,14 @@ import time
 
 import pytest
 
-from components.slurm_files import DEFAULT_SLURM_VERSION
 from tests.e2e.deployment import TIMINGS, StackCopy
-from tests.e2e.kube import Kube
+from tests.e2e.dist_stack import STACK, USER, Dist
 from tests.images.slurm_containers import wait_until
 
 pytestmark = pytest.mark.e2e
 
-STACK, NAMESPACE, USER = "dist", "slurm-dist", "alice"  # Pulumi.dist.yaml
 NODE = "dist-node-0"
-FROM, TO = DEFAULT_SLURM_VERSION, "26.05"  # 24.11 (trixie) to 26.05 (sid): within Slurm's three-release window
+FROM, TO = "24.11", "26.05"  # trixie's to sid's: within Slurm's window of three releases
 
 
 @pytest.fixture(scope="module")
@@ -37,54 +35,37 @@ def stack(cluster, tmp_path_factory):
         yield s
 
 
-def on(pod: str, script: str, user: str = "") -> str:
-    """`bash -c SCRIPT` in POD (as root, or as `user` from their home); its stdout."""
-    cmd = ("runuser", "-u", user, "--", "bash", "-c", f"cd ~ && {script}") if user else ("bash", "-c", script)
-    kube = Kube(NAMESPACE)
-    return kube.exec(kube.pod(pod), *cmd, timeout=120).stdout
-
-
-def records() -> dict[str, str]:
-    """Every job accounting holds: id -> state (its first word: "CANCELLED by 0" reads "CANCELLED" after a restart)."""
-    out = on(NODE, "timeout 20 sacct -a -X -n -P -S 2000-01-01 -o jobid,state")
-    return {job: state.split()[0] for job, state in (line.split("|", 1) for line in out.split())}
-
-
-def idle() -> bool:
-    return on(NODE, "timeout 10 sinfo -h -N -o '%N %t'").split() == [NODE, "idle"]
-
-
-def versions() -> dict[str, str]:
+def versions(dist: Dist) -> dict[str, str]:
     """The release each daemon runs (major.minor)."""
-    found = {"slurmctld": on(NODE, "timeout 10 scontrol show config | sed -n 's/^SLURM_VERSION *= *//p'"),
-             "slurmdbd": on("dist-accounting-0", "slurmdbd -V"), "slurmd": on(NODE, "slurmd -V")}
+    found = {"slurmctld": dist.on(NODE, "timeout 10 scontrol show config | sed -n 's/^SLURM_VERSION *= *//p'"),
+             "slurmdbd": dist.on("dist-accounting-0", "slurmdbd -V"), "slurmd": dist.on(NODE, "slurmd -V")}
     return {daemon: ".".join(text.split()[-1].split(".")[:2]) for daemon, text in found.items()}
 
 
 def test_an_upgrade_keeps_every_accounting_record_and_the_queued_job(stack):
-    wait_until(idle, 120, f"{NODE} idle")
-    assert versions() == dict.fromkeys(("slurmctld", "slurmdbd", "slurmd"), FROM)
-    done = on(NODE, "sbatch --parsable --wait -o /dev/null --wrap true", user=USER).split()[-1]
-    held = on(NODE, "sbatch --parsable --hold -o held.%j --wrap 'id -un'", user=USER).strip()
-    before = records()
+    dist = Dist()
+    wait_until(lambda: dist.idle([NODE]), 120, f"{NODE} idle")
+    assert versions(dist) == dict.fromkeys(("slurmctld", "slurmdbd", "slurmd"), FROM)
+    done = dist.on(NODE, "sbatch --parsable --wait -o /dev/null --wrap true", user=USER).split()[-1]
+    held = dist.on(NODE, "sbatch --parsable --hold -o held.%j --wrap 'id -un'", user=USER).strip()
+    before = dist.records()
     assert before[done] == "COMPLETED", before  # (a held job is not eligible: accounting may not have it yet)
 
     stack.set("slurmVersion", TO)
-    stack.set("authType", "auth/munge")
     t0 = time.monotonic()
     stack.pulumi("up")
     TIMINGS[f"dist: pulumi up from Slurm {FROM} to {TO}"] = time.monotonic() - t0
-    wait_until(idle, 120, f"{NODE} idle after the upgrade")
-    assert versions() == dict.fromkeys(("slurmctld", "slurmdbd", "slurmd"), TO)
-    restarted = {p.name for p in Kube(NAMESPACE).pods for c in p.status.get("containerStatuses", []) if c["restartCount"]}
+    wait_until(lambda: dist.idle([NODE]), 120, f"{NODE} idle after the upgrade")
+    assert versions(dist) == dict.fromkeys(("slurmctld", "slurmdbd", "slurmd"), TO)
+    restarted = {p.name for p in dist.kube.pods for c in p.status.get("containerStatuses", []) if c["restartCount"]}
     assert not restarted, f"crashed on the way (each daemon waits for the one it needs): {restarted}"
-    kept = {job: state for job, state in records().items() if job in before}
+    kept = {job: state for job, state in dist.records().items() if job in before}
     assert kept == before, "accounting lost or changed a record in the upgrade"
-    reason = on(NODE, f"squeue -h -j {held} -o '%T %r'").strip()
+    reason = dist.on(NODE, f"squeue -h -j {held} -o '%T %r'").strip()
     assert reason == "PENDING JobHeldUser", reason
 
-    on(NODE, f"scontrol release {held}", user=USER)
-    wait_until(lambda: records().get(held) == "COMPLETED", 60, f"job {held} COMPLETED", lambda: str(records()))
-    assert on(NODE, f"cat held.{held}", user=USER).split() == [USER]
-    after = on(NODE, "sbatch --parsable --wait -o /dev/null --wrap true", user=USER).split()[-1]
-    assert records()[after] == "COMPLETED"
+    dist.on(NODE, f"scontrol release {held}", user=USER)
+    wait_until(lambda: dist.records().get(held) == "COMPLETED", 60, f"job {held} COMPLETED", lambda: str(dist.records()))
+    assert dist.on(NODE, f"cat held.{held}", user=USER).split() == [USER]
+    after = dist.on(NODE, "sbatch --parsable --wait -o /dev/null --wrap true", user=USER).split()[-1]
+    assert dist.records()[after] == "COMPLETED"

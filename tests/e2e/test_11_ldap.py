@@ -36,6 +36,8 @@ from components import ldap as ldap_files
 from components.image_facts import FACTS
 from components.jupyterhub import HubLdap
 from tests.e2e.deployment import TIMINGS, Deployment, StackCopy
+from tests.e2e.dist_stack import NODES, Dist
+from tests.e2e.dist_stack import STACK as DIST_STACK
 from tests.e2e.hub_deployment import (
     HubUser,
     chart_values,
@@ -304,28 +306,20 @@ class TestSite:
 
 
 # --- the distributed deployment (components.distributed) with the directory ----------------------------------------
-DIST_STACK, DIST_NAMESPACE = "dist", "slurm-dist"  # Pulumi.dist.yaml (tests/e2e/test_10_distributed.py)
-DIST_NODES = ("dist-node-0", "dist-node-1")
-
-
-class DistLdap(StackCopy):
+class DistLdap(Dist, StackCopy):
     """The `dist` stack on a copy of Pulumi.dist.yaml with config `ldap` instead of its users and groups."""
 
     def __init__(self, directory: LdapDirectory, config):
-        super().__init__(DIST_STACK, "Pulumi.dist.yaml", config)
-        self.ldap, self.kube = directory, Kube(DIST_NAMESPACE)
+        Dist.__init__(self)
+        StackCopy.__init__(self, DIST_STACK, "Pulumi.dist.yaml", config)
+        self.ldap = directory
         for key in ("users", "groups"):
             pulumi("config", "rm", key, stack=DIST_STACK, config_file=config)
         set_ldap(self.set, directory)
         self.set("--path", "jupyter.user", "christopher")
 
-    def on(self, pod: str, script: str, user: str = "", check: bool = True):
-        """`bash -c SCRIPT` in POD (as root, or as `user` from their home)."""
-        cmd = ("runuser", "-u", user, "--", "bash", "-c", f"cd ~ && {script}") if user else ("bash", "-c", script)
-        return self.kube.exec(self.kube.pod(pod), *cmd, check=check, timeout=120)
-
     def associations(self) -> set[str]:
-        out = self.on("dist-accounting-0", "timeout 20 sacctmgr -n -P show assoc format=user").stdout
+        out = self.on("dist-accounting-0", "timeout 20 sacctmgr -n -P show assoc format=user")
         return set(out.split())
 
 
@@ -343,25 +337,25 @@ class TestDistributed:
     def test_a_directory_users_job_runs_as_them_from_their_home(self, dist):
         want = dir_user(dist, "christopher")
         wait_until(lambda: "christopher" in dist.associations(), 60, "christopher's association")
-        for pod in (*DIST_NODES, "dist-slurmctld-0", "dist-accounting-0"):
-            assert dist.on(pod, "id -u christopher").stdout.strip() == str(want.uid), pod
-        out = dist.on(DIST_NODES[0], "sbatch --parsable --wait -o whoami.%j --wrap 'id -un; id -u; pwd'",
-                      user="christopher").stdout
+        for pod in (*NODES, "dist-slurmctld-0", "dist-accounting-0"):
+            assert dist.on(pod, "id -u christopher").strip() == str(want.uid), pod
+        out = dist.on(NODES[0], "sbatch --parsable --wait -o whoami.%j --wrap 'id -un; id -u; pwd'",
+                      user="christopher")
         job = out.strip().splitlines()[-1]
-        text = dist.on(DIST_NODES[0], f"cat whoami.{job}", user="christopher").stdout.split()
+        text = dist.on(NODES[0], f"cat whoami.{job}", user="christopher").split()
         assert text == ["christopher", str(want.uid), "/home/christopher"], text
-        sacct = dist.on(DIST_NODES[0], f"sacct -X -n -P -j {job} -o user,state").stdout.strip()
+        sacct = dist.on(NODES[0], f"sacct -X -n -P -j {job} -o user,state").strip()
         assert sacct == "christopher|COMPLETED", sacct
-        assert dist.on(DIST_NODES[1], "stat -c '%u %a' /home/christopher").stdout.split() == [str(want.uid), "700"]
+        assert dist.on(NODES[1], "stat -c '%u %a' /home/christopher").split() == [str(want.uid), "700"]
         assert "toor" not in dist.associations() and "munge" not in dist.associations()
 
     def test_a_user_added_gets_an_association_and_a_home_and_one_removed_loses_the_association(self, dist):
         t0 = time.monotonic()
         dist.ldap.add_user("frances", 10006, groups=(LOGIN_GROUP,))
         wait_until(lambda: "frances" in dist.associations()
-                   and dist.on(DIST_NODES[0], "stat -c %U /home/frances", check=False).stdout.strip() == "frances", 60,
+                   and dist.on(NODES[0], "stat -c %U /home/frances", check=False).strip() == "frances", 60,
                    "frances's association and home")
-        dist.on(DIST_NODES[0], "sbatch --wait -o first.%j --wrap true", user="frances")
+        dist.on(NODES[0], "sbatch --wait -o first.%j --wrap true", user="frances")
         TIMINGS["dist: directory user added to first job COMPLETED"] = time.monotonic() - t0
         dist.ldap.remove_user("frances")
         wait_until(lambda: "frances" not in dist.associations(), 60, "frances's association to go")
