@@ -105,6 +105,27 @@ fi
 k8s_generate() {  # the provider embeds its schema, versioned, produced by go generate
   (cd "$1/src/cmd/pulumi-resource-kubernetes" && VERSION="$K8S_VERSION" "$GO" run generate.go)
 }
+# The provider's hook: its schema, then upstream's fix of its StatefulSet await (pulumi-kubernetes pull request 4094,
+# merged 2026-01-23, after the commit the proxy serves): a StatefulSet is not ready while its status describes an
+# older spec (status.observedGeneration below metadata.generation). Without it, `pulumi up` could return before an
+# in-place rolling update had begun (seen with the distributed deployment's node pods after keyRotation). Rename the
+# function when the patch changes, so that the provider's stamp no longer matches.
+k8s_hook_1() {
+  k8s_generate "$1"
+  python3 - "$1/src/pkg/await/statefulset.go" <<'PY'
+import sys
+path, anchor = sys.argv[1], "\t// Set current and target replica counts for logging purposes.\n"
+s = open(path).read()
+if s.count(anchor) != 1:
+    sys.exit(f"{path}: expected the anchor once, found {s.count(anchor)}")
+fix = ("\t// Not ready while the status describes an older spec (pulumi-kubernetes pull request 4094).\n"
+       "\tif observed, ok := openapi.Pluck(statefulset.Object, \"status\", \"observedGeneration\"); !ok ||\n"
+       "\t\tobserved.(int64) < sia.currentGeneration {\n"
+       "\t\tsia.revisionReady, sia.replicasReady = false, false\n"
+       "\t}\n\n")
+open(path, "w").write(s.replace(anchor, fix + anchor))
+PY
+}
 install_plugin() {  # NAME VERSION BINARY
   local dest="$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1"
   if [[ -x "$dest" ]] && cmp -s "$3" "$dest"; then return 0; fi
@@ -154,7 +175,7 @@ provider() {  # NAME PYMODULE GOMODULE VERSIONPKG FALLBACK [HOOK]
 provider kubernetes pulumi_kubernetes github.com/pulumi/pulumi-kubernetes/provider/v4 \
   github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version \
   "${SCI_KUBERNETES_PROVIDER_SOURCE:-github.com/pulumi/pulumi-kubernetes/provider/v4@v4.0.0-20260115033456-f47bc2d6f199}" \
-  k8s_generate
+  k8s_hook_1
 provider random pulumi_random github.com/pulumi/pulumi-random/provider/v4 \
   github.com/pulumi/pulumi-random/provider/v4/pkg/version "${SCI_RANDOM_PROVIDER_SOURCE:-}"
 provider docker pulumi_docker github.com/pulumi/pulumi-docker/provider/v5 \

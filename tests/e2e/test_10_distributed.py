@@ -440,15 +440,16 @@ def test_fewer_nodes_drain_the_ones_that_go_and_delete_them_after_their_jobs(dis
 
 
 def test_key_rotation_replaces_every_pod_and_slurm_goes_on_with_the_new_key(dist, tmp_path):
-    """keyRotation changed (with the one node the test before left): `pulumi up` returns with every pod of the stack
-    new and Ready, every Slurm role and JupyterLab hold the new slurm.key, accounting lost no record, and a job from
-    JupyterLab's user's home completes."""
+    """keyRotation changed, with the nodes there are (one, after the test before): when `pulumi up` returns, every
+    pod of the stack is new and Ready (the node pods' roll included: toolchain/pulumi.sh k8s_hook_1), every Slurm role
+    and JupyterLab hold the new slurm.key, accounting lost no record, and a job from JupyterLab's user's home
+    completes."""
     d = DistStack(dist.kube)
     before = {p.uid: p.labels["app.kubernetes.io/name"] for p in d.kube.pods}
     records = dist.records()
     _, old_key = d.secret_with("slurm.key")
     TIMINGS["dist: pulumi up after keyRotation (every pod new)"] = up_with(
-        tmp_path, nodes="1", keyRotation=f"e2e-{secrets.token_hex(4)}")
+        tmp_path, nodes=str(len(dist.nodes())), keyRotation=f"e2e-{secrets.token_hex(4)}")  # (README: not both)
     pods = d.kube.pods
     assert {p.labels["app.kubernetes.io/name"] for p in pods} == set(before.values())
     for pod in pods:
@@ -456,7 +457,8 @@ def test_key_rotation_replaces_every_pod_and_slurm_goes_on_with_the_new_key(dist
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in pod.status.get("conditions", [])), pod.name
     _, new_key = d.secret_with("slurm.key")
     assert new_key != old_key
-    for pod in (d.slurm, d.app(distributed.ACCOUNTING_APP), d.app(distributed.NODE_APP), d.jupyter):
+    node_pods = [p for p in pods if p.labels["app.kubernetes.io/name"] == distributed.NODE_APP]
+    for pod in (d.slurm, d.app(distributed.ACCOUNTING_APP), *node_pods, d.jupyter):
         held = d.kube.exec(pod, "sha256sum", "/etc/slurm/slurm.key").stdout.split()[0]
         assert held == hashlib.sha256(new_key).hexdigest(), pod.name
     assert dist.records() == records, "accounting lost or changed a record"
